@@ -1,0 +1,80 @@
+//! `marketplace-local`: the whole HTTP API on a laptop. Reads `template.yaml`, serves
+//! every route through the local gateway over the embedded backend in `--data-dir`,
+//! seeds demo data on first run (or with `--seed`), and runs until Ctrl-C.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Parser;
+use infra::gateway::{Gateway, OPENAPI_PATH};
+use infra::seed::{self, DEMO_USERS};
+use shared::AppState;
+
+#[derive(Debug, Parser)]
+#[command(version, about = "Serve the marketplace API locally (embedded storage, no AWS)")]
+struct Args {
+    /// Port to listen on.
+    #[arg(long, env = "PORT", default_value_t = 3000)]
+    port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// Directory of the embedded store, blobs and the local signing key.
+    #[arg(long, env = "DATA_DIR", default_value = ".data")]
+    data_dir: PathBuf,
+    /// The SAM template whose HttpApi routes are served (openapi.json sits beside it).
+    #[arg(long, default_value = "template.yaml")]
+    template: PathBuf,
+    /// Seed demo users and categories (always done when the data directory is new).
+    #[arg(long)]
+    seed: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    shared::telemetry::init();
+    let args = Args::parse();
+
+    let fresh = !args.data_dir.join("marketplace.db").exists();
+    let state = AppState::embedded(&args.data_dir)
+        .await
+        .with_context(|| format!("open the embedded backend in {}", args.data_dir.display()))?;
+    if args.seed || fresh {
+        let report = seed::seed(&state).await.context("seed demo data")?;
+        println!(
+            "Seeded demo data: {} users created ({} existed), {} categories created ({} existed).",
+            report.users_created, report.users_skipped, report.categories_created, report.categories_skipped
+        );
+    }
+
+    let gateway = Gateway::load(state, &args.template)
+        .with_context(|| format!("load the gateway from {}", args.template.display()))?;
+    let addr = SocketAddr::new(args.host, args.port);
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listen on {addr}"))?;
+    let url = format!("http://{}", listener.local_addr().context("read the bound address")?);
+
+    println!("\nMarketplace API at {url}  (data: {})", args.data_dir.display());
+    for served in gateway.routes() {
+        println!("  {:<7} {url}{:<28} -> {}", served.route.method, served.route.path, served.binary);
+    }
+    println!("  {:<7} {url}{OPENAPI_PATH}", "GET");
+    if let Some(cors) = gateway.cors() {
+        println!("CORS origins: {}", cors.allow_origins.join(", "));
+    }
+    println!("\nDemo logins (POST {url}/auth/login):");
+    for user in DEMO_USERS {
+        println!("  {:<9} {:<27} {}", user.role.as_str(), user.email, user.password);
+    }
+    println!("\nCtrl-C to stop.");
+
+    let shutdown = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    gateway.serve(listener, shutdown).await.context("serve")?;
+    println!("Stopped.");
+    Ok(())
+}

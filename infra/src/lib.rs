@@ -1,0 +1,21 @@
+//! What stands in for AWS on a laptop: the local API Gateway that serves every
+//! HttpApi route of `template.yaml` in one process, the template reader it is
+//! built on, the function handler table, and demo data.
+//!
+//! # Layout
+//! - `template`: `template.yaml` → functions, their binaries and HttpApi routes, CORS.
+//! - `functions`: the one table of binary name → `handle` fn and `ROUTES`.
+//! - `gateway`: the local API Gateway (HTTP API payload 2.0, CORS, 10 MB limit,
+//!   `/openapi.json`); `gateway::spawn` for tests.
+//! - `seed`: idempotent demo users and categories.
+//!
+//! Binaries: `marketplace-local` (gateway over the embedded backend) and
+//! `marketplace-admin` (create an admin account, locally or against AWS).
+
+pub mod functions;
+pub mod gateway;
+pub mod seed;
+pub mod template;
+
+pub use gateway::{spawn, Gateway, GatewayError, ServedRoute};
+pub use template::{CorsConfig, Function, HttpRoute, Template, TemplateError};

@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# The project's test command (`make test`). Installs the pinned Python tools into
+# .venv, starts moto's server on a free loopback port as the AWS-compatible
+# endpoint (unless AWS_ENDPOINT_URL already names one), then runs rustfmt, clippy,
+# the whole cargo test suite, cfn-lint and sam validate. Stops at the first
+# failure and exits non-zero; a missing or dead moto is a failure, never a skip.
+#
+# Usage: scripts/test.sh [all|lint|tools]
+#   all    (default) everything above
+#   lint   tools + fmt + clippy + cfn-lint + sam validate (no endpoint, no tests)
+#   tools  only make sure .venv holds requirements-dev.txt
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+MODE=${1:-all}
+case "$MODE" in all | lint | tools) ;; *)
+    echo "usage: $0 [all|lint|tools]" >&2
+    exit 2
+    ;;
+esac
+
+VENV=.venv
+export SAM_CLI_TELEMETRY=0 # no telemetry calls from sam
+
+STEPS=()    # "name  seconds" of every finished step, for the summary
+CURRENT=""  # the step running now, named if it fails
+MOTO_PID=""
+MOTO_LOG=""
+TEST_LOG=""
+
+# Adds up cargo's "test result: ok. N passed; M failed; K ignored; ..." lines.
+test_counts() {
+    awk '/^test result:/ {
+            for (i = 2; i <= NF; i++) {
+                if ($i ~ /^passed;?$/) p += $(i - 1)
+                if ($i ~ /^failed;?$/) f += $(i - 1)
+                if ($i ~ /^ignored;?$/) s += $(i - 1)
+            }
+        }
+        END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$TEST_LOG"
+}
+
+cleanup() {
+    local rc=$?
+    if [[ $rc -ne 0 && -n $TEST_LOG && -s $TEST_LOG ]]; then
+        test_counts
+    fi
+    if [[ -n $MOTO_PID ]] && kill -0 "$MOTO_PID" 2>/dev/null; then
+        kill "$MOTO_PID" 2>/dev/null || true
+        wait "$MOTO_PID" 2>/dev/null || true
+    fi
+    [[ -n $MOTO_LOG ]] && rm -f "$MOTO_LOG"
+    [[ -n $TEST_LOG ]] && rm -f "$TEST_LOG"
+    if [[ $rc -ne 0 ]]; then
+        printf '\n==> FAILED%s (exit %d)\n' "${CURRENT:+ at step: $CURRENT}" "$rc" >&2
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# step NAME COMMAND...: runs COMMAND as a named, timed step (set -e stops on failure).
+step() {
+    local name=$1 start=$SECONDS
+    shift
+    CURRENT=$name
+    printf '\n==> %s\n' "$name"
+    "$@"
+    STEPS+=("$(printf '%-28s %5ss' "$name" $((SECONDS - start)))")
+    CURRENT=""
+}
+
+# --- Python tools -----------------------------------------------------------
+install_tools() {
+    if [[ ! -x $VENV/bin/python ]]; then
+        python3 -m venv "$VENV"
+    fi
+    local stamp=$VENV/.requirements-dev.sha256 want
+    want=$(sha256sum requirements-dev.txt | cut -d' ' -f1)
+    if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
+        "$VENV/bin/python" -m pip install --disable-pip-version-check --quiet -r requirements-dev.txt
+        echo "$want" >"$stamp"
+    else
+        echo "requirements-dev.txt unchanged since the last install"
+    fi
+    local tool missing=0
+    for tool in moto_server cfn-lint sam cargo-lambda; do
+        if [[ ! -x $VENV/bin/$tool ]]; then
+            echo "missing $VENV/bin/$tool after installing requirements-dev.txt" >&2
+            missing=1
+        fi
+    done
+    if [[ $missing -ne 0 ]]; then
+        rm -f "$stamp" # force a reinstall next time
+        return 1
+    fi
+}
+
+# --- the AWS-compatible endpoint --------------------------------------------
+start_moto() {
+    if [[ -n ${AWS_ENDPOINT_URL:-} ]]; then
+        echo "AWS_ENDPOINT_URL is set; not starting moto"
+        return 0
+    fi
+    local port
+    port=$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+    MOTO_LOG=$(mktemp -t moto.XXXXXX.log)
+    "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$MOTO_LOG" 2>&1 &
+    MOTO_PID=$!
+    local url="http://127.0.0.1:$port" tries
+    for ((tries = 0; tries < 150; tries++)); do
+        if ! kill -0 "$MOTO_PID" 2>/dev/null; then
+            echo "moto_server exited before answering:" >&2
+            cat "$MOTO_LOG" >&2
+            return 1
+        fi
+        # Any HTTP answer means it is up.
+        if "$VENV/bin/python" - "$url" <<'PY' 2>/dev/null; then
+import sys, urllib.error, urllib.request
+try:
+    urllib.request.urlopen(sys.argv[1] + "/moto-api/", timeout=1)
+except urllib.error.HTTPError:
+    pass
+PY
+            export AWS_ENDPOINT_URL=$url
+            echo "moto_server (pid $MOTO_PID) answers on $url"
+            return 0
+        fi
+        sleep 0.2
+    done
+    echo "moto_server did not answer on $url within 30 s:" >&2
+    cat "$MOTO_LOG" >&2
+    return 1
+}
+
+aws_environment() {
+    local origin="from the environment"
+    if [[ -n $MOTO_PID ]]; then
+        origin="moto_server started by this script"
+    fi
+    # Defaults only: a developer may point the suite at DynamoDB Local, LocalStack
+    # or a real account with their own endpoint and credentials.
+    export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-testing}
+    export AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-testing}
+    export AWS_REGION=${AWS_REGION:-us-east-1}
+    echo "aws contract suite endpoint: $AWS_ENDPOINT_URL ($origin), region $AWS_REGION"
+}
+
+# --- Rust -------------------------------------------------------------------
+cargo_tests() {
+    TEST_LOG=$(mktemp -t cargo-test.XXXXXX.log)
+    cargo test --workspace 2>&1 | tee "$TEST_LOG"
+}
+
+# --- template ---------------------------------------------------------------
+cfn_lint() { "$VENV/bin/cfn-lint" template.yaml && echo "cfn-lint: template.yaml has no findings"; }
+sam_validate() { "$VENV/bin/sam" validate --lint --region us-east-1 --template-file template.yaml; }
+
+step "python tools (.venv)" install_tools
+[[ $MODE == tools ]] && exit 0
+
+if [[ $MODE == all ]]; then
+    step "aws endpoint" start_moto
+    aws_environment
+fi
+step "cargo fmt --check" cargo fmt --all -- --check
+step "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
+if [[ $MODE == all ]]; then
+    step "cargo test" cargo_tests
+fi
+step "cfn-lint" cfn_lint
+step "sam validate --lint" sam_validate
+
+# --- summary ----------------------------------------------------------------
+printf '\n==> summary\n'
+printf '  %s\n' "${STEPS[@]}"
+if [[ -n $TEST_LOG ]]; then
+    test_counts
+fi
+echo "all ${#STEPS[@]} steps passed"

@@ -1,0 +1,62 @@
+//! The SQLite connection shared by the embedded store and job queue: opening a
+//! file in WAL mode with a busy timeout, and running calls off the async threads.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+/// How long a write waits for another process's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opening the database failed.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum OpenError {
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    /// WAL mode is what lets several processes share the file; without it
+    /// (e.g. on a network file system) the store refuses to open.
+    #[error("could not switch the database to WAL mode (journal mode is {0})")]
+    NotWal(String),
+}
+
+/// One SQLite connection, used by one call at a time on the blocking pool.
+#[derive(Clone)]
+pub(super) struct Db {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Db {
+    /// Opens (creating if needed) the database at `path` in WAL mode, so several
+    /// local processes can read while one writes, and runs `schema`.
+    pub(super) fn open(path: &Path, schema: &str) -> Result<Self, OpenError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(OpenError::NotWal(mode));
+        }
+        conn.execute_batch(schema)?;
+        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    /// Runs `f` with the connection on tokio's blocking pool. A panic inside an
+    /// earlier call leaves the connection usable (any open transaction rolled
+    /// back on drop), so a poisoned lock is recovered rather than propagated.
+    pub(super) async fn call<T, E>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+    ) -> Result<Result<T, E>, tokio::task::JoinError>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&mut guard)
+        })
+        .await
+    }
+}

@@ -1,0 +1,12 @@
+//! The embedded backend: SQLite (one file in WAL mode, shared by every local
+//! function process) for items and jobs, and a plain directory for blobs. It is a
+//! real, durable store, the default when no AWS resources are configured.
+
+mod blobs;
+mod db;
+mod jobs;
+mod store;
+
+pub use blobs::EmbeddedBlobs;
+pub use jobs::EmbeddedJobs;
+pub use store::EmbeddedStore;

@@ -1,0 +1,233 @@
+//! The embedded item store: the single table as the SQLite table `items`, whose
+//! index key attributes and `ttl` are mirrored from the JSON attributes into
+//! indexed columns so index queries and expiry checks run in SQL.
+
+use std::path::Path;
+
+use async_trait::async_trait;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, TransactionBehavior};
+
+use super::db::Db;
+use crate::adapters::rules;
+use crate::ports::{Attrs, Index, Item, ItemKey, Page, Query, Store, StoreError, WriteOp, ATTR_TTL};
+
+/// `items` mirrors the DynamoDB table: `pk`/`sk` primary key, the two index key
+/// pairs (set only when both attributes of the pair are present, which is when
+/// DynamoDB indexes an item) and `ttl`; `attrs` holds every attribute as JSON.
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS items (
+    pk     TEXT NOT NULL,
+    sk     TEXT NOT NULL,
+    gsi1pk TEXT,
+    gsi1sk TEXT,
+    gsi2pk TEXT,
+    gsi2sk TEXT,
+    ttl    INTEGER,
+    attrs  TEXT NOT NULL,
+    PRIMARY KEY (pk, sk)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS items_gsi1 ON items (gsi1pk, gsi1sk, pk, sk);
+CREATE INDEX IF NOT EXISTS items_gsi2 ON items (gsi2pk, gsi2sk, pk, sk);
+";
+
+/// The item store on a SQLite file. Several processes may open the same file.
+///
+/// Expired items (a `ttl` in the past) read as absent and count as absent for
+/// conditions; they stay in the file until overwritten or deleted, as they do in
+/// DynamoDB until its TTL sweeper removes them.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Db,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore").finish_non_exhaustive()
+    }
+}
+
+impl EmbeddedStore {
+    /// Opens (creating if needed) the store in the SQLite file at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Db::open(path, SCHEMA)
+            .map_err(|e| StoreError::backend(format!("open embedded store {}", path.display()), e))?;
+        Ok(Self { db })
+    }
+
+    /// Runs `f` on the blocking pool; `context` names the call if the task fails.
+    async fn call<T: Send + 'static>(
+        &self,
+        context: String,
+        f: impl FnOnce(&mut Connection, &str) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = context.clone();
+        self.db.call(move |conn| f(conn, &inner)).await.map_err(|e| StoreError::backend(context, e))?
+    }
+}
+
+/// Attributes of the live item at `key`: `None` when absent or expired.
+fn current(conn: &Connection, key: &ItemKey, now: i64, context: &str) -> Result<Option<Attrs>, StoreError> {
+    let row: Option<(String, Option<i64>)> = conn
+        .query_row("SELECT attrs, ttl FROM items WHERE pk = ?1 AND sk = ?2", params![key.pk, key.sk], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .optional()
+        .map_err(|e| StoreError::backend(context, e))?;
+    match row {
+        Some((_, Some(ttl))) if ttl < now => Ok(None),
+        Some((json, _)) => Ok(Some(parse_attrs(&json, context)?)),
+        None => Ok(None),
+    }
+}
+
+fn parse_attrs(json: &str, context: &str) -> Result<Attrs, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::backend(context, e))
+}
+
+/// The index key column values of `attrs` for `index`: both or neither.
+fn index_columns(attrs: &Attrs, index: Index) -> (Option<&str>, Option<&str>) {
+    let (pk, sk) = index.key_attrs();
+    match (attrs.get(pk).and_then(|v| v.as_str()), attrs.get(sk).and_then(|v| v.as_str())) {
+        (Some(pk), Some(sk)) => (Some(pk), Some(sk)),
+        _ => (None, None),
+    }
+}
+
+fn write_item(conn: &Connection, item: &Item, context: &str) -> Result<(), StoreError> {
+    let json = serde_json::to_string(&item.attrs).map_err(|e| StoreError::backend(context, e))?;
+    let (gsi1pk, gsi1sk) = index_columns(&item.attrs, Index::Gsi1);
+    let (gsi2pk, gsi2sk) = index_columns(&item.attrs, Index::Gsi2);
+    let ttl = item.int(ATTR_TTL);
+    conn.execute(
+        "INSERT OR REPLACE INTO items (pk, sk, gsi1pk, gsi1sk, gsi2pk, gsi2sk, ttl, attrs)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![item.key.pk, item.key.sk, gsi1pk, gsi1sk, gsi2pk, gsi2sk, ttl, json],
+    )
+    .map_err(|e| StoreError::backend(context, e))?;
+    Ok(())
+}
+
+/// Checks every condition, then applies every write, in one `BEGIN IMMEDIATE`
+/// transaction (so no other process writes between the checks and the writes).
+fn transact(conn: &mut Connection, writes: &[WriteOp], context: &str) -> Result<(), StoreError> {
+    let tx =
+        conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| StoreError::backend(context, e))?;
+    let now = rules::now_epoch();
+    for (index, write) in writes.iter().enumerate() {
+        let condition = match write {
+            WriteOp::Put { condition, .. } | WriteOp::Delete { condition, .. } | WriteOp::Check { condition, .. } => {
+                condition
+            }
+        };
+        let live = current(&tx, write.key(), now, context)?;
+        if !rules::condition_holds(condition, live.as_ref()) {
+            return Err(StoreError::ConditionFailed { index });
+        }
+    }
+    for write in writes {
+        match write {
+            WriteOp::Put { item, .. } => write_item(&tx, item, context)?,
+            WriteOp::Delete { key, .. } => {
+                tx.execute("DELETE FROM items WHERE pk = ?1 AND sk = ?2", params![key.pk, key.sk])
+                    .map_err(|e| StoreError::backend(context, e))?;
+            }
+            WriteOp::Check { .. } => {}
+        }
+    }
+    tx.commit().map_err(|e| StoreError::backend(context, e))
+}
+
+/// One page of `query`, reading `limit + 1` rows to know whether more follow.
+fn query(conn: &Connection, query: &Query, context: &str) -> Result<Page, StoreError> {
+    let (pcol, scol) = match query.index {
+        None => ("pk", "sk"),
+        Some(index) => index.key_attrs(),
+    };
+    let mut params: Vec<SqlValue> = vec![query.partition.clone().into(), rules::now_epoch().into()];
+    let mut sql = format!("SELECT pk, sk, attrs FROM items WHERE {pcol} = ?1 AND (ttl IS NULL OR ttl >= ?2)");
+    if query.index.is_some() {
+        sql.push_str(&format!(" AND {scol} IS NOT NULL"));
+    }
+    if let Some(prefix) = query.sort_prefix.as_deref().filter(|p| !p.is_empty()) {
+        params.push(prefix.to_owned().into());
+        let n = params.len();
+        sql.push_str(&format!(" AND {scol} >= ?{n} AND substr({scol}, 1, length(?{n})) = ?{n}"));
+    }
+    let (op, dir) = if query.ascending { (">", "ASC") } else { ("<", "DESC") };
+    if let Some(after) = &query.start_after {
+        if query.index.is_none() {
+            params.push(after.key.sk.clone().into());
+            sql.push_str(&format!(" AND sk {op} ?{}", params.len()));
+        } else {
+            let (_, sort) = rules::sort_key(query, after).ok_or_else(|| {
+                StoreError::Invalid(format!("start_after item {}/{} lacks the index keys", after.key.pk, after.key.sk))
+            })?;
+            params.extend([sort.to_owned().into(), after.key.pk.clone().into(), after.key.sk.clone().into()]);
+            let n = params.len();
+            sql.push_str(&format!(" AND ({scol}, pk, sk) {op} (?{}, ?{}, ?{n})", n - 2, n - 1));
+        }
+    }
+    if query.index.is_none() {
+        sql.push_str(&format!(" ORDER BY sk {dir}"));
+    } else {
+        sql.push_str(&format!(" ORDER BY {scol} {dir}, pk {dir}, sk {dir}"));
+    }
+    sql.push_str(&format!(" LIMIT {}", query.limit + 1));
+
+    let mut statement = conn.prepare_cached(&sql).map_err(|e| StoreError::backend(context, e))?;
+    let rows = statement
+        .query_map(params_from_iter(params), |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?))
+        })
+        .map_err(|e| StoreError::backend(context, e))?;
+    let mut items = Vec::new();
+    for row in rows {
+        let (pk, sk, json) = row.map_err(|e| StoreError::backend(context, e))?;
+        items.push(Item::new(ItemKey::new(pk, sk), parse_attrs(&json, context)?));
+    }
+    let last = if items.len() > query.limit {
+        items.truncate(query.limit);
+        items.last().cloned()
+    } else {
+        None
+    };
+    Ok(Page { items, last })
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn get(&self, key: &ItemKey) -> Result<Option<Item>, StoreError> {
+        rules::check_key(key)?;
+        let key = key.clone();
+        let context = format!("get item {}/{}", key.pk, key.sk);
+        self.call(context, move |conn, context| {
+            Ok(current(conn, &key, rules::now_epoch(), context)?.map(|attrs| Item::new(key, attrs)))
+        })
+        .await
+    }
+
+    async fn transact(&self, writes: Vec<WriteOp>) -> Result<(), StoreError> {
+        let writes = rules::check_writes(writes)?;
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let context = rules::describe_writes(&writes);
+        self.call(context, move |conn, context| transact(conn, &writes, context)).await
+    }
+
+    async fn query(&self, q: &Query) -> Result<Page, StoreError> {
+        rules::check_query(q)?;
+        let q = q.clone();
+        self.call(rules::query_context(&q), move |conn, context| query(conn, &q, context)).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.call("ping embedded store".into(), |conn, context| {
+            conn.query_row("SELECT count(*) FROM items WHERE pk = ''", [], |row| row.get::<_, i64>(0))
+                .map(|_| ())
+                .map_err(|e| StoreError::backend(context, e))
+        })
+        .await
+    }
+}

@@ -1,0 +1,14 @@
+//! Adapters: two implementations of every port. `embedded` runs on a laptop
+//! (SQLite file plus a blob directory); `aws` runs in Lambda (DynamoDB, S3, SQS).
+//! Both enforce the same rules (`rules`), and one contract suite
+//! (`shared/tests/contract`) runs unchanged against each.
+
+mod aws;
+mod embedded;
+pub mod provision;
+mod rules;
+
+pub use aws::{
+    dynamo_client, fetch_signing_key, s3_client, sdk_config, sqs_client, DynamoStore, S3Blobs, SigningKeyError, SqsJobs,
+};
+pub use embedded::{EmbeddedBlobs, EmbeddedJobs, EmbeddedStore};

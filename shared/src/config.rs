@@ -1,0 +1,204 @@
+//! Configuration, read once at start-up, and the `AppState` every handler receives.
+//!
+//! Outside Lambda with no `TABLE_NAME`, the embedded backend lives in a local data
+//! directory (`DATA_DIR`, default `.data`), and the token key pair is generated
+//! once into it. Inside Lambda (`AWS_LAMBDA_FUNCTION_NAME` is set) every setting the
+//! function needs must be present: a missing one is a start-up error, never a
+//! silent fall-back to the embedded store.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::adapters::{self, DynamoStore, EmbeddedBlobs, EmbeddedJobs, EmbeddedStore, S3Blobs, SqsJobs};
+use crate::ports::{BlobStore, Clock, JobQueue, Store, SystemClock};
+use crate::tokens::{TokenError, TokenKeys};
+
+/// Start-up failures: the process refuses to serve.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("missing setting {0}: inside Lambda the template must set it")]
+    Missing(&'static str),
+    #[error("invalid setting {name}: {reason}")]
+    Invalid { name: &'static str, reason: String },
+    #[error("local data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("open {what}: {source}")]
+    Open {
+        what: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("token keys: {0}")]
+    Keys(#[from] TokenError),
+}
+
+/// Whether this process may sign tokens (only `auth`) or only verify them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyUse {
+    Verify,
+    Sign,
+}
+
+/// Which backend serves the ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    Embedded { data_dir: PathBuf },
+    Aws { table: String },
+}
+
+impl Backend {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Embedded { .. } => "embedded",
+            Backend::Aws { .. } => "aws",
+        }
+    }
+}
+
+/// Lifetimes of the tokens `auth` issues.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenSettings {
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        Self { access_ttl: Duration::from_secs(15 * 60), refresh_ttl: Duration::from_secs(30 * 24 * 3600) }
+    }
+}
+
+/// Everything a handler needs, built once per process and shared by reference.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    /// Absent where the function's template entry names no bucket.
+    pub blobs: Option<Arc<dyn BlobStore>>,
+    /// Absent where the function's template entry names no queue.
+    pub jobs: Option<Arc<dyn JobQueue>>,
+    pub clock: Arc<dyn Clock>,
+    pub tokens: Arc<TokenKeys>,
+    pub token_settings: TokenSettings,
+    pub backend: Backend,
+}
+
+/// Reads a non-empty environment variable.
+fn setting(name: &'static str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn seconds_setting(name: &'static str, default: Duration, unit_secs: u64) -> Result<Duration, ConfigError> {
+    match setting(name) {
+        None => Ok(default),
+        Some(raw) => raw
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .map(|n| Duration::from_secs(n * unit_secs))
+            .ok_or(ConfigError::Invalid { name, reason: format!("{raw:?} is not a positive integer") }),
+    }
+}
+
+impl AppState {
+    /// Builds the state from the environment (see the module doc).
+    pub async fn from_env(key_use: KeyUse) -> Result<Self, ConfigError> {
+        let in_lambda = setting("AWS_LAMBDA_FUNCTION_NAME").is_some();
+        let token_settings = TokenSettings {
+            access_ttl: seconds_setting("ACCESS_TOKEN_TTL_SECONDS", TokenSettings::default().access_ttl, 1)?,
+            refresh_ttl: seconds_setting("REFRESH_TOKEN_TTL_DAYS", TokenSettings::default().refresh_ttl, 24 * 3600)?,
+        };
+        let table = setting("TABLE_NAME");
+        if table.is_none() && !in_lambda {
+            let data_dir = PathBuf::from(setting("DATA_DIR").unwrap_or_else(|| ".data".into()));
+            let mut state = Self::embedded(&data_dir).await?;
+            state.token_settings = token_settings;
+            return Ok(state);
+        }
+        let table = table.ok_or(ConfigError::Missing("TABLE_NAME"))?;
+        let sdk = adapters::sdk_config().await;
+        let tokens = match key_use {
+            KeyUse::Sign => {
+                let arn = setting("SIGNING_KEY_SECRET_ARN").ok_or(ConfigError::Missing("SIGNING_KEY_SECRET_ARN"))?;
+                let pkcs8 = adapters::fetch_signing_key(&sdk, &arn)
+                    .await
+                    .map_err(|source| ConfigError::Open { what: "signing key secret", source })?;
+                TokenKeys::from_pkcs8(&pkcs8)?
+            }
+            KeyUse::Verify => {
+                let public = setting("TOKEN_PUBLIC_KEY").ok_or(ConfigError::Missing("TOKEN_PUBLIC_KEY"))?;
+                TokenKeys::from_public_key_b64(&public)?
+            }
+        };
+        let blobs = setting("ASSETS_BUCKET")
+            .map(|bucket| Arc::new(S3Blobs::new(adapters::s3_client(&sdk), bucket)) as Arc<dyn BlobStore>);
+        let jobs = setting("JOBS_QUEUE_URL")
+            .map(|url| Arc::new(SqsJobs::new(adapters::sqs_client(&sdk), url)) as Arc<dyn JobQueue>);
+        Ok(Self {
+            store: Arc::new(DynamoStore::new(adapters::dynamo_client(&sdk), table.clone())),
+            blobs,
+            jobs,
+            clock: Arc::new(SystemClock),
+            tokens: Arc::new(tokens),
+            token_settings,
+            backend: Backend::Aws { table },
+        })
+    }
+
+    /// The embedded backend in `data_dir`: `marketplace.db` (items and jobs),
+    /// `blobs/`, and `signing-key.pk8`, each created on first use.
+    pub async fn embedded(data_dir: &Path) -> Result<Self, ConfigError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| ConfigError::DataDir { path: data_dir.into(), source })?;
+        let db = data_dir.join("marketplace.db");
+        let store =
+            EmbeddedStore::open(&db).map_err(|e| ConfigError::Open { what: "embedded store", source: e.into() })?;
+        let blobs = EmbeddedBlobs::open(&data_dir.join("blobs"))
+            .map_err(|e| ConfigError::Open { what: "embedded blob store", source: e.into() })?;
+        let jobs = EmbeddedJobs::open(&db, "jobs")
+            .map_err(|e| ConfigError::Open { what: "embedded job queue", source: e.into() })?;
+        let pkcs8 = local_signing_key(data_dir)?;
+        Ok(Self {
+            store: Arc::new(store),
+            blobs: Some(Arc::new(blobs)),
+            jobs: Some(Arc::new(jobs)),
+            clock: Arc::new(SystemClock),
+            tokens: Arc::new(TokenKeys::from_pkcs8(&pkcs8)?),
+            token_settings: TokenSettings::default(),
+            backend: Backend::Embedded { data_dir: data_dir.into() },
+        })
+    }
+}
+
+/// Reads the local signing key, generating it on first use. Several local
+/// processes may start at once: the file is created exclusively, and a loser of
+/// that race reads the winner's key.
+fn local_signing_key(data_dir: &Path) -> Result<Vec<u8>, ConfigError> {
+    use std::io::Write;
+    let path = data_dir.join("signing-key.pk8");
+    let io_err = |source| ConfigError::DataDir { path: path.clone(), source };
+    if let Ok(bytes) = std::fs::read(&path) {
+        if !bytes.is_empty() {
+            return Ok(bytes);
+        }
+    }
+    let pkcs8 = TokenKeys::generate_pkcs8();
+    let tmp = data_dir.join(format!("signing-key.{}.tmp", ulid::Ulid::new()));
+    let mut file = std::fs::File::create(&tmp).map_err(io_err)?;
+    file.write_all(&pkcs8).and_then(|()| file.sync_all()).map_err(io_err)?;
+    match std::fs::hard_link(&tmp, &path) {
+        Ok(()) => {
+            let _ = std::fs::remove_file(&tmp);
+            Ok(pkcs8)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let _ = std::fs::remove_file(&tmp);
+            std::fs::read(&path).map_err(io_err)
+        }
+        Err(e) => Err(io_err(e)),
+    }
+}

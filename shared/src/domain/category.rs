@@ -1,0 +1,148 @@
+//! Product categories: names, URL slugs and descriptions.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use ulid::Ulid;
+
+/// A category's id (a ULID).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CategoryId(pub Ulid);
+
+impl CategoryId {
+    pub fn new() -> Self {
+        Self(Ulid::new())
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Ulid::from_string(raw).ok().map(Self)
+    }
+}
+
+impl Default for CategoryId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for CategoryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A category name: 1 to 60 characters after trimming, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CategoryName(String);
+
+impl CategoryName {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let name = raw.trim();
+        if name.is_empty() {
+            return Err("must not be empty".into());
+        }
+        if name.chars().count() > 60 {
+            return Err("must be at most 60 characters".into());
+        }
+        if name.chars().any(char::is_control) {
+            return Err("must not contain control characters".into());
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A URL slug: 1 to 60 of `a-z`, `0-9` and single `-` between them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slug(String);
+
+impl Slug {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let ok = !raw.is_empty()
+            && raw.len() <= 60
+            && raw.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !raw.starts_with('-')
+            && !raw.ends_with('-')
+            && !raw.contains("--");
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err("must be 1 to 60 lowercase letters, digits and single hyphens, like \"leafy-greens\"".into())
+        }
+    }
+
+    /// Derives a slug from a name: ASCII letters and digits kept (lower-cased),
+    /// every other run of characters becomes one hyphen.
+    pub fn from_name(name: &CategoryName) -> Result<Self, String> {
+        let mut slug = String::new();
+        for c in name.as_str().chars() {
+            if c.is_ascii_alphanumeric() {
+                slug.push(c.to_ascii_lowercase());
+            } else if !slug.is_empty() && !slug.ends_with('-') {
+                slug.push('-');
+            }
+        }
+        let slug: String = slug.trim_end_matches('-').chars().take(60).collect();
+        Self::parse(slug.trim_end_matches('-'))
+            .map_err(|_| "cannot derive a slug from the name; give one explicitly".to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A category description: at most 500 characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CategoryDescription(String);
+
+impl CategoryDescription {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let text = raw.trim();
+        if text.chars().count() > 500 {
+            return Err("must be at most 500 characters".into());
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A stored category.
+#[derive(Debug, Clone)]
+pub struct Category {
+    pub id: CategoryId,
+    pub name: CategoryName,
+    pub slug: Slug,
+    pub description: Option<CategoryDescription>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    pub version: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slug_rules() {
+        assert!(Slug::parse("leafy-greens").is_ok());
+        for bad in ["", "Leafy", "-a", "a-", "a--b", "a b", "é"] {
+            assert!(Slug::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn slug_from_name() {
+        let name = CategoryName::parse("  Fruit & Veg!! ").unwrap();
+        assert_eq!(Slug::from_name(&name).unwrap().as_str(), "fruit-veg");
+        assert!(Slug::from_name(&CategoryName::parse("éé").unwrap()).is_err());
+    }
+}

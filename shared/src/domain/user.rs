@@ -1,0 +1,272 @@
+//! Users: ids, emails, passwords (argon2id), display names and roles.
+
+use std::fmt;
+
+use argon2::password_hash::{rand_core::OsRng, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use ulid::Ulid;
+
+/// A user's id (a ULID).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UserId(pub Ulid);
+
+impl UserId {
+    pub fn new() -> Self {
+        Self(Ulid::new())
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Ulid::from_string(raw).ok().map(Self)
+    }
+}
+
+impl Default for UserId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// An email address, trimmed and lower-cased so uniqueness ignores letter case.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Email(String);
+
+impl Email {
+    /// Accepts `local@domain.tld` shapes of at most 254 characters.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let email = raw.trim().to_lowercase();
+        if email.is_empty() {
+            return Err("must not be empty".into());
+        }
+        if email.chars().count() > 254 {
+            return Err("must be at most 254 characters".into());
+        }
+        let Some((local, domain)) = email.split_once('@') else {
+            return Err("must be an email address like name@example.com".into());
+        };
+        let domain_ok = domain.contains('.')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+            && !domain.contains("..")
+            && domain.chars().all(|c| c.is_alphanumeric() || c == '.' || c == '-');
+        let local_ok = !local.is_empty()
+            && local.len() <= 64
+            && !local.chars().any(|c| c.is_whitespace() || c.is_control() || c == '@');
+        if !domain_ok || !local_ok {
+            return Err("must be an email address like name@example.com".into());
+        }
+        Ok(Self(email))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A plaintext password. Its `Debug` never shows the secret.
+#[derive(Clone)]
+pub struct Password(String);
+
+impl Password {
+    pub const MIN_CHARS: usize = 10;
+    pub const MAX_CHARS: usize = 128;
+
+    /// Length rules only (NIST SP 800-63B): 10 to 128 characters.
+    pub fn parse(raw: String) -> Result<Self, String> {
+        let chars = raw.chars().count();
+        if chars < Self::MIN_CHARS {
+            return Err(format!("must be at least {} characters", Self::MIN_CHARS));
+        }
+        if chars > Self::MAX_CHARS {
+            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
+        }
+        Ok(Self(raw))
+    }
+
+    /// A password from a login form: any length up to the maximum is accepted,
+    /// so that a too-short guess is answered like any wrong password.
+    pub fn for_login(raw: String) -> Result<Self, String> {
+        if raw.chars().count() > Self::MAX_CHARS {
+            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
+        }
+        Ok(Self(raw))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+/// An argon2id PHC string. Hashing is CPU-bound: call it off the async threads.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordHash(String);
+
+impl PasswordHash {
+    /// OWASP's argon2id parameters: m = 19 MiB, t = 2, p = 1.
+    fn hasher() -> Argon2<'static> {
+        let params = Params::new(19 * 1024, 2, 1, None).expect("constant argon2 parameters are valid");
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+    }
+
+    pub fn create(password: &Password) -> Self {
+        let salt = SaltString::generate(&mut OsRng);
+        let hash = Self::hasher()
+            .hash_password(password.expose().as_bytes(), &salt)
+            .expect("argon2 hashing with valid parameters cannot fail");
+        Self(hash.to_string())
+    }
+
+    pub fn from_stored(phc: String) -> Self {
+        Self(phc)
+    }
+
+    /// Constant-time verification; a malformed stored hash never verifies.
+    pub fn verify(&self, password: &Password) -> bool {
+        match argon2::PasswordHash::new(&self.0) {
+            Ok(parsed) => Self::hasher().verify_password(password.expose().as_bytes(), &parsed).is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PasswordHash(<redacted>)")
+    }
+}
+
+/// A display name: 1 to 80 characters after trimming, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisplayName(String);
+
+impl DisplayName {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let name = raw.trim();
+        if name.is_empty() {
+            return Err("must not be empty".into());
+        }
+        if name.chars().count() > 80 {
+            return Err("must be at most 80 characters".into());
+        }
+        if name.chars().any(char::is_control) {
+            return Err("must not contain control characters".into());
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What a user may do. Nobody registers as `Admin`: admins are created by the
+/// `marketplace-admin` command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Customer,
+    Farmer,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Customer => "customer",
+            Role::Farmer => "farmer",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "customer" => Some(Role::Customer),
+            "farmer" => Some(Role::Farmer),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// A stored user account.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: UserId,
+    pub email: Email,
+    pub display_name: DisplayName,
+    pub role: Role,
+    pub password_hash: PasswordHash,
+    pub created_at: OffsetDateTime,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_is_lowercased_and_trimmed() {
+        assert_eq!(Email::parse("  Ada@Example.COM ").unwrap().as_str(), "ada@example.com");
+    }
+
+    #[test]
+    fn email_rejects_bad_shapes() {
+        for bad in ["", "ada", "ada@", "@example.com", "ada@example", "ada@.com", "a da@example.com", "ada@exa..com"] {
+            assert!(Email::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn password_length_rules() {
+        assert!(Password::parse("short".into()).is_err());
+        assert!(Password::parse("x".repeat(129)).is_err());
+        assert!(Password::parse("long enough pass".into()).is_ok());
+    }
+
+    #[test]
+    fn password_debug_is_redacted() {
+        let password = Password::parse("correct horse battery".into()).unwrap();
+        assert!(!format!("{password:?}").contains("horse"));
+    }
+
+    #[test]
+    fn password_hash_verifies_only_the_right_password() {
+        let password = Password::parse("correct horse battery".into()).unwrap();
+        let hash = PasswordHash::create(&password);
+        assert!(hash.as_str().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert!(hash.verify(&password));
+        assert!(!hash.verify(&Password::parse("wrong horse battery".into()).unwrap()));
+        assert!(!PasswordHash::from_stored("garbage".into()).verify(&password));
+    }
+
+    #[test]
+    fn display_name_rules() {
+        assert_eq!(DisplayName::parse("  Ada  ").unwrap().as_str(), "Ada");
+        assert!(DisplayName::parse("   ").is_err());
+        assert!(DisplayName::parse(&"x".repeat(81)).is_err());
+        assert!(DisplayName::parse("a\u{0007}b").is_err());
+    }
+}

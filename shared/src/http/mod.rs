@@ -1,0 +1,14 @@
+//! The HTTP kit every function uses: routing, request parsing, the auth guard,
+//! problem+json errors, JSON responses with cache headers and ETags, and cursors.
+
+mod cursor;
+mod problem;
+mod request;
+mod response;
+mod router;
+
+pub use cursor::Cursor;
+pub use problem::ApiError;
+pub use request::{RequestCtx, MAX_JSON_BODY_BYTES};
+pub use response::{json, json_cacheable, no_content, HttpResponse, PRIVATE_NO_STORE, PUBLIC_CATALOGUE_CACHE};
+pub use router::{serve, Route};

@@ -1,0 +1,23 @@
+//! The marketplace's common crate: domain rules, ports and their two adapters,
+//! the HTTP kit every function uses, and telemetry.
+//!
+//! # Layout
+//! - `domain`: plain types and rules, no I/O (users, categories, validation).
+//! - `ports`: async traits the handlers talk to (store, blob store, job queue, clock).
+//! - `adapters`: the `embedded` (SQLite, directory) and `aws` (DynamoDB, S3, SQS) backends.
+//! - `config`: configuration read once at start-up, and the `AppState` built from it.
+//! - `tokens`: Ed25519-signed access tokens (sign in `auth`, verify everywhere).
+//! - `http`: request parsing, auth guard, problem+json errors, cursors, ETags, routing.
+//! - `telemetry`: log set-up (JSON in Lambda, readable lines locally).
+//! - `repo`: item layouts of the single table (keys, index keys) for each entity.
+
+pub mod adapters;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod ports;
+pub mod repo;
+pub mod telemetry;
+pub mod tokens;
+
+pub use config::{AppState, Backend, ConfigError};

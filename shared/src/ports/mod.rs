@@ -1,0 +1,14 @@
+//! Ports: the small async traits handlers talk to. Handlers never name a concrete
+//! backend; `adapters::embedded` and `adapters::aws` implement each trait.
+
+mod blobs;
+mod clock;
+mod jobs;
+mod store;
+
+pub use blobs::{Blob, BlobError, BlobStore};
+pub use clock::{Clock, SystemClock};
+pub use jobs::{JobError, JobMessage, JobQueue};
+pub use store::{
+    Attrs, Condition, Index, Item, ItemKey, Page, Query, Store, StoreError, WriteOp, ATTR_TTL, ATTR_VERSION,
+};

@@ -1,0 +1,207 @@
+//! The item store port: a single-table key/value store with secondary indexes,
+//! conditional writes and all-or-nothing transactions (DynamoDB semantics).
+//!
+//! Every item has a partition key `pk` and a sort key `sk`. Two optional secondary
+//! indexes are keyed by the attributes `gsi1pk`/`gsi1sk` and `gsi2pk`/`gsi2sk`.
+//! An item whose numeric `ttl` attribute (epoch seconds) lies in the past is
+//! expired and reads as absent on every backend.
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+/// Attribute map of an item (everything except `pk` and `sk`).
+pub type Attrs = Map<String, Value>;
+
+/// Name of the numeric attribute `Condition::VersionIs` compares.
+pub const ATTR_VERSION: &str = "version";
+/// Name of the numeric epoch-seconds attribute after which an item is expired.
+pub const ATTR_TTL: &str = "ttl";
+
+/// Primary key of an item.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ItemKey {
+    pub pk: String,
+    pub sk: String,
+}
+
+impl ItemKey {
+    pub fn new(pk: impl Into<String>, sk: impl Into<String>) -> Self {
+        Self { pk: pk.into(), sk: sk.into() }
+    }
+}
+
+/// One stored item: key plus attributes. Attribute values are JSON values;
+/// numbers must be integers, strings, booleans, arrays or objects.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    pub key: ItemKey,
+    pub attrs: Attrs,
+}
+
+impl Item {
+    pub fn new(key: ItemKey, attrs: Attrs) -> Self {
+        Self { key, attrs }
+    }
+
+    /// String attribute, if present and a string.
+    pub fn str(&self, name: &str) -> Option<&str> {
+        self.attrs.get(name).and_then(Value::as_str)
+    }
+
+    /// Integer attribute, if present and an integer.
+    pub fn int(&self, name: &str) -> Option<i64> {
+        self.attrs.get(name).and_then(Value::as_i64)
+    }
+}
+
+/// A secondary index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Index {
+    /// Keyed by `gsi1pk` / `gsi1sk`.
+    Gsi1,
+    /// Keyed by `gsi2pk` / `gsi2sk`.
+    Gsi2,
+}
+
+impl Index {
+    /// The (partition, sort) attribute names of this index.
+    pub fn key_attrs(self) -> (&'static str, &'static str) {
+        match self {
+            Index::Gsi1 => ("gsi1pk", "gsi1sk"),
+            Index::Gsi2 => ("gsi2pk", "gsi2sk"),
+        }
+    }
+
+    /// The index name used in DynamoDB and the template.
+    pub fn name(self) -> &'static str {
+        match self {
+            Index::Gsi1 => "gsi1",
+            Index::Gsi2 => "gsi2",
+        }
+    }
+}
+
+/// A condition a write depends on; checked atomically with the write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    /// Always true.
+    None,
+    /// The item must not exist (or be expired).
+    NotExists,
+    /// The item must exist.
+    Exists,
+    /// The item must exist and its `version` attribute must equal this number.
+    VersionIs(i64),
+}
+
+/// One write in a transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteOp {
+    /// Write the whole item, replacing any existing one.
+    Put { item: Item, condition: Condition },
+    /// Remove the item (a missing item is not an error unless the condition says so).
+    Delete { key: ItemKey, condition: Condition },
+    /// Write nothing; only require the condition on this key.
+    Check { key: ItemKey, condition: Condition },
+}
+
+impl WriteOp {
+    pub fn key(&self) -> &ItemKey {
+        match self {
+            WriteOp::Put { item, .. } => &item.key,
+            WriteOp::Delete { key, .. } | WriteOp::Check { key, .. } => key,
+        }
+    }
+}
+
+/// A key-range read: one partition of the table or of an index, in sort-key order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query {
+    /// `None` queries the table by `pk`; `Some` queries that index.
+    pub index: Option<Index>,
+    /// Value of the partition key (of the table or the index).
+    pub partition: String,
+    /// Only items whose sort key starts with this prefix.
+    pub sort_prefix: Option<String>,
+    /// `true` for ascending sort-key order, `false` for descending.
+    pub ascending: bool,
+    /// Maximum number of items returned (1..=1000).
+    pub limit: usize,
+    /// Continue after the item with this key (from `Page::last`).
+    pub start_after: Option<Item>,
+}
+
+impl Query {
+    /// Ascending query of one table partition.
+    pub fn partition(pk: impl Into<String>) -> Self {
+        Self { index: None, partition: pk.into(), sort_prefix: None, ascending: true, limit: 100, start_after: None }
+    }
+
+    /// Ascending query of one index partition.
+    pub fn index(index: Index, partition: impl Into<String>) -> Self {
+        Self { index: Some(index), ..Self::partition(partition) }
+    }
+}
+
+/// One page of query results.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub items: Vec<Item>,
+    /// Set when more items may follow: the last item returned, to pass as
+    /// `Query::start_after` for the next page.
+    pub last: Option<Item>,
+}
+
+/// Store failures. Each variant's doc names the HTTP status it usually becomes.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// 409 (or a domain-specific status): the condition of write number `index`
+    /// in the transaction did not hold; nothing was written.
+    #[error("condition failed on write {index} of the transaction")]
+    ConditionFailed { index: usize },
+    /// 400 from the caller's point of view: the request to the store was invalid
+    /// (e.g. two writes to one key in a transaction, a non-integer number).
+    #[error("invalid store request: {0}")]
+    Invalid(String),
+    /// 500 (503 from health): the backend failed or is unreachable.
+    #[error("{context}")]
+    Backend {
+        context: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl StoreError {
+    pub fn backend(context: impl Into<String>, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        StoreError::Backend { context: context.into(), source: source.into() }
+    }
+}
+
+/// The item store.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Reads one item; `None` when absent or expired.
+    async fn get(&self, key: &ItemKey) -> Result<Option<Item>, StoreError>;
+
+    /// Applies all writes atomically, or none of them when a condition fails
+    /// (`StoreError::ConditionFailed` names the first failing write).
+    /// At most 25 writes, each to a distinct key.
+    async fn transact(&self, writes: Vec<WriteOp>) -> Result<(), StoreError>;
+
+    /// Reads one page of a partition of the table or of an index.
+    async fn query(&self, query: &Query) -> Result<Page, StoreError>;
+
+    /// Cheap round trip proving the store is reachable.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Writes one item under a condition (a transaction of one).
+    async fn put(&self, item: Item, condition: Condition) -> Result<(), StoreError> {
+        self.transact(vec![WriteOp::Put { item, condition }]).await
+    }
+
+    /// Deletes one item under a condition (a transaction of one).
+    async fn delete(&self, key: ItemKey, condition: Condition) -> Result<(), StoreError> {
+        self.transact(vec![WriteOp::Delete { key, condition }]).await
+    }
+}

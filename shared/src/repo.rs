@@ -1,0 +1,6 @@
+//! Item layouts of the single table: how each entity maps to keys, index keys and
+//! attributes, and the storage operations handlers share.
+
+pub mod categories;
+pub mod sessions;
+pub mod users;

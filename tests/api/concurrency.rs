@@ -1,0 +1,34 @@
+//! Twenty concurrent registrations of one email, in mixed letter case, on each
+//! backend: exactly one account.
+
+use futures::future::join_all;
+use serde_json::json;
+
+use crate::helpers::{spawn_app, spawn_app_on_aws, unique_email, TestApp, PASSWORD};
+
+async fn twenty_concurrent_registrations_make_one_account(app: TestApp) {
+    let email = unique_email("race");
+    let requests = (0..20).map(|i| {
+        let address = if i % 2 == 0 { email.clone() } else { email.to_uppercase() };
+        let body =
+            json!({"email": address, "password": PASSWORD, "displayName": format!("Racer {i}"), "role": "customer"});
+        let app = &app;
+        async move { app.post("/auth/register", &body, None).await.status().as_u16() }
+    });
+    let mut statuses = join_all(requests).await;
+    statuses.sort();
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 19, "{statuses:?}");
+    let login = app.post("/auth/login", &json!({"email": email, "password": PASSWORD}), None).await;
+    assert_eq!(login.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_concurrent_registrations_on_embedded_make_one_account() {
+    twenty_concurrent_registrations_make_one_account(spawn_app().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_concurrent_registrations_on_aws_make_one_account() {
+    twenty_concurrent_registrations_make_one_account(spawn_app_on_aws().await).await;
+}

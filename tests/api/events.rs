@@ -1,0 +1,61 @@
+//! Every sample event in `events/` runs through its function's handler, the way
+//! the Lambda runtime would deliver it, and is answered by a route (never a 5xx,
+//! never an unmatched-route 404).
+
+use serde_json::Value;
+
+use crate::helpers::{embedded_state, repo_root};
+
+type Handler = fn(
+    &shared::AppState,
+    lambda_http::Request,
+) -> std::pin::Pin<
+    Box<dyn std::future::Future<Output = lambda_http::Response<lambda_http::Body>> + Send + '_>,
+>;
+
+fn handler_for(method: &str, path: &str) -> Option<(&'static str, Handler)> {
+    let candidates: [(&str, &[shared::http::Route], Handler); 3] = [
+        ("health", health::ROUTES, |s, r| Box::pin(health::handle(s, r))),
+        ("auth", auth::ROUTES, |s, r| Box::pin(auth::handle(s, r))),
+        ("categories", categories::ROUTES, |s, r| Box::pin(categories::handle(s, r))),
+    ];
+    candidates
+        .into_iter()
+        .find(|(_, routes, _)| routes.iter().any(|route| route.method == method && route.match_path(path).is_some()))
+        .map(|(name, _, handler)| (name, handler))
+}
+
+#[tokio::test]
+async fn every_sample_event_is_answered_by_its_handler() {
+    let mut seen = 0;
+    let mut entries: Vec<_> =
+        std::fs::read_dir(repo_root().join("events")).unwrap().map(|e| e.unwrap().path()).collect();
+    entries.sort();
+    for path in entries.into_iter().filter(|p| p.extension().is_some_and(|e| e == "json")) {
+        let raw = std::fs::read_to_string(&path).unwrap();
+        let event: Value = serde_json::from_str(&raw).unwrap();
+        let Some(route_key) = event["routeKey"].as_str() else {
+            continue; // not an API Gateway event
+        };
+        let method = event["requestContext"]["http"]["method"].as_str().unwrap();
+        let raw_path = event["rawPath"].as_str().unwrap();
+        assert!(route_key.starts_with(method), "{}: routeKey and method disagree", path.display());
+        let (function, handler) = handler_for(method, raw_path)
+            .unwrap_or_else(|| panic!("{}: no function serves {route_key}", path.display()));
+
+        let (state, _dir) = embedded_state().await;
+        let request = lambda_http::request::from_str(&raw)
+            .unwrap_or_else(|e| panic!("{}: not an API Gateway event: {e}", path.display()));
+        let response = handler(&state, request).await;
+        let status = response.status().as_u16();
+        let body = match response.body() {
+            lambda_http::Body::Text(text) => text.clone(),
+            _ => String::new(),
+        };
+        assert!(status < 500, "{} ({function}) answered {status}: {body}", path.display());
+        assert!(!body.contains("no route for"), "{} did not reach a route: {body}", path.display());
+        assert!(status != 405, "{} did not reach a route", path.display());
+        seen += 1;
+    }
+    assert!(seen >= 11, "expected an event per route, found {seen}");
+}

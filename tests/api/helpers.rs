@@ -1,0 +1,166 @@
+//! `spawn_app()` and friends: a gateway over fresh storage (embedded, or DynamoDB
+//! on the AWS-compatible endpoint in `AWS_ENDPOINT_URL`), and small request helpers.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use shared::adapters::{self, DynamoStore};
+use shared::AppState;
+use tempfile::TempDir;
+
+/// The repository root (template.yaml, events/ live there).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_owned()
+}
+
+/// A running gateway and a client for it.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    _dir: TempDir,
+}
+
+/// The AWS-compatible endpoint the test command started. Never skipped: a missing
+/// endpoint fails the test.
+pub fn aws_endpoint() -> String {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL")
+        .expect("AWS_ENDPOINT_URL is not set: run the README's test command (make test), which starts moto");
+    for (name, value) in
+        [("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_REGION", "us-east-1")]
+    {
+        if std::env::var_os(name).is_none() {
+            // Tests only; every test sets the same values.
+            std::env::set_var(name, value);
+        }
+    }
+    endpoint
+}
+
+/// Embedded state in a fresh directory.
+pub async fn embedded_state() -> (AppState, TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state = AppState::embedded(dir.path()).await.expect("embedded state");
+    (state, dir)
+}
+
+/// A fresh DynamoDB table on the test endpoint.
+pub async fn fresh_table() -> (aws_config::SdkConfig, String) {
+    aws_endpoint();
+    let sdk = adapters::sdk_config().await;
+    let table = format!("test-{}", ulid::Ulid::new().to_string().to_lowercase());
+    adapters::provision::create_table(&adapters::dynamo_client(&sdk), &table).await.expect("create table");
+    (sdk, table)
+}
+
+/// State whose store is a fresh DynamoDB table (tokens and blobs stay local).
+pub async fn aws_state() -> (AppState, TempDir) {
+    let (mut state, dir) = embedded_state().await;
+    let (sdk, table) = fresh_table().await;
+    state.store = Arc::new(DynamoStore::new(adapters::dynamo_client(&sdk), table.clone()));
+    state.backend = shared::Backend::Aws { table };
+    (state, dir)
+}
+
+pub async fn spawn_app() -> TestApp {
+    let (state, dir) = embedded_state().await;
+    spawn_with(state, dir).await
+}
+
+pub async fn spawn_app_on_aws() -> TestApp {
+    let (state, dir) = aws_state().await;
+    spawn_with(state, dir).await
+}
+
+async fn spawn_with(state: AppState, dir: TempDir) -> TestApp {
+    let (addr, _handle) =
+        infra::gateway::spawn(state.clone(), &repo_root().join("template.yaml"), "127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("gateway starts");
+    TestApp { addr, client: reqwest::Client::new(), state, _dir: dir }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn post(&self, path: &str, body: &Value, token: Option<&str>) -> reqwest::Response {
+        let mut req = self.client.post(self.url(path)).json(body);
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut req = self.client.get(self.url(path));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    /// Registers a user and returns the session body (tokens and user).
+    pub async fn register(&self, email: &str, role: &str) -> Value {
+        let response = self
+            .post(
+                "/auth/register",
+                &json!({"email": email, "password": PASSWORD, "displayName": "Test User", "role": role}),
+                None,
+            )
+            .await;
+        assert_eq!(response.status(), 201, "register {email}");
+        response.json().await.unwrap()
+    }
+
+    /// An access token for a fresh admin (admins cannot self-register).
+    pub async fn admin_token(&self) -> String {
+        use shared::domain::{DisplayName, Email, Password, PasswordHash, Role, User, UserId};
+        let email = format!("admin-{}@example.com", ulid::Ulid::new().to_string().to_lowercase());
+        let user = User {
+            id: UserId::new(),
+            email: Email::parse(&email).unwrap(),
+            display_name: DisplayName::parse("Admin").unwrap(),
+            role: Role::Admin,
+            password_hash: PasswordHash::create(&Password::parse(PASSWORD.into()).unwrap()),
+            created_at: time::OffsetDateTime::now_utc(),
+        };
+        shared::repo::users::create(self.state.store.as_ref(), &user).await.unwrap();
+        let response = self.post("/auth/login", &json!({"email": email, "password": PASSWORD}), None).await;
+        assert_eq!(response.status(), 200);
+        access_token(&response.json().await.unwrap())
+    }
+}
+
+/// The password every test user has.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub fn access_token(session: &Value) -> String {
+    session["accessToken"].as_str().expect("accessToken").to_owned()
+}
+
+pub fn refresh_token(session: &Value) -> String {
+    session["refreshToken"].as_str().expect("refreshToken").to_owned()
+}
+
+/// Asserts a problem+json response with `status`, returning its body.
+pub async fn assert_problem(response: reqwest::Response, status: u16) -> Value {
+    assert_eq!(response.status(), status, "status");
+    let content_type =
+        response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    assert!(response.headers().contains_key("x-request-id"));
+    let body: Value = response.json().await.expect("problem body is JSON");
+    assert_eq!(body["status"], status);
+    for field in ["type", "title", "detail", "requestId"] {
+        assert!(body[field].is_string(), "problem has {field}: {body}");
+    }
+    body
+}
+
+pub fn unique_email(prefix: &str) -> String {
+    format!("{prefix}-{}@example.com", ulid::Ulid::new().to_string().to_lowercase())
+}

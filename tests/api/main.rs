@@ -1,0 +1,12 @@
+//! End-to-end tests: the local gateway on `127.0.0.1:0` with fresh storage per
+//! test, driven over HTTP; the sample events through their handlers; and each
+//! function's real binary under a Lambda Runtime API emulator.
+
+mod auth;
+mod categories;
+mod concurrency;
+mod events;
+mod health;
+mod helpers;
+mod lambda_binaries;
+mod validation;

@@ -1,0 +1,1 @@
+//! End-to-end and cross-function tests live under `api/`; this library is empty.
