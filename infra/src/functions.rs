@@ -47,12 +47,17 @@ fn categories(state: &AppState, req: Request) -> HandlerFuture<'_> {
     Box::pin(categories::handle(state, req))
 }
 
+fn products(state: &AppState, req: Request) -> HandlerFuture<'_> {
+    Box::pin(products::handle(state, req))
+}
+
 /// Every HTTP function. A template function with HttpApi routes and no entry here
 /// stops the local gateway at start-up.
 pub const HTTP_FUNCTIONS: &[HttpFunction] = &[
     HttpFunction { binary: "health", routes: health::ROUTES, handle: health },
     HttpFunction { binary: "auth", routes: auth::ROUTES, handle: auth },
     HttpFunction { binary: "categories", routes: categories::ROUTES, handle: categories },
+    HttpFunction { binary: "products", routes: products::ROUTES, handle: products },
 ];
 
 /// The HTTP function built as `binary`.

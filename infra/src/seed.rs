@@ -135,6 +135,7 @@ pub async fn seed(state: &AppState) -> Result<SeedReport, SeedError> {
             created_at: now,
             updated_at: now,
             version: 1,
+            product_count: 0,
         };
         match categories::create(store, &category).await {
             Ok(()) => report.categories_created += 1,

@@ -2,7 +2,9 @@
 //!
 //! Outside Lambda with no `TABLE_NAME`, the embedded backend lives in a local data
 //! directory (`DATA_DIR`, default `.data`), and the token key pair is generated
-//! once into it. Inside Lambda (`AWS_LAMBDA_FUNCTION_NAME` is set) every setting the
+//! once into it; the local gateway at `LOCAL_BASE_URL` (default
+//! `http://127.0.0.1:3000`) accepts presigned uploads and serves public assets
+//! under `/assets`. Inside Lambda (`AWS_LAMBDA_FUNCTION_NAME` is set) every setting the
 //! function needs must be present: a missing one is a start-up error, never a
 //! silent fall-back to the embedded store.
 
@@ -85,7 +87,16 @@ pub struct AppState {
     pub tokens: Arc<TokenKeys>,
     pub token_settings: TokenSettings,
     pub backend: Backend,
+    /// Base URL of public assets (the CloudFront distribution; the local gateway's
+    /// `/assets`): an object with key `k` is at `<base>/<k>`. Absent where the
+    /// function's template entry names no bucket.
+    pub assets_base_url: Option<String>,
 }
+
+/// Where the local gateway listens unless told otherwise.
+pub const DEFAULT_LOCAL_BASE_URL: &str = "http://127.0.0.1:3000";
+/// The local gateway path serving the blob directory as a CDN would.
+pub const LOCAL_ASSETS_PATH: &str = "/assets";
 
 /// Reads a non-empty environment variable.
 fn setting(name: &'static str) -> Option<String> {
@@ -116,7 +127,8 @@ impl AppState {
         let table = setting("TABLE_NAME");
         if table.is_none() && !in_lambda {
             let data_dir = PathBuf::from(setting("DATA_DIR").unwrap_or_else(|| ".data".into()));
-            let mut state = Self::embedded(&data_dir).await?;
+            let base_url = setting("LOCAL_BASE_URL").unwrap_or_else(|| DEFAULT_LOCAL_BASE_URL.into());
+            let mut state = Self::embedded_serving(&data_dir, &base_url).await?;
             state.token_settings = token_settings;
             return Ok(state);
         }
@@ -137,6 +149,10 @@ impl AppState {
         };
         let blobs = setting("ASSETS_BUCKET")
             .map(|bucket| Arc::new(S3Blobs::new(adapters::s3_client(&sdk), bucket)) as Arc<dyn BlobStore>);
+        let assets_base_url = match (&blobs, setting("ASSETS_BASE_URL")) {
+            (Some(_), None) => return Err(ConfigError::Missing("ASSETS_BASE_URL")),
+            (_, url) => url.map(|u| u.trim_end_matches('/').to_owned()),
+        };
         let jobs = setting("JOBS_QUEUE_URL")
             .map(|url| Arc::new(SqsJobs::new(adapters::sqs_client(&sdk), url)) as Arc<dyn JobQueue>);
         Ok(Self {
@@ -147,17 +163,26 @@ impl AppState {
             tokens: Arc::new(tokens),
             token_settings,
             backend: Backend::Aws { table },
+            assets_base_url,
         })
     }
 
-    /// The embedded backend in `data_dir`: `marketplace.db` (items and jobs),
-    /// `blobs/`, and `signing-key.pk8`, each created on first use.
+    /// The embedded backend in `data_dir` behind a local gateway at the default
+    /// address (see `embedded_serving`).
     pub async fn embedded(data_dir: &Path) -> Result<Self, ConfigError> {
+        Self::embedded_serving(data_dir, DEFAULT_LOCAL_BASE_URL).await
+    }
+
+    /// The embedded backend in `data_dir`: `marketplace.db` (items and jobs),
+    /// `blobs/`, and `signing-key.pk8`, each created on first use. Upload tickets
+    /// and asset URLs point at the local gateway serving at `base_url`.
+    pub async fn embedded_serving(data_dir: &Path, base_url: &str) -> Result<Self, ConfigError> {
+        let base_url = base_url.trim_end_matches('/');
         std::fs::create_dir_all(data_dir).map_err(|source| ConfigError::DataDir { path: data_dir.into(), source })?;
         let db = data_dir.join("marketplace.db");
         let store =
             EmbeddedStore::open(&db).map_err(|e| ConfigError::Open { what: "embedded store", source: e.into() })?;
-        let blobs = EmbeddedBlobs::open(&data_dir.join("blobs"))
+        let blobs = EmbeddedBlobs::open(&data_dir.join("blobs"), base_url)
             .map_err(|e| ConfigError::Open { what: "embedded blob store", source: e.into() })?;
         let jobs = EmbeddedJobs::open(&db, "jobs")
             .map_err(|e| ConfigError::Open { what: "embedded job queue", source: e.into() })?;
@@ -170,6 +195,7 @@ impl AppState {
             tokens: Arc::new(TokenKeys::from_pkcs8(&pkcs8)?),
             token_settings: TokenSettings::default(),
             backend: Backend::Embedded { data_dir: data_dir.into() },
+            assets_base_url: Some(format!("{base_url}{LOCAL_ASSETS_PATH}")),
         })
     }
 }

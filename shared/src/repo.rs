@@ -2,5 +2,6 @@
 //! attributes, and the storage operations handlers share.
 
 pub mod categories;
+pub mod products;
 pub mod sessions;
 pub mod users;

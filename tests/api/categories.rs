@@ -4,7 +4,6 @@
 use std::collections::HashSet;
 
 use serde_json::{json, Value};
-use shared::ports::{Condition, Item, ItemKey};
 
 use crate::helpers::{access_token, assert_problem, spawn_app, spawn_app_on_aws, unique_email, TestApp};
 
@@ -58,6 +57,10 @@ async fn etag_changes_when_the_category_changes() {
     assert_eq!(patched["version"], 2);
     let response = app.client.get(app.url(&path)).header("if-none-match", &etag).send().await.unwrap();
     assert_eq!(response.status(), 200);
+    // An explicit null clears the description; an absent field leaves it.
+    let cleared = app.client.patch(app.url(&path)).bearer_auth(&admin).json(&json!({"description": null})).send();
+    let cleared: Value = cleared.await.unwrap().json().await.unwrap();
+    assert_eq!((cleared["description"].clone(), cleared["version"].clone()), (Value::Null, json!(3)));
 }
 
 #[tokio::test]
@@ -87,22 +90,25 @@ async fn slugs_are_unique_and_validated() {
 }
 
 #[tokio::test]
-async fn deleting_a_category_with_products_is_409() {
+async fn deleting_a_category_that_lists_products_is_409_until_they_are_unlisted() {
     let app = spawn_app().await;
     let admin = app.admin_token().await;
     let created = create(&app, &admin, json!({"name": "Eggs"})).await;
     let id = created["id"].as_str().unwrap();
-    // A product as the products function will index it: gsi1 partition CATEGORY#<id>.
-    let mut attrs = serde_json::Map::new();
-    attrs.insert("gsi1pk".into(), format!("CATEGORY#{id}").into());
-    attrs.insert("gsi1sk".into(), "2026-01-01T00:00:00Z#P1".into());
-    let product = ItemKey::new("PRODUCT#P1", "PRODUCT");
-    app.state.store.put(Item::new(product.clone(), attrs), Condition::None).await.unwrap();
+    let farmer = access_token(&app.register(&unique_email("hen"), "farmer").await);
+    let body = json!({"name": "Duck eggs", "categoryId": id, "price": 450, "unit": "dozen", "stock": 3});
+    let response = app.post("/products", &body, Some(&farmer)).await;
+    assert_eq!(response.status(), 201);
+    let product: Value = response.json().await.unwrap();
+    let category: Value = app.get(&format!("/categories/{id}"), None).await.json().await.unwrap();
+    assert_eq!(category["productCount"], 1);
 
     let path = format!("/categories/{id}");
     assert_problem(app.client.delete(app.url(&path)).bearer_auth(&admin).send().await.unwrap(), 409).await;
 
-    app.state.store.delete(product, Condition::None).await.unwrap();
+    let product_path = format!("/products/{}", product["id"].as_str().unwrap());
+    let unlisted = app.client.delete(app.url(&product_path)).bearer_auth(&farmer).send().await.unwrap();
+    assert_eq!(unlisted.status(), 204);
     let deleted = app.client.delete(app.url(&path)).bearer_auth(&admin).send().await.unwrap();
     assert_eq!(deleted.status(), 204);
     assert_problem(app.get(&path, None).await, 404).await;

@@ -14,10 +14,11 @@ type Handler = fn(
 >;
 
 fn handler_for(method: &str, path: &str) -> Option<(&'static str, Handler)> {
-    let candidates: [(&str, &[shared::http::Route], Handler); 3] = [
+    let candidates: [(&str, &[shared::http::Route], Handler); 4] = [
         ("health", health::ROUTES, |s, r| Box::pin(health::handle(s, r))),
         ("auth", auth::ROUTES, |s, r| Box::pin(auth::handle(s, r))),
         ("categories", categories::ROUTES, |s, r| Box::pin(categories::handle(s, r))),
+        ("products", products::ROUTES, |s, r| Box::pin(products::handle(s, r))),
     ];
     candidates
         .into_iter()
@@ -57,5 +58,5 @@ async fn every_sample_event_is_answered_by_its_handler() {
         assert!(status != 405, "{} did not reach a route", path.display());
         seen += 1;
     }
-    assert!(seen >= 11, "expected an event per route, found {seen}");
+    assert!(seen >= 18, "expected an event per route, found {seen}");
 }

@@ -77,7 +77,7 @@ async fn binary(name: &str) -> PathBuf {
     BUILT
         .get_or_init(|| async {
             let status = tokio::process::Command::new(env!("CARGO"))
-                .args(["build", "-p", "health", "-p", "auth", "-p", "categories"])
+                .args(["build", "-p", "health", "-p", "auth", "-p", "categories", "-p", "products"])
                 .current_dir(repo_root())
                 .status()
                 .await
@@ -213,6 +213,35 @@ async fn categories_binary_lists_as_a_lambda() {
     let env = lambda_env("categories").await;
     let (outcomes, logs) = invoke("categories", &env, &["categories-list.json"]).await;
     assert_eq!(status_of(&outcomes[0]), 200, "{logs}");
+}
+
+#[tokio::test]
+async fn products_binary_browses_and_reads_as_a_lambda() {
+    let mut env = lambda_env("products").await;
+    let sdk = shared::adapters::sdk_config().await;
+    let bucket = format!("assets-{}", ulid::Ulid::new().to_string().to_lowercase());
+    shared::adapters::provision::create_bucket(&shared::adapters::s3_client(&sdk), &bucket).await.unwrap();
+    env.vars.push(("ASSETS_BUCKET".into(), bucket));
+    env.vars.push(("ASSETS_BASE_URL".into(), "https://cdn.example.com".into()));
+    let (outcomes, logs) = invoke("products", &env, &["products-list.json", "products-get.json"]).await;
+    assert_eq!(status_of(&outcomes[0]), 200, "{logs}");
+    assert_eq!(status_of(&outcomes[1]), 404, "{logs}");
+}
+
+#[tokio::test]
+async fn a_binary_with_a_bucket_but_no_asset_url_refuses_to_start() {
+    let mut env = lambda_env("products").await;
+    env.vars.push(("ASSETS_BUCKET".into(), "some-bucket".into()));
+    let output = tokio::process::Command::new(binary("products").await)
+        .env_clear()
+        .envs(env.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("ASSETS_BASE_URL"), "{stderr}");
 }
 
 #[tokio::test]

@@ -9,4 +9,5 @@ mod events;
 mod health;
 mod helpers;
 mod lambda_binaries;
+mod products;
 mod validation;

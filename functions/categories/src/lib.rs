@@ -53,6 +53,8 @@ struct CategoryView {
     created_at: String,
     updated_at: String,
     version: i64,
+    /// Listed products in the category.
+    product_count: i64,
 }
 
 impl From<&Category> for CategoryView {
@@ -65,6 +67,7 @@ impl From<&Category> for CategoryView {
             created_at: c.created_at.format(&Rfc3339).unwrap_or_default(),
             updated_at: c.updated_at.format(&Rfc3339).unwrap_or_default(),
             version: c.version,
+            product_count: c.product_count,
         }
     }
 }
@@ -88,7 +91,7 @@ struct CreateBody {
 struct UpdateBody {
     name: Option<String>,
     slug: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "shared::http::explicit")]
     description: Option<Value>,
 }
 
@@ -150,8 +153,16 @@ async fn create(state: &AppState, ctx: &RequestCtx) -> HttpResponse {
         return Err(ApiError::Validation(errors.into_vec()));
     };
     let now = state.clock.now();
-    let category =
-        Category { id: CategoryId::new(), name, slug, description, created_at: now, updated_at: now, version: 1 };
+    let category = Category {
+        id: CategoryId::new(),
+        name,
+        slug,
+        description,
+        created_at: now,
+        updated_at: now,
+        version: 1,
+        product_count: 0,
+    };
     categories::create(state.store.as_ref(), &category).await.map_err(write_error)?;
     tracing::info!(category_id = %category.id, "category created");
     let mut response = json(StatusCode::CREATED, &CategoryView::from(&category))?;
@@ -215,8 +226,17 @@ async fn update(state: &AppState, ctx: &RequestCtx) -> HttpResponse {
 
 async fn delete(state: &AppState, ctx: &RequestCtx) -> HttpResponse {
     ctx.require_role(&state.tokens, &[Role::Admin])?;
-    let category = load(state, ctx).await?;
-    categories::delete(state.store.as_ref(), &category).await.map_err(write_error)?;
-    tracing::info!(category_id = %category.id, "category deleted");
-    no_content()
+    for _ in 0..UPDATE_ATTEMPTS {
+        let category = load(state, ctx).await?;
+        match categories::delete(state.store.as_ref(), &category).await {
+            Ok(()) => {
+                tracing::info!(category_id = %category.id, "category deleted");
+                return no_content();
+            }
+            // Changed meanwhile (a product listed or unlisted, a rename): look again.
+            Err(CategoryWriteError::Changed) => continue,
+            Err(other) => return Err(write_error(other)),
+        }
+    }
+    Err(ApiError::Conflict("the category is being changed concurrently; try again".into()))
 }

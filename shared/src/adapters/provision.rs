@@ -38,8 +38,8 @@ fn sdk<E: std::error::Error + Send + Sync + 'static>(context: &str, err: E) -> P
 }
 
 /// Creates the single table `name` unless it exists: string keys `pk` (hash) and
-/// `sk` (range); global indexes `gsi1` (`gsi1pk`, `gsi1sk`) and `gsi2` (`gsi2pk`,
-/// `gsi2sk`) projecting all attributes; on-demand billing; TTL on `ttl`. Waits
+/// `sk` (range); global indexes `gsi1`..`gsi6` (`gsiNpk`, `gsiNsk`) projecting
+/// all attributes; on-demand billing; TTL on `ttl`. Waits
 /// until the table is active. TTL is enabled only where the endpoint supports
 /// it; reads filter expired items anyway, so its absence changes no result.
 pub async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str) -> Result<(), ProvisionError> {
@@ -64,7 +64,7 @@ pub async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str) -> Resu
         .attribute_definitions(string_attr("sk")?)
         .key_schema(key("pk", KeyType::Hash)?)
         .key_schema(key("sk", KeyType::Range)?);
-    for index in [Index::Gsi1, Index::Gsi2] {
+    for index in Index::ALL {
         let (pk, sk) = index.key_attrs();
         let gsi = GlobalSecondaryIndex::builder()
             .index_name(index.name())

@@ -89,7 +89,7 @@ pub(crate) fn normalize_item(mut item: Item) -> Result<Item, StoreError> {
 
 /// The four index key attribute names.
 fn index_key_attrs() -> impl Iterator<Item = &'static str> {
-    [Index::Gsi1, Index::Gsi2].into_iter().flat_map(|index| {
+    Index::ALL.into_iter().flat_map(|index| {
         let (pk, sk) = index.key_attrs();
         [pk, sk]
     })
@@ -172,6 +172,14 @@ pub(crate) fn check_query(query: &Query) -> Result<(), StoreError> {
     }
     if query.partition.is_empty() {
         return Err(StoreError::Invalid("query partition is empty".into()));
+    }
+    if query.sort_prefix.is_some() && query.sort_between.is_some() {
+        return Err(StoreError::Invalid("a query takes a sort prefix or a sort range, not both".into()));
+    }
+    if let Some((low, high)) = &query.sort_between {
+        if low > high {
+            return Err(StoreError::Invalid(format!("sort range {low:?}..={high:?} is empty")));
+        }
     }
     if let Some(after) = &query.start_after {
         check_key(&after.key)?;

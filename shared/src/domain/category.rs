@@ -125,6 +125,9 @@ pub struct Category {
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
     pub version: i64,
+    /// Listed products in this category, kept in the same transactions that list
+    /// and unlist them, so a delete can check it atomically.
+    pub product_count: i64,
 }
 
 #[cfg(test)]

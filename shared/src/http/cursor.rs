@@ -1,7 +1,9 @@
-//! Opaque pagination cursors. A cursor carries the key of the last item of a page
-//! and a fingerprint of the query it belongs to; decoding checks both, so a
-//! tampered cursor or one from another query answers 400, never another page of
-//! someone else's data.
+//! Opaque pagination cursors. A cursor carries the key of the last item of a page,
+//! a fingerprint of the query it belongs to, and a checksum over both; decoding
+//! checks all three, so a tampered cursor or one from another query answers 400,
+//! never another page of someone else's data. The checksum is unkeyed: it catches
+//! edits, and a deliberately forged cursor still has to name a position inside the
+//! same query's own partition, which the caller could read anyway.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -11,6 +13,9 @@ use sha2::{Digest, Sha256};
 
 use super::ApiError;
 use crate::ports::{Item, ItemKey, Query};
+
+/// Bytes of SHA-256 appended to the payload as its checksum.
+const CHECKSUM_BYTES: usize = 8;
 
 /// Cursor encoding and decoding for one `Query`.
 pub struct Cursor;
@@ -26,11 +31,14 @@ struct Payload {
 /// Fingerprint of everything that defines the result set except its position.
 fn fingerprint(scope: &str, query: &Query) -> String {
     let mut hasher = Sha256::new();
+    let (low, high) = query.sort_between.as_ref().map(|(l, h)| (l.as_str(), h.as_str())).unwrap_or(("", ""));
     for part in [
         scope,
         query.index.map(|i| i.name()).unwrap_or("table"),
         &query.partition,
         query.sort_prefix.as_deref().unwrap_or(""),
+        low,
+        high,
         if query.ascending { "asc" } else { "desc" },
     ] {
         hasher.update(part.as_bytes());
@@ -55,7 +63,10 @@ impl Cursor {
             }
         }
         let payload = Payload { q: fingerprint(scope, query), k };
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&payload).expect("a map of strings serializes"))
+        let mut bytes = serde_json::to_vec(&payload).expect("a map of strings serializes");
+        let checksum = Sha256::digest(&bytes);
+        bytes.extend_from_slice(&checksum[..CHECKSUM_BYTES]);
+        URL_SAFE_NO_PAD.encode(bytes)
     }
 
     /// The `start_after` item for `query`, or 400 when the cursor is not one this
@@ -66,7 +77,12 @@ impl Cursor {
             return Err(bad());
         }
         let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| bad())?;
-        let payload: Payload = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+        let split = bytes.len().checked_sub(CHECKSUM_BYTES).ok_or_else(bad)?;
+        let (json, checksum) = bytes.split_at(split);
+        if Sha256::digest(json)[..CHECKSUM_BYTES] != *checksum {
+            return Err(bad());
+        }
+        let payload: Payload = serde_json::from_slice(json).map_err(|_| bad())?;
         if payload.q != fingerprint(scope, query) {
             return Err(bad());
         }
@@ -82,6 +98,7 @@ impl Cursor {
         let sort = sort.ok_or_else(bad)?;
         if partition.as_deref() != Some(query.partition.as_str())
             || query.sort_prefix.as_deref().is_some_and(|prefix| !sort.starts_with(prefix))
+            || query.sort_between.as_ref().is_some_and(|(low, high)| sort < *low || sort > *high)
         {
             return Err(bad());
         }
@@ -126,7 +143,14 @@ mod tests {
         }
         // A well-formed cursor whose key points into another partition.
         let payload = serde_json::json!({"q": fingerprint("categories", &query), "k": {"pk": "USER#1", "sk": "PROFILE", "gsi1pk": "USERS", "gsi1sk": "a"}});
-        let forged = URL_SAFE_NO_PAD.encode(payload.to_string());
-        assert!(Cursor::decode("categories", &query, &forged).is_err());
+        let mut forged = payload.to_string().into_bytes();
+        let checksum = Sha256::digest(&forged);
+        forged.extend_from_slice(&checksum[..CHECKSUM_BYTES]);
+        assert!(Cursor::decode("categories", &query, &URL_SAFE_NO_PAD.encode(forged)).is_err());
+        // One changed character inside the key (still well-formed, same partition).
+        let mut edited = URL_SAFE_NO_PAD.decode(&cursor).unwrap();
+        let position = edited.windows(2).position(|w| w == b"01").unwrap();
+        edited[position + 1] = b'2';
+        assert!(Cursor::decode("categories", &query, &URL_SAFE_NO_PAD.encode(edited)).is_err());
     }
 }

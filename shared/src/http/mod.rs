@@ -9,6 +9,8 @@ mod router;
 
 pub use cursor::Cursor;
 pub use problem::ApiError;
-pub use request::{RequestCtx, MAX_JSON_BODY_BYTES};
-pub use response::{json, json_cacheable, no_content, HttpResponse, PRIVATE_NO_STORE, PUBLIC_CATALOGUE_CACHE};
+pub use request::{explicit, RequestCtx, MAX_JSON_BODY_BYTES};
+pub use response::{
+    json, json_cacheable, json_cacheable_tagged, no_content, HttpResponse, PRIVATE_NO_STORE, PUBLIC_CATALOGUE_CACHE,
+};
 pub use router::{serve, Route};

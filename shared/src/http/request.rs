@@ -93,6 +93,14 @@ impl RequestCtx {
     }
 }
 
+/// For `#[serde(default, deserialize_with = "explicit")]` on an `Option<Value>`
+/// field: an absent field stays `None`, an explicit `null` becomes
+/// `Some(Value::Null)` (so a PATCH can tell "leave as is" from "clear").
+pub fn explicit<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<serde_json::Value>, D::Error> {
+    use serde::Deserialize;
+    serde_json::Value::deserialize(deserializer).map(Some)
+}
+
 /// Turns a serde data error at `path` into a field error. Serde reports a missing
 /// field at its parent's path with the name in the message (``missing field `x` ``).
 fn field_error(path: &str, message: &str) -> FieldError {

@@ -35,11 +35,21 @@ pub fn json(status: StatusCode, value: &impl Serialize) -> HttpResponse {
 pub fn json_cacheable(ctx: &RequestCtx, value: &impl Serialize) -> HttpResponse {
     let body = encode(value)?;
     let etag = format!("\"{}\"", &hex::encode(Sha256::digest(body.as_bytes()))[..32]);
+    cacheable(ctx, body, &etag)
+}
+
+/// Like `json_cacheable`, with the entity's own ETag (e.g. its version) instead
+/// of a hash of the body.
+pub fn json_cacheable_tagged(ctx: &RequestCtx, value: &impl Serialize, etag: &str) -> HttpResponse {
+    cacheable(ctx, encode(value)?, etag)
+}
+
+fn cacheable(ctx: &RequestCtx, body: String, etag: &str) -> HttpResponse {
     let not_modified = ctx.header(header::IF_NONE_MATCH).is_some_and(|list| {
         list.split(',').map(|tag| tag.trim().trim_start_matches("W/")).any(|tag| tag == "*" || tag == etag)
     });
     let builder = Response::builder()
-        .header(header::ETAG, HeaderValue::from_str(&etag).map_err(ApiError::internal)?)
+        .header(header::ETAG, HeaderValue::from_str(etag).map_err(ApiError::internal)?)
         .header(header::CACHE_CONTROL, PUBLIC_CATALOGUE_CACHE);
     let response = if not_modified {
         builder.status(StatusCode::NOT_MODIFIED).body(Body::Empty)

@@ -1,13 +1,27 @@
 //! The blob store port: objects by key (S3 in AWS, a directory locally).
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use bytes::Bytes;
+use time::OffsetDateTime;
 
 /// A stored object.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Blob {
     pub bytes: Bytes,
     pub content_type: String,
+}
+
+/// A presigned upload: `PUT` the object's bytes to `url` with exactly `headers`
+/// before `expires_at`. The signature covers the key, content type and length, so
+/// the store refuses another key, type or size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresignedUpload {
+    pub url: String,
+    /// Lower-case header names and the values the upload must send.
+    pub headers: Vec<(String, String)>,
+    pub expires_at: OffsetDateTime,
 }
 
 /// Blob store failures; each becomes an opaque 500 unless a handler maps it.
@@ -41,4 +55,13 @@ pub trait BlobStore: Send + Sync {
     async fn delete(&self, key: &str) -> Result<(), BlobError>;
     /// Keys under `prefix`, in ascending order.
     async fn list(&self, prefix: &str) -> Result<Vec<String>, BlobError>;
+    /// A presigned `PUT` of `content_length` bytes of `content_type` to `key`,
+    /// valid for `expires_in`.
+    async fn presign_put(
+        &self,
+        key: &str,
+        content_type: &str,
+        content_length: u64,
+        expires_in: Duration,
+    ) -> Result<PresignedUpload, BlobError>;
 }

@@ -6,7 +6,7 @@ mod clock;
 mod jobs;
 mod store;
 
-pub use blobs::{Blob, BlobError, BlobStore};
+pub use blobs::{Blob, BlobError, BlobStore, PresignedUpload};
 pub use clock::{Clock, SystemClock};
 pub use jobs::{JobError, JobMessage, JobQueue};
 pub use store::{

@@ -1,8 +1,9 @@
 //! The item store port: a single-table key/value store with secondary indexes,
 //! conditional writes and all-or-nothing transactions (DynamoDB semantics).
 //!
-//! Every item has a partition key `pk` and a sort key `sk`. Two optional secondary
-//! indexes are keyed by the attributes `gsi1pk`/`gsi1sk` and `gsi2pk`/`gsi2sk`.
+//! Every item has a partition key `pk` and a sort key `sk`. Six optional secondary
+//! indexes are keyed by the attributes `gsiNpk`/`gsiNsk` (N = 1..=6); an item is in
+//! an index only when it has both of that index's attributes (sparse indexes).
 //! An item whose numeric `ttl` attribute (epoch seconds) lies in the past is
 //! expired and reads as absent on every backend.
 
@@ -54,21 +55,30 @@ impl Item {
     }
 }
 
-/// A secondary index.
+/// A secondary index. What each holds is decided by the `repo` modules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Index {
-    /// Keyed by `gsi1pk` / `gsi1sk`.
     Gsi1,
-    /// Keyed by `gsi2pk` / `gsi2sk`.
     Gsi2,
+    Gsi3,
+    Gsi4,
+    Gsi5,
+    Gsi6,
 }
 
 impl Index {
+    /// Every index, in order.
+    pub const ALL: [Index; 6] = [Index::Gsi1, Index::Gsi2, Index::Gsi3, Index::Gsi4, Index::Gsi5, Index::Gsi6];
+
     /// The (partition, sort) attribute names of this index.
     pub fn key_attrs(self) -> (&'static str, &'static str) {
         match self {
             Index::Gsi1 => ("gsi1pk", "gsi1sk"),
             Index::Gsi2 => ("gsi2pk", "gsi2sk"),
+            Index::Gsi3 => ("gsi3pk", "gsi3sk"),
+            Index::Gsi4 => ("gsi4pk", "gsi4sk"),
+            Index::Gsi5 => ("gsi5pk", "gsi5sk"),
+            Index::Gsi6 => ("gsi6pk", "gsi6sk"),
         }
     }
 
@@ -77,6 +87,10 @@ impl Index {
         match self {
             Index::Gsi1 => "gsi1",
             Index::Gsi2 => "gsi2",
+            Index::Gsi3 => "gsi3",
+            Index::Gsi4 => "gsi4",
+            Index::Gsi5 => "gsi5",
+            Index::Gsi6 => "gsi6",
         }
     }
 }
@@ -123,6 +137,9 @@ pub struct Query {
     pub partition: String,
     /// Only items whose sort key starts with this prefix.
     pub sort_prefix: Option<String>,
+    /// Only items whose sort key lies between these bounds (inclusive, compared
+    /// as strings). Not combined with `sort_prefix`.
+    pub sort_between: Option<(String, String)>,
     /// `true` for ascending sort-key order, `false` for descending.
     pub ascending: bool,
     /// Maximum number of items returned (1..=1000).
@@ -134,7 +151,15 @@ pub struct Query {
 impl Query {
     /// Ascending query of one table partition.
     pub fn partition(pk: impl Into<String>) -> Self {
-        Self { index: None, partition: pk.into(), sort_prefix: None, ascending: true, limit: 100, start_after: None }
+        Self {
+            index: None,
+            partition: pk.into(),
+            sort_prefix: None,
+            sort_between: None,
+            ascending: true,
+            limit: 100,
+            start_after: None,
+        }
     }
 
     /// Ascending query of one index partition.

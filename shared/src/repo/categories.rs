@@ -1,7 +1,9 @@
 //! Categories in the single table: `CATEGORY#<id>`/`CATEGORY`, listed through index
 //! `gsi1` under partition `CATEGORIES` ordered by lower-cased name, with a slug guard
 //! item `SLUG#<slug>`/`SLUG` written in the same transaction so slugs stay unique.
-//! Products of a category are indexed in `gsi1` under `CATEGORY#<id>`.
+//! Products of a category are indexed in `gsi1` under `CATEGORY#<id>`; the
+//! category's `productCount` counts its listed products (kept by `repo::products`
+//! in the transactions that list and unlist them), which is what a delete checks.
 
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
@@ -48,7 +50,7 @@ pub fn list_query() -> Query {
     Query::index(Index::Gsi1, LIST_PARTITION)
 }
 
-fn to_item(category: &Category) -> Item {
+pub(crate) fn to_item(category: &Category) -> Item {
     let Value::Object(attrs) = json!({
         "entity": "category",
         "id": category.id.to_string(),
@@ -58,6 +60,7 @@ fn to_item(category: &Category) -> Item {
         "createdAt": category.created_at.format(&Rfc3339).unwrap_or_default(),
         "updatedAt": category.updated_at.format(&Rfc3339).unwrap_or_default(),
         ATTR_VERSION: category.version,
+        "productCount": category.product_count,
         "gsi1pk": LIST_PARTITION,
         "gsi1sk": format!("{}#{}", category.name.as_str().to_lowercase(), category.id),
     }) else {
@@ -82,6 +85,7 @@ pub fn from_item(item: &Item) -> Result<Category, StoreError> {
         created_at: time("createdAt")?,
         updated_at: time("updatedAt")?,
         version: item.int(ATTR_VERSION).ok_or_else(|| bad("version"))?,
+        product_count: item.int("productCount").unwrap_or(0),
     })
 }
 
@@ -124,11 +128,11 @@ pub async fn update(store: &dyn Store, old: &Category, new: &Category) -> Result
     }
 }
 
-/// Deletes a category with no products, with its slug guard.
+/// Deletes a category with no listed products, with its slug guard. The count
+/// and the version are checked in one condition, so a product listed in the
+/// category meanwhile makes the delete fail (`Changed`) rather than orphan it.
 pub async fn delete(store: &dyn Store, category: &Category) -> Result<(), CategoryWriteError> {
-    let mut probe = Query::index(Index::Gsi1, products_partition(category.id));
-    probe.limit = 1;
-    if !store.query(&probe).await?.items.is_empty() {
+    if category.product_count > 0 {
         return Err(CategoryWriteError::HasProducts);
     }
     let writes = vec![

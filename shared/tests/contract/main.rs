@@ -49,6 +49,8 @@ macro_rules! backend {
                 pagination_returns_every_item_once_in_order,
                 gsi1_queries_order_by_the_index_sort_key,
                 gsi2_queries_read_their_own_keys,
+                every_index_reads_only_its_own_keys,
+                sort_ranges_bound_a_query_in_both_directions,
                 items_without_index_keys_stay_out_of_the_index,
                 invalid_queries_are_rejected,
                 twenty_concurrent_creates_of_one_key_let_exactly_one_win,

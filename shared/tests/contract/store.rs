@@ -308,6 +308,45 @@ pub async fn gsi2_queries_read_their_own_keys<B: Backend>() {
     assert!(store.query(&Query::index(Index::Gsi1, "FARMER#f1")).await.unwrap().items.is_empty());
 }
 
+pub async fn every_index_reads_only_its_own_keys<B: Backend>() {
+    let store = B::store().await;
+    let mut attrs = serde_json::Map::new();
+    for (n, index) in Index::ALL.into_iter().enumerate() {
+        let (pk, sk) = index.key_attrs();
+        attrs.insert(pk.into(), json!(format!("P{n}")));
+        attrs.insert(sk.into(), json!("s"));
+    }
+    store.put(item("MULTI#1", "X", serde_json::Value::Object(attrs)), Condition::None).await.unwrap();
+    for (n, index) in Index::ALL.into_iter().enumerate() {
+        let own = Query::index(index, format!("P{n}"));
+        settle_index(&*store, &own, 1).await;
+        assert_eq!(store.query(&own).await.unwrap().items.len(), 1, "{} reads its own partition", index.name());
+        let other = Query::index(index, format!("P{}", (n + 1) % Index::ALL.len()));
+        assert!(store.query(&other).await.unwrap().items.is_empty(), "{} reads another index's keys", index.name());
+    }
+}
+
+pub async fn sort_ranges_bound_a_query_in_both_directions<B: Backend>() {
+    let store = B::store().await;
+    for price in [100, 250, 300, 450, 900] {
+        let attrs = json!({ "gsi6pk": "PRODUCTS", "gsi6sk": format!("{price:010}#p{price}") });
+        store.put(item(&format!("PRODUCT#p{price}"), "PRODUCT", attrs), Condition::None).await.unwrap();
+    }
+    let range = Some((format!("{:010}", 250), format!("{:010}~", 450)));
+    let ascending = Query { sort_between: range.clone(), limit: 2, ..Query::index(Index::Gsi6, "PRODUCTS") };
+    settle_index(&*store, &ascending, 3).await;
+    let (items, pages) = query_all(&*store, &ascending).await;
+    let pks: Vec<_> = items.iter().map(|i| i.key.pk.as_str()).collect();
+    assert_eq!(pks, ["PRODUCT#p250", "PRODUCT#p300", "PRODUCT#p450"]);
+    assert_eq!(pages.len(), 2);
+    let descending = Query { ascending: false, ..ascending.clone() };
+    let (items, _) = query_all(&*store, &descending).await;
+    let pks: Vec<_> = items.iter().map(|i| i.key.pk.as_str()).collect();
+    assert_eq!(pks, ["PRODUCT#p450", "PRODUCT#p300", "PRODUCT#p250"]);
+    let both = Query { sort_prefix: Some("0".into()), ..ascending };
+    assert!(matches!(store.query(&both).await, Err(StoreError::Invalid(_))));
+}
+
 pub async fn items_without_index_keys_stay_out_of_the_index<B: Backend>() {
     let store = B::store().await;
     store.put(item("A", "1", json!({ "gsi1pk": "P", "gsi1sk": "1" })), Condition::None).await.unwrap();

@@ -79,7 +79,8 @@ impl Backend for Embedded {
 
     async fn blobs() -> Fixture<dyn BlobStore> {
         let dir = tempfile::tempdir().expect("temp dir");
-        let blobs = EmbeddedBlobs::open(&dir.path().join("blobs")).expect("open embedded blobs");
+        let blobs =
+            EmbeddedBlobs::open(&dir.path().join("blobs"), "http://127.0.0.1:3000").expect("open embedded blobs");
         Fixture { port: Arc::new(blobs), _dir: Some(dir) }
     }
 

@@ -27,7 +27,7 @@ const WRITE_ATTEMPTS: u32 = 5;
 const PING_PK: &str = "HEALTH#PING";
 
 /// The item store on the DynamoDB table `table` (keys `pk`/`sk`, indexes `gsi1`
-/// and `gsi2`, TTL attribute `ttl`, as `provision::create_table` and the SAM
+/// to `gsi6`, TTL attribute `ttl`, as `provision::create_table` and the SAM
 /// template create it).
 ///
 /// DynamoDB deletes expired items only eventually, so every read filters them
@@ -256,7 +256,10 @@ impl DynamoStore {
         }
         let request = self.client.transact_write_items().set_transact_items(Some(items));
         for attempt in 0.. {
-            let err = match request.clone().send().await {
+            // A token per attempt makes the SDK's own retries of this attempt (after
+            // a timeout or a 5xx) idempotent: DynamoDB does not apply it twice.
+            let token = ulid::Ulid::new().to_string();
+            let err = match request.clone().client_request_token(token).send().await {
                 Ok(_) => return Ok(()),
                 Err(err) => err,
             };
@@ -316,6 +319,12 @@ impl Store for DynamoStore {
             condition.push_str(" AND begins_with(#s, :prefix)");
             names.insert("#s".to_owned(), sort_attr.to_owned());
             values.insert(":prefix".to_owned(), AttributeValue::S(prefix.to_owned()));
+        }
+        if let Some((low, high)) = &query.sort_between {
+            condition.push_str(" AND #s BETWEEN :low AND :high");
+            names.insert("#s".to_owned(), sort_attr.to_owned());
+            values.insert(":low".to_owned(), AttributeValue::S(low.clone()));
+            values.insert(":high".to_owned(), AttributeValue::S(high.clone()));
         }
         let request = self
             .client

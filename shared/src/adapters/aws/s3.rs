@@ -1,14 +1,17 @@
 //! The blob store on an S3 bucket: objects keep their content type as S3
 //! metadata, and keys follow the same rules as the embedded store.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
 use bytes::Bytes;
 
 use crate::adapters::rules;
-use crate::ports::{Blob, BlobError, BlobStore};
+use crate::ports::{Blob, BlobError, BlobStore, PresignedUpload};
 
 /// Content type reported when S3 returns none.
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
@@ -78,6 +81,45 @@ impl BlobStore for S3Blobs {
             .await
             .map_err(|e| sdk_error(format!("delete blob {key} from bucket {}", self.bucket), e))?;
         Ok(())
+    }
+
+    /// SigV4 query-string presigning of `PutObject` with `Content-Type` and
+    /// `Content-Length` set, so both are signed headers and S3 refuses an upload
+    /// that sends another type or size (or goes to another key).
+    async fn presign_put(
+        &self,
+        key: &str,
+        content_type: &str,
+        content_length: u64,
+        expires_in: Duration,
+    ) -> Result<PresignedUpload, BlobError> {
+        rules::check_blob_key(key)?;
+        let context = || format!("presign upload of {key} to bucket {}", self.bucket);
+        let config = PresigningConfig::expires_in(expires_in).map_err(|e| BlobError::backend(context(), e))?;
+        let length = i64::try_from(content_length).map_err(|e| BlobError::backend(context(), e))?;
+        let presigned = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .content_length(length)
+            .presigned(config)
+            .await
+            .map_err(|e| sdk_error(context(), e))?;
+        let mut headers: Vec<(String, String)> =
+            presigned.headers().map(|(name, value)| (name.to_ascii_lowercase(), value.to_owned())).collect();
+        for (name, value) in [("content-type", content_type.to_owned()), ("content-length", content_length.to_string())]
+        {
+            if !headers.iter().any(|(n, _)| n == name) {
+                headers.push((name.to_owned(), value));
+            }
+        }
+        Ok(PresignedUpload {
+            url: presigned.uri().to_owned(),
+            headers,
+            expires_at: time::OffsetDateTime::now_utc() + expires_in,
+        })
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, BlobError> {

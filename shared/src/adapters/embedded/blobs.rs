@@ -1,15 +1,23 @@
 //! The embedded blob store: one file per object in a directory tree, written
-//! atomically, with each object's content type in a parallel tree.
+//! atomically, with each object's content type in a parallel tree. Presigned
+//! uploads are URLs on the local gateway signed with HMAC-SHA256 under a key kept
+//! in the directory; `verify_upload` makes the checks S3 makes for a presigned PUT.
 
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use ring::hmac;
+use time::OffsetDateTime;
 use ulid::Ulid;
 
 use crate::adapters::rules;
-use crate::ports::{Blob, BlobError, BlobStore};
+use crate::ports::{Blob, BlobError, BlobStore, PresignedUpload};
+
+/// The local gateway path under which presigned uploads are accepted.
+pub const LOCAL_UPLOAD_PATH: &str = "/_local/uploads/";
 
 /// Content type reported when an object's type file is missing.
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
@@ -27,21 +35,93 @@ const STALE_TEMPORARY: std::time::Duration = std::time::Duration::from_secs(3600
 /// The type is written before the object, so a new object never appears without
 /// its type. Unlike S3, a key cannot also be a "directory" of other keys (`a/b`
 /// and `a/b/c` cannot both exist); writing the second fails with a backend error.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EmbeddedBlobs {
     root: PathBuf,
+    /// Base URL of the local gateway that accepts presigned uploads.
+    upload_base_url: String,
+    upload_key: hmac::Key,
+}
+
+impl std::fmt::Debug for EmbeddedBlobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedBlobs").field("root", &self.root).finish_non_exhaustive()
+    }
+}
+
+/// Why a presigned upload is refused (S3 answers 403 for all but `TooLarge`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UploadRejected {
+    #[error("the upload URL has expired")]
+    Expired,
+    #[error("the signature does not match this key, content type and length")]
+    SignatureMismatch,
+}
+
+/// The text an upload signature covers.
+fn upload_string_to_sign(key: &str, content_type: &str, content_length: u64, expires: i64) -> String {
+    format!("PUT\n{key}\n{content_type}\n{content_length}\n{expires}")
+}
+
+/// Reads the upload signing key in `dir`, creating it on first use (a process
+/// losing the creation race reads the winner's key).
+fn upload_key(dir: &Path) -> std::io::Result<hmac::Key> {
+    use rand::RngCore;
+    let path = dir.join("upload-signing.key");
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) if bytes.len() == 32 => bytes,
+        _ => {
+            let mut fresh = [0u8; 32];
+            rand::thread_rng().fill_bytes(&mut fresh);
+            let tmp = dir.join(format!("upload-signing.{}.tmp", Ulid::new()));
+            std::fs::write(&tmp, fresh)?;
+            let linked = std::fs::hard_link(&tmp, &path);
+            let _ = std::fs::remove_file(&tmp);
+            match linked {
+                Ok(()) => fresh.to_vec(),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => std::fs::read(&path)?,
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    Ok(hmac::Key::new(hmac::HMAC_SHA256, &bytes))
 }
 
 impl EmbeddedBlobs {
     /// Opens (creating if needed) the blob directory `dir`.
-    pub fn open(dir: &Path) -> Result<Self, BlobError> {
+    /// Presigned uploads go to `upload_base_url` (the local gateway).
+    pub fn open(dir: &Path, upload_base_url: &str) -> Result<Self, BlobError> {
         for sub in ["objects", "content-types", "tmp"] {
             let path = dir.join(sub);
             std::fs::create_dir_all(&path)
                 .map_err(|e| BlobError::backend(format!("create blob directory {}", path.display()), e))?;
         }
         sweep_stale_temporaries(&dir.join("tmp"));
-        Ok(Self { root: dir.to_owned() })
+        let upload_key =
+            upload_key(dir).map_err(|e| BlobError::backend(format!("upload signing key in {}", dir.display()), e))?;
+        Ok(Self { root: dir.to_owned(), upload_base_url: upload_base_url.trim_end_matches('/').to_owned(), upload_key })
+    }
+
+    /// The checks S3 makes before accepting a presigned PUT: the signature covers
+    /// this key, content type and length, and has not expired. The caller checks
+    /// that the body really is `content_length` bytes.
+    pub fn verify_upload(
+        &self,
+        key: &str,
+        content_type: &str,
+        content_length: u64,
+        expires: i64,
+        signature_hex: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), UploadRejected> {
+        let signature = hex::decode(signature_hex).map_err(|_| UploadRejected::SignatureMismatch)?;
+        let message = upload_string_to_sign(key, content_type, content_length, expires);
+        hmac::verify(&self.upload_key, message.as_bytes(), &signature)
+            .map_err(|_| UploadRejected::SignatureMismatch)?;
+        if now.unix_timestamp() > expires {
+            return Err(UploadRejected::Expired);
+        }
+        Ok(())
     }
 
     fn object_path(&self, key: &str) -> PathBuf {
@@ -177,6 +257,28 @@ impl BlobStore for EmbeddedBlobs {
             remove_if_exists(&object).and_then(|()| remove_if_exists(&kind)).map_err(|e| BlobError::backend(context, e))
         })
         .await
+    }
+
+    async fn presign_put(
+        &self,
+        key: &str,
+        content_type: &str,
+        content_length: u64,
+        expires_in: Duration,
+    ) -> Result<PresignedUpload, BlobError> {
+        rules::check_blob_key(key)?;
+        let expires_at = OffsetDateTime::now_utc() + expires_in;
+        let expires = expires_at.unix_timestamp();
+        let message = upload_string_to_sign(key, content_type, content_length, expires);
+        let signature = hex::encode(hmac::sign(&self.upload_key, message.as_bytes()).as_ref());
+        Ok(PresignedUpload {
+            url: format!("{}{LOCAL_UPLOAD_PATH}{key}?expires={expires}&signature={signature}", self.upload_base_url),
+            headers: vec![
+                ("content-type".to_owned(), content_type.to_owned()),
+                ("content-length".to_owned(), content_length.to_string()),
+            ],
+            expires_at,
+        })
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, BlobError> {

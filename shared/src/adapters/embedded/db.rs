@@ -41,6 +41,12 @@ impl Db {
         Ok(Self { conn: Arc::new(Mutex::new(conn)) })
     }
 
+    /// Runs `f` with the connection on the calling thread (for start-up work).
+    pub(super) fn with_conn<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> T {
+        let mut guard = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut guard)
+    }
+
     /// Runs `f` with the connection on tokio's blocking pool. A panic inside an
     /// earlier call leaves the connection usable (any open transaction rolled
     /// back on drop), so a poisoned lock is recovered rather than propagated.

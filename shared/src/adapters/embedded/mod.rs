@@ -7,6 +7,6 @@ mod db;
 mod jobs;
 mod store;
 
-pub use blobs::EmbeddedBlobs;
+pub use blobs::{EmbeddedBlobs, UploadRejected, LOCAL_UPLOAD_PATH};
 pub use jobs::EmbeddedJobs;
 pub use store::EmbeddedStore;

@@ -12,24 +12,44 @@ use super::db::Db;
 use crate::adapters::rules;
 use crate::ports::{Attrs, Index, Item, ItemKey, Page, Query, Store, StoreError, WriteOp, ATTR_TTL};
 
-/// `items` mirrors the DynamoDB table: `pk`/`sk` primary key, the two index key
-/// pairs (set only when both attributes of the pair are present, which is when
-/// DynamoDB indexes an item) and `ttl`; `attrs` holds every attribute as JSON.
+/// `items` mirrors the DynamoDB table: `pk`/`sk` primary key, `ttl`, and `attrs`
+/// holding every attribute as JSON. Each index's key pair is mirrored into the
+/// columns `gsiNpk`/`gsiNsk` (set only when both attributes are present, which is
+/// when DynamoDB indexes an item); `add_index_columns` adds them, so a data
+/// directory made before an index existed gains it on open.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS items (
     pk     TEXT NOT NULL,
     sk     TEXT NOT NULL,
-    gsi1pk TEXT,
-    gsi1sk TEXT,
-    gsi2pk TEXT,
-    gsi2sk TEXT,
     ttl    INTEGER,
     attrs  TEXT NOT NULL,
     PRIMARY KEY (pk, sk)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS items_gsi1 ON items (gsi1pk, gsi1sk, pk, sk);
-CREATE INDEX IF NOT EXISTS items_gsi2 ON items (gsi2pk, gsi2sk, pk, sk);
 ";
+
+/// Adds the key columns (and SQL index) of every `Index` the table lacks. New
+/// columns start empty: no stored item has attributes of an index that did not
+/// exist when it was written.
+fn add_index_columns(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let existing: Vec<String> = tx
+        .prepare("SELECT name FROM pragma_table_info('items')")?
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    for index in Index::ALL {
+        let (pk, sk) = index.key_attrs();
+        for column in [pk, sk] {
+            if !existing.iter().any(|c| c == column) {
+                tx.execute_batch(&format!("ALTER TABLE items ADD COLUMN {column} TEXT;"))?;
+            }
+        }
+        tx.execute_batch(&format!(
+            "CREATE INDEX IF NOT EXISTS items_{name} ON items ({pk}, {sk}, pk, sk);",
+            name = index.name()
+        ))?;
+    }
+    tx.commit()
+}
 
 /// The item store on a SQLite file. Several processes may open the same file.
 ///
@@ -50,8 +70,9 @@ impl std::fmt::Debug for EmbeddedStore {
 impl EmbeddedStore {
     /// Opens (creating if needed) the store in the SQLite file at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Db::open(path, SCHEMA)
-            .map_err(|e| StoreError::backend(format!("open embedded store {}", path.display()), e))?;
+        let context = || format!("open embedded store {}", path.display());
+        let db = Db::open(path, SCHEMA).map_err(|e| StoreError::backend(context(), e))?;
+        db.with_conn(add_index_columns).map_err(|e| StoreError::backend(context(), e))?;
         Ok(Self { db })
     }
 
@@ -96,15 +117,20 @@ fn index_columns(attrs: &Attrs, index: Index) -> (Option<&str>, Option<&str>) {
 
 fn write_item(conn: &Connection, item: &Item, context: &str) -> Result<(), StoreError> {
     let json = serde_json::to_string(&item.attrs).map_err(|e| StoreError::backend(context, e))?;
-    let (gsi1pk, gsi1sk) = index_columns(&item.attrs, Index::Gsi1);
-    let (gsi2pk, gsi2sk) = index_columns(&item.attrs, Index::Gsi2);
-    let ttl = item.int(ATTR_TTL);
-    conn.execute(
-        "INSERT OR REPLACE INTO items (pk, sk, gsi1pk, gsi1sk, gsi2pk, gsi2sk, ttl, attrs)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![item.key.pk, item.key.sk, gsi1pk, gsi1sk, gsi2pk, gsi2sk, ttl, json],
-    )
-    .map_err(|e| StoreError::backend(context, e))?;
+    let mut columns = vec!["pk", "sk", "ttl", "attrs"];
+    let mut values: Vec<SqlValue> =
+        vec![item.key.pk.clone().into(), item.key.sk.clone().into(), item.int(ATTR_TTL).into(), json.into()];
+    for index in Index::ALL {
+        let (pk_col, sk_col) = index.key_attrs();
+        let (pk, sk) = index_columns(&item.attrs, index);
+        columns.extend([pk_col, sk_col]);
+        values.extend([pk.map(str::to_owned).into(), sk.map(str::to_owned).into()]);
+    }
+    let placeholders: Vec<String> = (1..=columns.len()).map(|n| format!("?{n}")).collect();
+    let sql = format!("INSERT OR REPLACE INTO items ({}) VALUES ({})", columns.join(", "), placeholders.join(", "));
+    conn.prepare_cached(&sql)
+        .and_then(|mut statement| statement.execute(params_from_iter(values)))
+        .map_err(|e| StoreError::backend(context, e))?;
     Ok(())
 }
 
@@ -153,6 +179,11 @@ fn query(conn: &Connection, query: &Query, context: &str) -> Result<Page, StoreE
         params.push(prefix.to_owned().into());
         let n = params.len();
         sql.push_str(&format!(" AND {scol} >= ?{n} AND substr({scol}, 1, length(?{n})) = ?{n}"));
+    }
+    if let Some((low, high)) = &query.sort_between {
+        params.extend([low.clone().into(), high.clone().into()]);
+        let n = params.len();
+        sql.push_str(&format!(" AND {scol} BETWEEN ?{} AND ?{n}", n - 1));
     }
     let (op, dir) = if query.ascending { (">", "ASC") } else { ("<", "DESC") };
     if let Some(after) = &query.start_after {
@@ -229,5 +260,33 @@ impl Store for EmbeddedStore {
                 .map_err(|e| StoreError::backend(context, e))
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::Condition;
+    use serde_json::Value;
+
+    #[tokio::test]
+    async fn a_store_made_before_newer_indexes_gains_them_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE items (pk TEXT NOT NULL, sk TEXT NOT NULL, gsi1pk TEXT, gsi1sk TEXT, gsi2pk TEXT,
+             gsi2sk TEXT, ttl INTEGER, attrs TEXT NOT NULL, PRIMARY KEY (pk, sk)) WITHOUT ROWID;
+             INSERT INTO items VALUES ('U#1', 'P', 'L', '1', NULL, NULL, NULL, '{\"gsi1pk\":\"L\",\"gsi1sk\":\"1\"}');",
+        )
+        .unwrap();
+        drop(old);
+        let store = EmbeddedStore::open(&path).unwrap();
+        assert_eq!(store.query(&Query::index(Index::Gsi1, "L")).await.unwrap().items.len(), 1);
+        let Value::Object(attrs) = serde_json::json!({ "gsi5pk": "F", "gsi5sk": "2" }) else { unreachable!() };
+        store.put(Item::new(ItemKey::new("P#2", "P"), attrs), Condition::None).await.unwrap();
+        assert_eq!(store.query(&Query::index(Index::Gsi5, "F")).await.unwrap().items.len(), 1);
+        // Opening again (as a second local process would) changes nothing.
+        EmbeddedStore::open(&path).unwrap();
     }
 }

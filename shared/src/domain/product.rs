@@ -1,0 +1,384 @@
+//! Products farmers list: names, prices in integer minor units, units of sale,
+//! stock, harvest dates, and the images attached to them.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use time::{Date, OffsetDateTime};
+use ulid::Ulid;
+
+use super::{CategoryId, UserId};
+
+/// A product's id (a ULID, so ids sort by creation time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ProductId(pub Ulid);
+
+impl ProductId {
+    pub fn new() -> Self {
+        Self(Ulid::new())
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Ulid::from_string(raw).ok().map(Self)
+    }
+}
+
+impl Default for ProductId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for ProductId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// An image's id (a ULID), fixed when its upload ticket is issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ImageId(pub Ulid);
+
+impl ImageId {
+    pub fn new() -> Self {
+        Self(Ulid::new())
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Ulid::from_string(raw).ok().map(Self)
+    }
+}
+
+impl Default for ImageId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for ImageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A product name: 1 to 120 characters after trimming, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductName(String);
+
+impl ProductName {
+    pub const MAX_CHARS: usize = 120;
+
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let name = raw.trim();
+        if name.is_empty() {
+            return Err("must not be empty".into());
+        }
+        if name.chars().count() > Self::MAX_CHARS {
+            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
+        }
+        if name.chars().any(char::is_control) {
+            return Err("must not contain control characters".into());
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The name's words, lower-cased: what a search `q` matches.
+    pub fn words(&self) -> Vec<String> {
+        search_words(&self.0)
+    }
+}
+
+/// Splits text into lower-cased words of letters and digits.
+pub fn search_words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect()
+}
+
+/// A product description: at most 2000 characters (may be empty).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProductDescription(String);
+
+impl ProductDescription {
+    pub const MAX_CHARS: usize = 2000;
+
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let text = raw.trim();
+        if text.chars().count() > Self::MAX_CHARS {
+            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
+        }
+        if text.chars().any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t') {
+            return Err("must not contain control characters other than line breaks and tabs".into());
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A price in integer minor units (cents): 1 to `MAX`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Price(i64);
+
+impl Price {
+    /// 100 000.00 in major units.
+    pub const MAX: i64 = 10_000_000;
+
+    pub fn parse(raw: i64) -> Result<Self, String> {
+        if (1..=Self::MAX).contains(&raw) {
+            Ok(Self(raw))
+        } else {
+            Err(format!("must be an integer number of minor units (cents) from 1 to {}", Self::MAX))
+        }
+    }
+
+    pub fn minor_units(self) -> i64 {
+        self.0
+    }
+}
+
+/// Units a product is sold in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unit {
+    Kg,
+    G,
+    Piece,
+    Bunch,
+    Litre,
+    Dozen,
+}
+
+impl Unit {
+    pub const ALL: [Unit; 6] = [Unit::Kg, Unit::G, Unit::Piece, Unit::Bunch, Unit::Litre, Unit::Dozen];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unit::Kg => "kg",
+            Unit::G => "g",
+            Unit::Piece => "piece",
+            Unit::Bunch => "bunch",
+            Unit::Litre => "litre",
+            Unit::Dozen => "dozen",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        Self::ALL.into_iter().find(|u| u.as_str() == raw).ok_or_else(|| {
+            let names: Vec<&str> = Self::ALL.iter().map(|u| u.as_str()).collect();
+            format!("must be one of {}", names.join(", "))
+        })
+    }
+}
+
+/// Units in stock: 0 to `MAX`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Stock(i64);
+
+impl Stock {
+    pub const MAX: i64 = 1_000_000;
+
+    pub fn parse(raw: i64) -> Result<Self, String> {
+        if (0..=Self::MAX).contains(&raw) {
+            Ok(Self(raw))
+        } else {
+            Err(format!("must be an integer from 0 to {}", Self::MAX))
+        }
+    }
+
+    pub fn count(self) -> i64 {
+        self.0
+    }
+}
+
+/// Parses a harvest date `YYYY-MM-DD` between 2000-01-01 and a year from `today`.
+pub fn parse_harvest_date(raw: &str, today: Date) -> Result<Date, String> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let date = Date::parse(raw, format).map_err(|_| "must be a date like 2026-06-30".to_owned())?;
+    let earliest = time::macros::date!(2000 - 01 - 01);
+    let latest = today.saturating_add(time::Duration::days(366));
+    if date < earliest || date > latest {
+        return Err("must be between 2000-01-01 and a year from today".into());
+    }
+    Ok(date)
+}
+
+/// Formats a date as `YYYY-MM-DD`.
+pub fn format_date(date: Date) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    date.format(format).unwrap_or_default()
+}
+
+/// Image formats accepted for product photos.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageFormat {
+    Jpeg,
+    Png,
+    WebP,
+}
+
+impl ImageFormat {
+    pub const ALL: [ImageFormat; 3] = [ImageFormat::Jpeg, ImageFormat::Png, ImageFormat::WebP];
+    /// Largest accepted upload: 5 MiB.
+    pub const MAX_BYTES: u64 = 5 * 1024 * 1024;
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            ImageFormat::Jpeg => "image/jpeg",
+            ImageFormat::Png => "image/png",
+            ImageFormat::WebP => "image/webp",
+        }
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            ImageFormat::Jpeg => "jpg",
+            ImageFormat::Png => "png",
+            ImageFormat::WebP => "webp",
+        }
+    }
+
+    /// The format of a MIME type (parameters and letter case ignored).
+    pub fn from_content_type(raw: &str) -> Option<Self> {
+        let essence = raw.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        Self::ALL.into_iter().find(|f| f.content_type() == essence)
+    }
+
+    /// The format the file's first bytes announce.
+    pub fn sniff(bytes: &[u8]) -> Option<Self> {
+        if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+            Some(ImageFormat::Jpeg)
+        } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+            Some(ImageFormat::Png)
+        } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+            Some(ImageFormat::WebP)
+        } else {
+            None
+        }
+    }
+}
+
+/// An image attached to a product: the original and its thumbnail, both under
+/// the public prefix with content-addressed (immutable) keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductImage {
+    pub id: ImageId,
+    pub key: String,
+    pub thumbnail_key: String,
+    pub width: u32,
+    pub height: u32,
+    pub content_type: String,
+}
+
+/// Most images a product may carry.
+pub const MAX_IMAGES_PER_PRODUCT: usize = 8;
+
+/// Whether a product shows in browse and can be ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListingStatus {
+    Listed,
+    Unlisted,
+}
+
+impl ListingStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListingStatus::Listed => "listed",
+            ListingStatus::Unlisted => "unlisted",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "listed" => Some(ListingStatus::Listed),
+            "unlisted" => Some(ListingStatus::Unlisted),
+            _ => None,
+        }
+    }
+}
+
+/// A stored product.
+#[derive(Debug, Clone)]
+pub struct Product {
+    pub id: ProductId,
+    pub farmer_id: UserId,
+    pub category_id: CategoryId,
+    pub name: ProductName,
+    pub description: ProductDescription,
+    pub price: Price,
+    pub unit: Unit,
+    pub stock: Stock,
+    pub harvest_date: Option<Date>,
+    pub images: Vec<ProductImage>,
+    pub status: ListingStatus,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    pub version: i64,
+}
+
+impl Product {
+    pub fn is_listed(&self) -> bool {
+        self.status == ListingStatus::Listed
+    }
+
+    /// Whether every word of `query_words` is a word of the name.
+    pub fn name_has_words(&self, query_words: &[String]) -> bool {
+        let words = self.name.words();
+        query_words.iter().all(|q| words.contains(q))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_of_prices_stock_and_names() {
+        assert!(Price::parse(0).is_err());
+        assert!(Price::parse(-5).is_err());
+        assert!(Price::parse(Price::MAX + 1).is_err());
+        assert_eq!(Price::parse(250).unwrap().minor_units(), 250);
+        assert!(Stock::parse(-1).is_err());
+        assert!(Stock::parse(Stock::MAX + 1).is_err());
+        assert!(Stock::parse(0).is_ok());
+        assert!(ProductName::parse(&"x".repeat(10_000)).is_err());
+        assert!(ProductName::parse("  ").is_err());
+        assert!(ProductName::parse("a\u{0}b").is_err());
+        assert!(Unit::parse("ton").is_err());
+        assert_eq!(Unit::parse("litre").unwrap(), Unit::Litre);
+    }
+
+    #[test]
+    fn search_words_ignore_case_and_punctuation() {
+        let name = ProductName::parse("Heirloom Tomatoes (Cherry, 500g)").unwrap();
+        assert_eq!(name.words(), ["heirloom", "tomatoes", "cherry", "500g"]);
+        assert_eq!(search_words("  CHERRY-tomatoes "), ["cherry", "tomatoes"]);
+    }
+
+    #[test]
+    fn image_formats_sniff_their_magic_bytes() {
+        assert_eq!(ImageFormat::sniff(&[0xFF, 0xD8, 0xFF, 0xE0]), Some(ImageFormat::Jpeg));
+        assert_eq!(ImageFormat::sniff(b"\x89PNG\r\n\x1a\n...."), Some(ImageFormat::Png));
+        assert_eq!(ImageFormat::sniff(b"RIFF\0\0\0\0WEBPVP8 "), Some(ImageFormat::WebP));
+        assert_eq!(ImageFormat::sniff(b"hello, I am text"), None);
+        assert_eq!(ImageFormat::from_content_type("IMAGE/JPEG; q=1"), Some(ImageFormat::Jpeg));
+        assert_eq!(ImageFormat::from_content_type("image/gif"), None);
+    }
+
+    #[test]
+    fn harvest_dates_are_real_dates_in_a_sane_range() {
+        let today = time::macros::date!(2026 - 11 - 26);
+        assert!(parse_harvest_date("2026-11-20", today).is_ok());
+        assert!(parse_harvest_date("2026-02-30", today).is_err());
+        assert!(parse_harvest_date("1999-12-31", today).is_err());
+        assert!(parse_harvest_date("2030-01-01", today).is_err());
+        assert!(parse_harvest_date("yesterday", today).is_err());
+    }
+}

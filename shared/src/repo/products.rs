@@ -1,0 +1,411 @@
+//! Products in the single table: `PRODUCT#<id>`/`PRODUCT`. A listed product
+//! carries six index keys, one per way of browsing (unlisted products carry none,
+//! so they drop out of every listing):
+//!
+//! | index | partition | sort key | serves |
+//! |---|---|---|---|
+//! | gsi1 | `CATEGORY#<category>` | `<id>` | a category, newest first |
+//! | gsi2 | `FARMER#<farmer>` | `<id>` | a farmer, newest first |
+//! | gsi3 | `PRODUCTS` | `<id>` | everything, newest first |
+//! | gsi4 | `CATEGORY#<category>` | `<price:010>#<id>` | a category by price |
+//! | gsi5 | `FARMER#<farmer>` | `<price:010>#<id>` | a farmer by price |
+//! | gsi6 | `PRODUCTS` | `<price:010>#<id>` | everything by price |
+//!
+//! Ids are ULIDs, so descending id order is newest first. Listing, unlisting or
+//! moving a product updates its categories' `productCount` in the same
+//! transaction. Image upload tickets are `UPLOAD#<imageId>`/`UPLOAD` items that
+//! expire after a day.
+
+use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::categories;
+use crate::domain::{
+    format_date, parse_harvest_date, Category, CategoryId, ImageId, ListingStatus, Price, Product, ProductDescription,
+    ProductId, ProductImage, ProductName, Stock, Unit, UserId,
+};
+use crate::ports::{Condition, Index, Item, ItemKey, Page, Query, Store, StoreError, WriteOp, ATTR_TTL, ATTR_VERSION};
+
+/// The index partition of every listed product.
+pub const ALL_PARTITION: &str = "PRODUCTS";
+
+/// Attempts of a write that lost a race on a category's product count.
+const CATEGORY_ATTEMPTS: usize = 5;
+
+/// Errors of product writes. Each variant's doc names its HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum ProductWriteError {
+    /// 422 on `categoryId`: the category does not exist.
+    #[error("no such category")]
+    NoSuchCategory,
+    /// 412 with `If-Match`, otherwise retried: the product changed since it was read.
+    #[error("the product was changed by someone else")]
+    Changed,
+    /// 409: a category's product count kept changing under us.
+    #[error("the category is busy; try again")]
+    CategoryBusy,
+    /// 500.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub fn key(id: ProductId) -> ItemKey {
+    ItemKey::new(format!("PRODUCT#{id}"), "PRODUCT")
+}
+
+fn category_partition(id: CategoryId) -> String {
+    categories::products_partition(id)
+}
+
+fn farmer_partition(id: UserId) -> String {
+    format!("FARMER#{id}")
+}
+
+fn price_sort_key(price: Price, id: ProductId) -> String {
+    format!("{:010}#{id}", price.minor_units())
+}
+
+fn to_item(product: &Product) -> Item {
+    let Value::Object(mut attrs) = json!({
+        "entity": "product",
+        "id": product.id.to_string(),
+        "farmerId": product.farmer_id.to_string(),
+        "categoryId": product.category_id.to_string(),
+        "name": product.name.as_str(),
+        "description": product.description.as_str(),
+        "price": product.price.minor_units(),
+        "unit": product.unit.as_str(),
+        "stock": product.stock.count(),
+        "harvestDate": product.harvest_date.map(format_date),
+        "images": product.images,
+        "status": product.status.as_str(),
+        "createdAt": product.created_at.format(&Rfc3339).unwrap_or_default(),
+        "updatedAt": product.updated_at.format(&Rfc3339).unwrap_or_default(),
+        ATTR_VERSION: product.version,
+    }) else {
+        unreachable!("json! of an object literal is an object")
+    };
+    if product.is_listed() {
+        let id = product.id.to_string();
+        let by_price = price_sort_key(product.price, product.id);
+        let keys = [
+            (Index::Gsi1, category_partition(product.category_id), id.clone()),
+            (Index::Gsi2, farmer_partition(product.farmer_id), id.clone()),
+            (Index::Gsi3, ALL_PARTITION.to_owned(), id),
+            (Index::Gsi4, category_partition(product.category_id), by_price.clone()),
+            (Index::Gsi5, farmer_partition(product.farmer_id), by_price.clone()),
+            (Index::Gsi6, ALL_PARTITION.to_owned(), by_price),
+        ];
+        for (index, partition, sort) in keys {
+            let (pk, sk) = index.key_attrs();
+            attrs.insert(pk.into(), partition.into());
+            attrs.insert(sk.into(), sort.into());
+        }
+    }
+    Item::new(key(product.id), attrs)
+}
+
+pub fn from_item(item: &Item) -> Result<Product, StoreError> {
+    let bad = |what: &str| StoreError::Invalid(format!("product item {} has a bad {what}", item.key.pk));
+    let time =
+        |name: &str| item.str(name).and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok()).ok_or_else(|| bad(name));
+    let far_future = time::macros::date!(9999 - 12 - 31);
+    let harvest_date = match item.str("harvestDate") {
+        None => None,
+        Some(raw) => Some(parse_harvest_date(raw, far_future).map_err(|_| bad("harvestDate"))?),
+    };
+    let images = match item.attrs.get("images") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(value) => serde_json::from_value(value.clone()).map_err(|_| bad("images"))?,
+    };
+    Ok(Product {
+        id: item.str("id").and_then(ProductId::parse).ok_or_else(|| bad("id"))?,
+        farmer_id: item.str("farmerId").and_then(UserId::parse).ok_or_else(|| bad("farmerId"))?,
+        category_id: item.str("categoryId").and_then(CategoryId::parse).ok_or_else(|| bad("categoryId"))?,
+        name: item.str("name").and_then(|n| ProductName::parse(n).ok()).ok_or_else(|| bad("name"))?,
+        description: ProductDescription::parse(item.str("description").unwrap_or_default())
+            .map_err(|_| bad("description"))?,
+        price: item.int("price").and_then(|p| Price::parse(p).ok()).ok_or_else(|| bad("price"))?,
+        unit: item.str("unit").and_then(|u| Unit::parse(u).ok()).ok_or_else(|| bad("unit"))?,
+        stock: item.int("stock").and_then(|s| Stock::parse(s).ok()).ok_or_else(|| bad("stock"))?,
+        harvest_date,
+        images,
+        status: item.str("status").and_then(ListingStatus::parse).ok_or_else(|| bad("status"))?,
+        created_at: time("createdAt")?,
+        updated_at: time("updatedAt")?,
+        version: item.int(ATTR_VERSION).ok_or_else(|| bad("version"))?,
+    })
+}
+
+pub async fn get(store: &dyn Store, id: ProductId) -> Result<Option<Product>, StoreError> {
+    store.get(&key(id)).await?.as_ref().map(from_item).transpose()
+}
+
+/// The listed-product count change each category sees when `old` becomes `new`.
+fn count_changes(old: Option<&Product>, new: &Product) -> Vec<(CategoryId, i64)> {
+    let mut changes: Vec<(CategoryId, i64)> = Vec::new();
+    let mut add = |category: CategoryId, delta: i64| match changes.iter_mut().find(|(c, _)| *c == category) {
+        Some((_, total)) => *total += delta,
+        None => changes.push((category, delta)),
+    };
+    if let Some(old) = old.filter(|p| p.is_listed()) {
+        add(old.category_id, -1);
+    }
+    if new.is_listed() {
+        add(new.category_id, 1);
+    }
+    changes.retain(|(_, delta)| *delta != 0);
+    changes
+}
+
+/// Writes `new` (a fresh product when `old` is `None`, else the next version of
+/// `old`) together with the product counts of the categories it enters or
+/// leaves, all in one transaction. A product can only enter an existing category.
+pub async fn save(store: &dyn Store, old: Option<&Product>, new: &Product) -> Result<(), ProductWriteError> {
+    let product_condition = match old {
+        None => Condition::NotExists,
+        Some(old) => Condition::VersionIs(old.version),
+    };
+    let changes = count_changes(old, new);
+    for _ in 0..CATEGORY_ATTEMPTS {
+        let mut writes = vec![WriteOp::Put { item: to_item(new), condition: product_condition.clone() }];
+        for (category_id, delta) in &changes {
+            let Some(category) = categories::get(store, *category_id).await? else {
+                if *delta > 0 {
+                    return Err(ProductWriteError::NoSuchCategory);
+                }
+                continue; // leaving a category that is gone: nothing to count
+            };
+            let next = Category {
+                product_count: (category.product_count + delta).max(0),
+                version: category.version + 1,
+                ..category.clone()
+            };
+            writes.push(WriteOp::Put {
+                item: categories::to_item(&next),
+                condition: Condition::VersionIs(category.version),
+            });
+        }
+        if new.is_listed() && changes.is_empty() {
+            // Staying listed in the same category: it must still exist.
+            writes.push(WriteOp::Check { key: categories::key(new.category_id), condition: Condition::Exists });
+        }
+        match store.transact(writes).await {
+            Ok(()) => return Ok(()),
+            Err(StoreError::ConditionFailed { index: 0 }) => return Err(ProductWriteError::Changed),
+            Err(StoreError::ConditionFailed { .. }) if new.is_listed() && changes.is_empty() => {
+                return Err(ProductWriteError::NoSuchCategory)
+            }
+            Err(StoreError::ConditionFailed { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ProductWriteError::CategoryBusy)
+}
+
+/// Sort orders of the browse listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sort {
+    /// Newest first (descending id).
+    Newest,
+    /// Cheapest first; equal prices oldest first.
+    PriceAscending,
+    /// Dearest first; equal prices newest first.
+    PriceDescending,
+}
+
+impl Sort {
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "newest" => Some(Sort::Newest),
+            "price_asc" => Some(Sort::PriceAscending),
+            "price_desc" => Some(Sort::PriceDescending),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sort::Newest => "newest",
+            Sort::PriceAscending => "price_asc",
+            Sort::PriceDescending => "price_desc",
+        }
+    }
+}
+
+/// What a browse request asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Browse {
+    pub category: Option<CategoryId>,
+    pub farmer: Option<UserId>,
+    pub in_stock: Option<bool>,
+    pub min_price: Option<i64>,
+    pub max_price: Option<i64>,
+    pub sort: Sort,
+    /// Lower-cased words that must all be words of the name.
+    pub words: Vec<String>,
+}
+
+impl Browse {
+    /// The index query serving this browse: the farmer's partition when a farmer
+    /// is given (the narrowest), else the category's, else all products; sorted by
+    /// the requested order; a price range is a key condition when sorting by price.
+    pub fn query(&self) -> Query {
+        let by_price = self.sort != Sort::Newest;
+        let (index, partition) = match (self.farmer, self.category, by_price) {
+            (Some(farmer), _, false) => (Index::Gsi2, farmer_partition(farmer)),
+            (Some(farmer), _, true) => (Index::Gsi5, farmer_partition(farmer)),
+            (None, Some(category), false) => (Index::Gsi1, category_partition(category)),
+            (None, Some(category), true) => (Index::Gsi4, category_partition(category)),
+            (None, None, false) => (Index::Gsi3, ALL_PARTITION.to_owned()),
+            (None, None, true) => (Index::Gsi6, ALL_PARTITION.to_owned()),
+        };
+        let mut query = Query::index(index, partition);
+        query.ascending = self.sort == Sort::PriceAscending;
+        if by_price && (self.min_price.is_some() || self.max_price.is_some()) {
+            let low = format!("{:010}", self.min_price.unwrap_or(0).max(0));
+            let high = format!("{:010}~", self.max_price.unwrap_or(Price::MAX).min(Price::MAX));
+            query.sort_between = Some((low, high));
+        }
+        query
+    }
+
+    /// Whether some filter is applied after the index lookup.
+    pub fn filters_after_lookup(&self) -> bool {
+        let price_after = self.sort == Sort::Newest && (self.min_price.is_some() || self.max_price.is_some());
+        (self.farmer.is_some() && self.category.is_some())
+            || self.in_stock.is_some()
+            || !self.words.is_empty()
+            || price_after
+    }
+
+    /// Whether `product` passes every filter (those the index already applied
+    /// pass trivially).
+    pub fn matches(&self, product: &Product) -> bool {
+        let price = product.price.minor_units();
+        product.is_listed()
+            && self.category.is_none_or(|c| product.category_id == c)
+            && self.farmer.is_none_or(|f| product.farmer_id == f)
+            && self.in_stock.is_none_or(|wanted| (product.stock.count() > 0) == wanted)
+            && self.min_price.is_none_or(|min| price >= min)
+            && self.max_price.is_none_or(|max| price <= max)
+            && product.name_has_words(&self.words)
+    }
+
+    /// Names everything that shapes the result set, for the cursor's fingerprint.
+    pub fn scope(&self) -> String {
+        format!(
+            "products|c={:?}|f={:?}|s={:?}|min={:?}|max={:?}|q={}|sort={}",
+            self.category.map(|c| c.to_string()),
+            self.farmer.map(|f| f.to_string()),
+            self.in_stock,
+            self.min_price,
+            self.max_price,
+            self.words.join(" "),
+            self.sort.as_str()
+        )
+    }
+}
+
+/// One browse page: the products, and the index entry to continue after when
+/// more may follow.
+pub struct BrowsePage {
+    pub products: Vec<Product>,
+    pub resume_after: Option<Item>,
+}
+
+/// Reads index entries in order until `limit` products match or `budget` entries
+/// were evaluated. A page cut short by the budget still carries `resume_after`,
+/// so walking the cursors visits every match exactly once.
+pub async fn browse(
+    store: &dyn Store,
+    browse: &Browse,
+    mut query: Query,
+    limit: usize,
+    budget: usize,
+) -> Result<BrowsePage, StoreError> {
+    let filtered = browse.filters_after_lookup();
+    let mut products = Vec::new();
+    let mut evaluated = 0;
+    loop {
+        query.limit = if filtered { 100.min(budget - evaluated).max(1) } else { limit - products.len() };
+        let Page { items, last } = store.query(&query).await?;
+        let count = items.len();
+        for (position, item) in items.into_iter().enumerate() {
+            evaluated += 1;
+            let product = from_item(&item)?;
+            if browse.matches(&product) {
+                products.push(product);
+                if products.len() == limit {
+                    let more = position + 1 < count || last.is_some();
+                    return Ok(BrowsePage { products, resume_after: more.then_some(item) });
+                }
+            }
+        }
+        match last {
+            None => return Ok(BrowsePage { products, resume_after: None }),
+            Some(last) if evaluated >= budget => return Ok(BrowsePage { products, resume_after: Some(last) }),
+            Some(last) => query.start_after = Some(last),
+        }
+    }
+}
+
+/// An issued image upload ticket: what the worker checks an uploaded object against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadTicket {
+    pub image_id: ImageId,
+    pub product_id: ProductId,
+    pub farmer_id: UserId,
+    pub object_key: String,
+    pub content_type: String,
+    pub size: u64,
+    /// Epoch seconds after which the record expires.
+    pub expires_at: i64,
+}
+
+fn ticket_key(image_id: ImageId) -> ItemKey {
+    ItemKey::new(format!("UPLOAD#{image_id}"), "UPLOAD")
+}
+
+/// Stores a ticket (it expires by TTL).
+pub async fn put_ticket(store: &dyn Store, ticket: &UploadTicket) -> Result<(), StoreError> {
+    let Value::Object(attrs) = json!({
+        "entity": "upload",
+        "imageId": ticket.image_id.to_string(),
+        "productId": ticket.product_id.to_string(),
+        "farmerId": ticket.farmer_id.to_string(),
+        "objectKey": ticket.object_key,
+        "contentType": ticket.content_type,
+        "size": ticket.size,
+        ATTR_TTL: ticket.expires_at,
+    }) else {
+        unreachable!("json! of an object literal is an object")
+    };
+    store.put(Item::new(ticket_key(ticket.image_id), attrs), Condition::NotExists).await
+}
+
+pub async fn get_ticket(store: &dyn Store, image_id: ImageId) -> Result<Option<UploadTicket>, StoreError> {
+    let Some(item) = store.get(&ticket_key(image_id)).await? else {
+        return Ok(None);
+    };
+    let bad = |what: &str| StoreError::Invalid(format!("upload item {} has a bad {what}", item.key.pk));
+    Ok(Some(UploadTicket {
+        image_id,
+        product_id: item.str("productId").and_then(ProductId::parse).ok_or_else(|| bad("productId"))?,
+        farmer_id: item.str("farmerId").and_then(UserId::parse).ok_or_else(|| bad("farmerId"))?,
+        object_key: item.str("objectKey").ok_or_else(|| bad("objectKey"))?.to_owned(),
+        content_type: item.str("contentType").ok_or_else(|| bad("contentType"))?.to_owned(),
+        size: item.int("size").and_then(|s| u64::try_from(s).ok()).ok_or_else(|| bad("size"))?,
+        expires_at: item.int(ATTR_TTL).ok_or_else(|| bad("ttl"))?,
+    }))
+}
+
+pub async fn delete_ticket(store: &dyn Store, image_id: ImageId) -> Result<(), StoreError> {
+    store.delete(ticket_key(image_id), Condition::None).await
+}
+
+/// Whether `image_id` is attached to the product.
+pub fn has_image(product: &Product, image_id: ImageId) -> bool {
+    product.images.iter().any(|image: &ProductImage| image.id == image_id)
+}
