@@ -1,10 +1,11 @@
-//! The one table of HTTP functions local tools can run in-process: binary name (as
-//! in the template's `Metadata.BuildProperties.Binary`) → the handler the Lambda
-//! binary calls and the routes the function declares.
+//! The tables of functions local tools can run in-process: binary name (as in the
+//! template's `Metadata.BuildProperties.Binary`) → the handler the Lambda binary
+//! calls (and, for HTTP functions, the routes the function declares).
 
 use std::future::Future;
 use std::pin::Pin;
 
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_http::{Body, Request, Response};
 use shared::http::Route;
 use shared::AppState;
@@ -63,4 +64,32 @@ pub const HTTP_FUNCTIONS: &[HttpFunction] = &[
 /// The HTTP function built as `binary`.
 pub fn http_function(binary: &str) -> Option<&'static HttpFunction> {
     HTTP_FUNCTIONS.iter().find(|f| f.binary == binary)
+}
+
+/// The future a queue handler returns, borrowing the state.
+pub type QueueHandlerFuture<'a> = Pin<Box<dyn Future<Output = SqsBatchResponse> + Send + 'a>>;
+
+/// A queue function's `handle`, as a plain function pointer.
+pub type QueueHandlerFn = for<'a> fn(&'a AppState, SqsEvent) -> QueueHandlerFuture<'a>;
+
+/// One SQS-triggered function.
+#[derive(Clone, Copy)]
+pub struct QueueFunction {
+    /// The cargo binary name, matched against the template.
+    pub binary: &'static str,
+    /// Its `handle` fn, the same one the Lambda binary calls.
+    pub handle: QueueHandlerFn,
+}
+
+fn worker(state: &AppState, event: SqsEvent) -> QueueHandlerFuture<'_> {
+    Box::pin(worker::handle(state, event))
+}
+
+/// Every SQS-triggered function. A template function with an SQS event and no
+/// entry here stops the local queue pump at start-up.
+pub const QUEUE_FUNCTIONS: &[QueueFunction] = &[QueueFunction { binary: "worker", handle: worker }];
+
+/// The queue function built as `binary`.
+pub fn queue_function(binary: &str) -> Option<&'static QueueFunction> {
+    QUEUE_FUNCTIONS.iter().find(|f| f.binary == binary)
 }

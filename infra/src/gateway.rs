@@ -12,8 +12,12 @@
 //! Gateway-made errors are problem+json like the functions' own; every response
 //! carries `x-request-id` (and `apigw-requestid`, as API Gateway sends).
 //!
-//! Tests start it with [`spawn`] on `127.0.0.1:0`; the `marketplace-local` binary
-//! uses [`Gateway::load`] and [`Gateway::serve`].
+//! With local assets (`Gateway::load_local`) it also stands in for the bucket and
+//! CDN: presigned uploads under `/_local/uploads/` and public assets under
+//! `/assets/` (see `assets`).
+//!
+//! Tests start it with [`spawn`] on `127.0.0.1:0`; `local::LocalStack` runs it
+//! with local assets and the queue pumps.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -32,12 +36,14 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 use lambda_http::{Body as LambdaBody, Context, RequestExt};
 use serde_json::{json, Map, Value};
+use shared::adapters::LOCAL_UPLOAD_PATH;
 use shared::http::ApiError;
 use shared::AppState;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::assets::{AssetsError, LocalAssets};
 use crate::functions::{http_function, HandlerFn};
 use crate::template::{CorsConfig, HttpRoute, Template, TemplateError};
 
@@ -68,6 +74,8 @@ pub enum GatewayError {
         #[source]
         source: serde_json::Error,
     },
+    #[error(transparent)]
+    Assets(#[from] AssetsError),
     #[error("bind {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -105,6 +113,9 @@ struct Inner {
     routes: Vec<CompiledRoute>,
     cors: Option<CorsConfig>,
     openapi: Bytes,
+    assets: Option<LocalAssets>,
+    /// The bucket's CORS rule, for presigned uploads.
+    upload_cors: Option<CorsConfig>,
 }
 
 /// The local gateway: cheap to clone, shared by every connection.
@@ -127,6 +138,15 @@ impl Gateway {
     /// serving `openapi` at `/openapi.json`. A function with routes and no entry
     /// in the handler table is an error.
     pub fn new(state: AppState, template: &Template, openapi: &Value) -> Result<Self, GatewayError> {
+        Self::build(state, template, openapi, None)
+    }
+
+    fn build(
+        state: AppState,
+        template: &Template,
+        openapi: &Value,
+        assets: Option<LocalAssets>,
+    ) -> Result<Self, GatewayError> {
         let mut routes = Vec::new();
         for function in template.functions.iter().filter(|f| !f.routes.is_empty()) {
             let entry = http_function(&function.binary).ok_or_else(|| GatewayError::NoHandler {
@@ -146,17 +166,23 @@ impl Gateway {
             }
         }
         let openapi = Bytes::from(openapi.to_string());
-        Ok(Self { inner: Arc::new(Inner { state, routes, cors: template.cors.clone(), openapi }) })
+        let upload_cors = template.bucket_cors.first().map(|b| b.cors.clone());
+        let inner = Inner { state, routes, cors: template.cors.clone(), openapi, assets, upload_cors };
+        Ok(Self { inner: Arc::new(inner) })
     }
 
     /// Reads `template` and the `openapi.json` beside it.
     pub fn load(state: AppState, template: &Path) -> Result<Self, GatewayError> {
-        let parsed = Template::load(template)?;
-        let path = template.parent().unwrap_or(Path::new("")).join("openapi.json");
-        let text = std::fs::read(&path).map_err(|source| GatewayError::OpenApiRead { path: path.clone(), source })?;
-        let openapi: Value =
-            serde_json::from_slice(&text).map_err(|source| GatewayError::OpenApiJson { path, source })?;
+        let (parsed, openapi) = read_template_and_openapi(template)?;
         Self::new(state, &parsed, &openapi)
+    }
+
+    /// Like `load`, also standing in for the bucket and CDN over the blob
+    /// directory and queues of the embedded backend in `data_dir`.
+    pub fn load_local(state: AppState, template: &Path, data_dir: &Path) -> Result<Self, GatewayError> {
+        let (parsed, openapi) = read_template_and_openapi(template)?;
+        let assets = LocalAssets::open(data_dir, &parsed)?;
+        Self::build(state, &parsed, &openapi, Some(assets))
     }
 
     /// Every route served, in template order (`/openapi.json` excluded).
@@ -203,6 +229,14 @@ pub async fn spawn(
         }
     });
     Ok((bound, handle))
+}
+
+fn read_template_and_openapi(template: &Path) -> Result<(Template, Value), GatewayError> {
+    let parsed = Template::load(template)?;
+    let path = template.parent().unwrap_or(Path::new("")).join("openapi.json");
+    let text = std::fs::read(&path).map_err(|source| GatewayError::OpenApiRead { path: path.clone(), source })?;
+    let openapi: Value = serde_json::from_slice(&text).map_err(|source| GatewayError::OpenApiJson { path, source })?;
+    Ok((parsed, openapi))
 }
 
 fn compile(path: &str) -> Vec<Segment> {
@@ -534,7 +568,10 @@ async fn entry(State(inner): State<Arc<Inner>>, request: http::Request<AxumBody>
     let origin = request.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_owned);
 
     let is_preflight = method == Method::OPTIONS && find_route(&inner.routes, &method, &path).is_none();
-    let mut response = match (&inner.cors, is_preflight) {
+    // Uploads go to the bucket, which has its own CORS rule.
+    let cors =
+        if inner.assets.is_some() && path.starts_with(LOCAL_UPLOAD_PATH) { &inner.upload_cors } else { &inner.cors };
+    let mut response = match (cors, is_preflight) {
         (Some(cors), true) => {
             let mut response = http::Response::new(AxumBody::empty());
             *response.status_mut() = StatusCode::NO_CONTENT;
@@ -543,7 +580,7 @@ async fn entry(State(inner): State<Arc<Inner>>, request: http::Request<AxumBody>
         }
         _ => {
             let mut response = dispatch(&inner, request, &request_id).await;
-            if let Some(cors) = &inner.cors {
+            if let Some(cors) = cors {
                 apply_cors(cors, origin.as_deref(), response.headers_mut());
             }
             response
@@ -566,6 +603,23 @@ async fn entry(State(inner): State<Arc<Inner>>, request: http::Request<AxumBody>
 async fn dispatch(inner: &Arc<Inner>, request: http::Request<AxumBody>, request_id: &str) -> http::Response<AxumBody> {
     let (parts, body) = request.into_parts();
     let raw_path = parts.uri.path();
+    if let Some(assets) = &inner.assets {
+        let asset_key = raw_path.strip_prefix(shared::config::LOCAL_ASSETS_PATH).and_then(|p| p.strip_prefix('/'));
+        if let (Some(key), true) = (asset_key, parts.method == Method::GET || parts.method == Method::HEAD) {
+            return assets.serve(&parts.method, &percent_decode(key), &parts.headers, request_id).await;
+        }
+        if let (Some(key), true) = (raw_path.strip_prefix(LOCAL_UPLOAD_PATH), parts.method == Method::PUT) {
+            let body = match read_body(body).await {
+                BodyRead::Complete(body) => body,
+                BodyRead::TooLarge => return problem(ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES }, request_id),
+                BodyRead::Failed(reason) => {
+                    return problem(ApiError::BadRequest(format!("could not read the upload: {reason}")), request_id)
+                }
+            };
+            let query = parts.uri.query().unwrap_or_default();
+            return assets.accept_upload(&percent_decode(key), query, &parts.headers, body, request_id).await;
+        }
+    }
     let Some((route, params)) = find_route(&inner.routes, &parts.method, raw_path) else {
         if parts.method == Method::GET && raw_path == OPENAPI_PATH {
             let mut response = http::Response::new(AxumBody::from(inner.openapi.clone()));

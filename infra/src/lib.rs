@@ -7,15 +7,23 @@
 //! - `functions`: the one table of binary name → `handle` fn and `ROUTES`.
 //! - `gateway`: the local API Gateway (HTTP API payload 2.0, CORS, 10 MB limit,
 //!   `/openapi.json`); `gateway::spawn` for tests.
+//! - `assets`: the local bucket and CDN (presigned uploads, `/assets/`).
+//! - `pump`: the local SQS event source (batches, partial failures, dead-letter queue).
+//! - `local`: the whole local stack (gateway, assets, pumps) in one process.
 //! - `seed`: idempotent demo users and categories.
 //!
 //! Binaries: `marketplace-local` (gateway over the embedded backend) and
 //! `marketplace-admin` (create an admin account, locally or against AWS).
 
+pub mod assets;
 pub mod functions;
 pub mod gateway;
+pub mod local;
+pub mod pump;
 pub mod seed;
 pub mod template;
 
 pub use gateway::{spawn, Gateway, GatewayError, ServedRoute};
-pub use template::{CorsConfig, Function, HttpRoute, Template, TemplateError};
+pub use template::{
+    BucketCors, BucketNotification, CorsConfig, Function, HttpRoute, Queue, QueueSource, Template, TemplateError,
+};

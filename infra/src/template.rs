@@ -1,13 +1,16 @@
 //! Reads `template.yaml` (SAM) into what local tooling needs: every function with
-//! its binary and HttpApi routes, and the HTTP API's CORS configuration. Shapes the
-//! local tools cannot honour are a clear `TemplateError`, never a guess.
+//! its binary and HttpApi routes, the HTTP API's CORS configuration, the SQS
+//! queues (visibility timeout, dead-letter queue and `maxReceiveCount`), the SQS
+//! event sources of functions (batch size, partial batch failures, concurrency),
+//! and the buckets' queue notifications. Shapes the local tools cannot honour are
+//! a clear `TemplateError`, never a guess.
 //!
 //! `!Ref` to a parameter resolves to the parameter's `Default` (a
 //! `CommaDelimitedList` default is split on commas); `!Ref` to a resource is only
 //! accepted where a resource is expected (`ApiId`). Other intrinsics (`!Sub`,
-//! `!GetAtt`, `!If`, ...) in a field the local tools read are an error. Queue and
-//! schedule events (`SQS`, `Schedule`, ...) are recognised and left for the queue
-//! pump and scheduler, which will read them here too.
+//! `!GetAtt`, `!If`, ...) in a field the local tools read are an error, except
+//! `!GetAtt <Queue>.Arn` where a queue is named. Schedule events are recognised and
+//! left for the scheduler, which will read them here too.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
@@ -84,6 +87,50 @@ pub struct CorsConfig {
     pub allow_credentials: bool,
 }
 
+/// One `AWS::SQS::Queue`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queue {
+    pub logical_id: String,
+    /// `VisibilityTimeout` (SQS's default is 30 seconds).
+    pub visibility_timeout_secs: u64,
+    /// `RedrivePolicy`: the dead-letter queue's logical id and `maxReceiveCount`.
+    pub dead_letter: Option<(String, u32)>,
+}
+
+/// A function's `SQS` event: the local queue pump delivers batches the same way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSource {
+    pub function_logical_id: String,
+    pub binary: String,
+    /// Logical id of the queue.
+    pub queue: String,
+    /// `BatchSize` (SAM's default is 10).
+    pub batch_size: usize,
+    /// `FunctionResponseTypes: [ReportBatchItemFailures]`.
+    pub report_batch_item_failures: bool,
+    /// `ScalingConfig.MaximumConcurrency` (concurrent batches; 1 when absent locally).
+    pub maximum_concurrency: usize,
+}
+
+/// A bucket's first `CorsConfiguration.CorsRules` entry, as a `CorsConfig`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketCors {
+    pub bucket: String,
+    pub cors: CorsConfig,
+}
+
+/// A bucket's `NotificationConfiguration.QueueConfigurations` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketNotification {
+    pub bucket: String,
+    /// Logical id of the queue notified.
+    pub queue: String,
+    /// e.g. `s3:ObjectCreated:*`.
+    pub event: String,
+    /// The key prefix filter (empty for all keys).
+    pub prefix: String,
+}
+
 /// What the local tools read from the template.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Template {
@@ -91,11 +138,19 @@ pub struct Template {
     pub functions: Vec<Function>,
     /// CORS of the HTTP API the routes belong to; `None` when not configured.
     pub cors: Option<CorsConfig>,
+    /// Every SQS queue, in template order.
+    pub queues: Vec<Queue>,
+    /// Every function's SQS event, in template order.
+    pub queue_sources: Vec<QueueSource>,
+    /// Every bucket-to-queue notification, in template order.
+    pub bucket_notifications: Vec<BucketNotification>,
+    /// Every bucket's CORS rule, in template order.
+    pub bucket_cors: Vec<BucketCors>,
 }
 
 /// Event types that belong to other local tools (queue pump, scheduler, stream relay).
 const NON_HTTP_EVENTS: &[&str] =
-    &["SQS", "Schedule", "ScheduleV2", "EventBridgeRule", "CloudWatchEvent", "DynamoDB", "S3", "SNS", "Kinesis"];
+    &["Schedule", "ScheduleV2", "EventBridgeRule", "CloudWatchEvent", "DynamoDB", "S3", "SNS", "Kinesis"];
 
 const HTTP_METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "ANY"];
 
@@ -116,6 +171,11 @@ impl Template {
         Self::from_value(&root)
     }
 
+    /// The queue with this logical id.
+    pub fn queue(&self, logical_id: &str) -> Option<&Queue> {
+        self.queues.iter().find(|q| q.logical_id == logical_id)
+    }
+
     /// Every route with the function serving it, in template order.
     pub fn routes(&self) -> impl Iterator<Item = (&Function, &HttpRoute)> {
         self.functions.iter().flat_map(|f| f.routes.iter().map(move |r| (f, r)))
@@ -131,12 +191,26 @@ impl Template {
         // The HttpApi each route belongs to: `None` is SAM's implicit API.
         let mut apis: BTreeMap<Option<String>, String> = BTreeMap::new();
         let mut seen_routes = HashSet::new();
+        let mut queues = Vec::new();
+        let mut queue_sources = Vec::new();
+        let mut bucket_notifications = Vec::new();
+        let mut bucket_cors = Vec::new();
         for (id, resource) in resources {
             let id = key_str(id, "Resources")?;
             let at = format!("Resources.{id}");
             let resource = mapping(resource, &at)?;
-            if resource.get("Type").and_then(Value::as_str) != Some("AWS::Serverless::Function") {
-                continue;
+            match resource.get("Type").and_then(Value::as_str) {
+                Some("AWS::Serverless::Function") => {}
+                Some("AWS::SQS::Queue") => {
+                    queues.push(ctx.queue(id, resource, &at)?);
+                    continue;
+                }
+                Some("AWS::S3::Bucket") => {
+                    bucket_notifications.extend(ctx.bucket_notifications(id, resource, &at)?);
+                    bucket_cors.extend(ctx.bucket_cors(id, resource, &at)?);
+                    continue;
+                }
+                _ => continue,
             }
             let binary = resource
                 .get("Metadata")
@@ -162,6 +236,7 @@ impl Template {
                             apis.entry(api).or_insert(at);
                             routes.push(route);
                         }
+                        "SQS" => queue_sources.push(ctx.queue_source(id, &binary, event, &at)?),
                         other if NON_HTTP_EVENTS.contains(&other) => {}
                         "Api" => {
                             return Err(invalid(&at, "REST API (Type: Api) events are not supported; use HttpApi"));
@@ -184,7 +259,15 @@ impl Template {
             Some(api) => ctx.cors(api.as_deref())?,
             None => None,
         };
-        Ok(Self { functions, cors })
+        for source in &queue_sources {
+            if !queues.iter().any(|q: &Queue| q.logical_id == source.queue) {
+                return Err(invalid(
+                    &format!("Resources.{}", source.function_logical_id),
+                    format!("its SQS event names {}, which is not an AWS::SQS::Queue here", source.queue),
+                ));
+            }
+        }
+        Ok(Self { functions, cors, queues, queue_sources, bucket_notifications, bucket_cors })
     }
 }
 
@@ -287,6 +370,165 @@ impl<'a> Ctx<'a> {
             }
             other => Err(invalid(at, format!("expected a list of strings, found {}", kind_of(other)))),
         }
+    }
+
+    /// The logical id in `!GetAtt <Id>.Arn` (or `Fn::GetAtt: [Id, Arn]`).
+    fn arn_of(&self, value: &Value, at: &str) -> Result<String, TemplateError> {
+        let target = match value {
+            Value::Tagged(tagged) if tagged.tag == "GetAtt" => match &tagged.value {
+                Value::String(path) => path.strip_suffix(".Arn").map(str::to_owned),
+                Value::Sequence(parts) if parts.len() == 2 && parts[1].as_str() == Some("Arn") => {
+                    parts[0].as_str().map(str::to_owned)
+                }
+                _ => None,
+            },
+            Value::Mapping(map) => match map.get("Fn::GetAtt") {
+                Some(Value::Sequence(parts)) if parts.len() == 2 && parts[1].as_str() == Some("Arn") => {
+                    parts[0].as_str().map(str::to_owned)
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        let target = target.ok_or_else(|| invalid(at, "must be !GetAtt <Resource>.Arn"))?;
+        if !self.resources.contains_key(target.as_str()) {
+            return Err(invalid(at, format!("!GetAtt names no resource {target}")));
+        }
+        Ok(target)
+    }
+
+    fn number(&self, value: &Value, at: &str) -> Result<u64, TemplateError> {
+        let raw = self.string(value, at)?;
+        raw.parse().map_err(|_| invalid(at, format!("{raw:?} is not a whole number")))
+    }
+
+    fn queue(&self, id: &str, resource: &Mapping, at: &str) -> Result<Queue, TemplateError> {
+        let props = resource.get("Properties");
+        let visibility_timeout_secs = match props.and_then(|p| p.get("VisibilityTimeout")) {
+            Some(v) => self.number(v, &format!("{at}.Properties.VisibilityTimeout"))?,
+            None => 30,
+        };
+        let dead_letter = match props.and_then(|p| p.get("RedrivePolicy")) {
+            None => None,
+            Some(policy) => {
+                let at = format!("{at}.Properties.RedrivePolicy");
+                let target =
+                    policy.get("deadLetterTargetArn").ok_or_else(|| invalid(&at, "has no deadLetterTargetArn"))?;
+                let count = policy.get("maxReceiveCount").ok_or_else(|| invalid(&at, "has no maxReceiveCount"))?;
+                let count = self.number(count, &format!("{at}.maxReceiveCount"))?;
+                let count =
+                    u32::try_from(count).ok().filter(|c| *c >= 1).ok_or_else(|| invalid(&at, "bad maxReceiveCount"))?;
+                Some((self.arn_of(target, &format!("{at}.deadLetterTargetArn"))?, count))
+            }
+        };
+        Ok(Queue { logical_id: id.to_owned(), visibility_timeout_secs, dead_letter })
+    }
+
+    fn queue_source(
+        &self,
+        function: &str,
+        binary: &str,
+        event: &Value,
+        at: &str,
+    ) -> Result<QueueSource, TemplateError> {
+        let props = event.get("Properties").ok_or_else(|| invalid(at, "has no Properties"))?;
+        let queue = props.get("Queue").ok_or_else(|| invalid(at, "has no Queue"))?;
+        let queue = self.arn_of(queue, &format!("{at}.Properties.Queue"))?;
+        let batch_size = match props.get("BatchSize") {
+            Some(v) => self.number(v, &format!("{at}.Properties.BatchSize"))?,
+            None => 10,
+        };
+        let batch_size = usize::try_from(batch_size)
+            .ok()
+            .filter(|b| (1..=10).contains(b))
+            .ok_or_else(|| invalid(at, "BatchSize must be 1 to 10 locally (larger batches need a batching window)"))?;
+        let report_batch_item_failures = match props.get("FunctionResponseTypes") {
+            Some(v) => self
+                .string_list(v, &format!("{at}.Properties.FunctionResponseTypes"))?
+                .iter()
+                .any(|t| t == "ReportBatchItemFailures"),
+            None => false,
+        };
+        let maximum_concurrency = match props.get("ScalingConfig").and_then(|c| c.get("MaximumConcurrency")) {
+            Some(v) => usize::try_from(self.number(v, &format!("{at}.Properties.ScalingConfig.MaximumConcurrency"))?)
+                .unwrap_or(1),
+            None => 1,
+        };
+        Ok(QueueSource {
+            function_logical_id: function.to_owned(),
+            binary: binary.to_owned(),
+            queue,
+            batch_size,
+            report_batch_item_failures,
+            maximum_concurrency: maximum_concurrency.max(1),
+        })
+    }
+
+    fn bucket_notifications(
+        &self,
+        id: &str,
+        resource: &Mapping,
+        at: &str,
+    ) -> Result<Vec<BucketNotification>, TemplateError> {
+        let configs = resource
+            .get("Properties")
+            .and_then(|p| p.get("NotificationConfiguration"))
+            .and_then(|n| n.get("QueueConfigurations"));
+        let Some(configs) = configs else { return Ok(Vec::new()) };
+        let at = format!("{at}.Properties.NotificationConfiguration.QueueConfigurations");
+        let Value::Sequence(configs) = configs else {
+            return Err(invalid(&at, "expected a list"));
+        };
+        let mut notifications = Vec::new();
+        for (i, config) in configs.iter().enumerate() {
+            let at = format!("{at}[{i}]");
+            let event = config.get("Event").ok_or_else(|| invalid(&at, "has no Event"))?;
+            let event = self.string(event, &format!("{at}.Event"))?;
+            let queue = config.get("Queue").ok_or_else(|| invalid(&at, "has no Queue"))?;
+            let queue = self.arn_of(queue, &format!("{at}.Queue"))?;
+            let mut prefix = String::new();
+            if let Some(Value::Sequence(rules)) =
+                config.get("Filter").and_then(|f| f.get("S3Key")).and_then(|k| k.get("Rules"))
+            {
+                for rule in rules {
+                    let name = rule.get("Name").map(|n| self.string(n, &at)).transpose()?.unwrap_or_default();
+                    let value = rule.get("Value").map(|v| self.string(v, &at)).transpose()?.unwrap_or_default();
+                    match name.to_ascii_lowercase().as_str() {
+                        "prefix" => prefix = value,
+                        other => return Err(invalid(&at, format!("key filter {other:?} is not supported locally"))),
+                    }
+                }
+            }
+            notifications.push(BucketNotification { bucket: id.to_owned(), queue, event, prefix });
+        }
+        Ok(notifications)
+    }
+
+    /// The first CORS rule of a bucket (one rule is all the local tools honour).
+    fn bucket_cors(&self, id: &str, resource: &Mapping, at: &str) -> Result<Option<BucketCors>, TemplateError> {
+        let rules =
+            resource.get("Properties").and_then(|p| p.get("CorsConfiguration")).and_then(|c| c.get("CorsRules"));
+        let Some(rules) = rules else { return Ok(None) };
+        let at = format!("{at}.Properties.CorsConfiguration.CorsRules");
+        let rule = match rules {
+            Value::Sequence(rules) if rules.len() == 1 => &rules[0],
+            _ => return Err(invalid(&at, "expected exactly one rule")),
+        };
+        let list = |name: &str| -> Result<Vec<String>, TemplateError> {
+            rule.get(name)
+                .map(|v| self.string_list(v, &format!("{at}[0].{name}")))
+                .transpose()
+                .map(Option::unwrap_or_default)
+        };
+        let cors = CorsConfig {
+            allow_origins: list("AllowedOrigins")?,
+            allow_methods: list("AllowedMethods")?.into_iter().map(|m| m.to_ascii_uppercase()).collect(),
+            allow_headers: list("AllowedHeaders")?,
+            expose_headers: list("ExposedHeaders")?,
+            max_age: rule.get("MaxAge").map(|v| self.number(v, &format!("{at}[0].MaxAge"))).transpose()?,
+            allow_credentials: false,
+        };
+        Ok(Some(BucketCors { bucket: id.to_owned(), cors }))
     }
 
     fn http_event(&self, event: &Value, at: &str) -> Result<(HttpRoute, Option<String>), TemplateError> {
@@ -537,12 +779,49 @@ Resources:
         Nightly:
           Type: Schedule
           Properties: {Schedule: rate(1 day)}
+  WorkerFunction:
+    Type: AWS::Serverless::Function
+    Metadata:
+      BuildProperties:
+        Binary: worker
+    Properties:
+      Events:
+        Jobs:
+          Type: SQS
+          Properties:
+            Queue: !GetAtt JobsQueue.Arn
+            BatchSize: 5
+            FunctionResponseTypes: [ReportBatchItemFailures]
+            ScalingConfig: {MaximumConcurrency: 2}
+  JobsQueue:
+    Type: AWS::SQS::Queue
+    Properties:
+      VisibilityTimeout: 360
+      RedrivePolicy:
+        deadLetterTargetArn: !GetAtt JobsDeadLetterQueue.Arn
+        maxReceiveCount: 3
+  JobsDeadLetterQueue:
+    Type: AWS::SQS::Queue
+  AssetsBucket:
+    Type: AWS::S3::Bucket
+    Properties:
+      CorsConfiguration:
+        CorsRules:
+          - AllowedOrigins: !Ref AllowedOrigins
+            AllowedMethods: [PUT]
+            AllowedHeaders: [content-type]
+            MaxAge: 600
+      NotificationConfiguration:
+        QueueConfigurations:
+          - Event: s3:ObjectCreated:*
+            Filter: {S3Key: {Rules: [{Name: prefix, Value: incoming/}]}}
+            Queue: !GetAtt JobsQueue.Arn
 "#;
 
     #[test]
     fn reads_functions_routes_and_cors_with_parameter_defaults() {
         let template = Template::parse(TEMPLATE).unwrap();
-        assert_eq!(template.functions.len(), 1);
+        assert_eq!(template.functions.len(), 2);
         let function = &template.functions[0];
         assert_eq!(function.logical_id, "CategoriesFunction");
         assert_eq!(function.binary, "categories");
@@ -578,6 +857,48 @@ Resources:
         assert!(error_of(&not_api).contains("not an AWS::Serverless::HttpApi"));
         assert!(error_of("Resources: [1]").contains("expected a mapping"));
         assert!(matches!(Template::parse(": : :"), Err(TemplateError::Yaml { .. })));
+    }
+
+    #[test]
+    fn reads_queues_their_event_sources_and_bucket_notifications() {
+        let template = Template::parse(TEMPLATE).unwrap();
+        let jobs = template.queue("JobsQueue").unwrap();
+        assert_eq!(jobs.visibility_timeout_secs, 360);
+        assert_eq!(jobs.dead_letter, Some(("JobsDeadLetterQueue".to_owned(), 3)));
+        assert_eq!(template.queue("JobsDeadLetterQueue").unwrap().visibility_timeout_secs, 30);
+        assert_eq!(
+            template.queue_sources,
+            [QueueSource {
+                function_logical_id: "WorkerFunction".into(),
+                binary: "worker".into(),
+                queue: "JobsQueue".into(),
+                batch_size: 5,
+                report_batch_item_failures: true,
+                maximum_concurrency: 2,
+            }]
+        );
+        assert_eq!(
+            template.bucket_notifications,
+            [BucketNotification {
+                bucket: "AssetsBucket".into(),
+                queue: "JobsQueue".into(),
+                event: "s3:ObjectCreated:*".into(),
+                prefix: "incoming/".into(),
+            }]
+        );
+        let bucket_cors = &template.bucket_cors[0].cors;
+        assert_eq!(bucket_cors.allow_origins, ["http://localhost:5173", "http://127.0.0.1:5173"]);
+        assert_eq!((bucket_cors.allow_methods.clone(), bucket_cors.max_age), (vec!["PUT".to_owned()], Some(600)));
+        let missing = TEMPLATE.replace(
+            "Queue: !GetAtt JobsQueue.Arn\n            BatchSize",
+            "Queue: !GetAtt Nope.Arn\n            BatchSize",
+        );
+        assert!(error_of(&missing).contains("names no resource Nope"), "{}", error_of(&missing));
+        let not_arn = TEMPLATE.replace(
+            "deadLetterTargetArn: !GetAtt JobsDeadLetterQueue.Arn",
+            "deadLetterTargetArn: !Ref JobsDeadLetterQueue",
+        );
+        assert!(error_of(&not_arn).contains("!GetAtt <Resource>.Arn"));
     }
 
     #[test]

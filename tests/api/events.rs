@@ -1,6 +1,7 @@
 //! Every sample event in `events/` runs through its function's handler, the way
-//! the Lambda runtime would deliver it, and is answered by a route (never a 5xx,
-//! never an unmatched-route 404).
+//! the Lambda runtime would deliver it: API Gateway events are answered by a route
+//! (never a 5xx, never an unmatched-route 404); SQS events reach the worker, which
+//! reports exactly the malformed messages as failures.
 
 use serde_json::Value;
 
@@ -29,6 +30,7 @@ fn handler_for(method: &str, path: &str) -> Option<(&'static str, Handler)> {
 #[tokio::test]
 async fn every_sample_event_is_answered_by_its_handler() {
     let mut seen = 0;
+    let mut sqs_events = 0;
     let mut entries: Vec<_> =
         std::fs::read_dir(repo_root().join("events")).unwrap().map(|e| e.unwrap().path()).collect();
     entries.sort();
@@ -36,7 +38,8 @@ async fn every_sample_event_is_answered_by_its_handler() {
         let raw = std::fs::read_to_string(&path).unwrap();
         let event: Value = serde_json::from_str(&raw).unwrap();
         let Some(route_key) = event["routeKey"].as_str() else {
-            continue; // not an API Gateway event
+            sqs_events += check_sqs_event(&path, &raw).await;
+            continue;
         };
         let method = event["requestContext"]["http"]["method"].as_str().unwrap();
         let raw_path = event["rawPath"].as_str().unwrap();
@@ -59,4 +62,24 @@ async fn every_sample_event_is_answered_by_its_handler() {
         seen += 1;
     }
     assert!(seen >= 18, "expected an event per route, found {seen}");
+    assert_eq!(sqs_events, 2, "expected the worker's two SQS events");
+}
+
+/// Runs an SQS event through the worker: messages whose body is not JSON are the
+/// only failures reported. Returns 1 when the file was an SQS event.
+async fn check_sqs_event(path: &std::path::Path, raw: &str) -> usize {
+    let event: aws_lambda_events::event::sqs::SqsEvent =
+        serde_json::from_str(raw).unwrap_or_else(|e| panic!("{}: neither API Gateway nor SQS: {e}", path.display()));
+    assert!(!event.records.is_empty(), "{}: no records", path.display());
+    let malformed: Vec<String> = event
+        .records
+        .iter()
+        .filter(|r| serde_json::from_str::<Value>(r.body.as_deref().unwrap_or_default()).is_err())
+        .map(|r| r.message_id.clone().unwrap_or_default())
+        .collect();
+    let (state, _dir) = embedded_state().await;
+    let response = worker::handle(&state, event).await;
+    let failed: Vec<String> = response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
+    assert_eq!(failed, malformed, "{}", path.display());
+    1
 }

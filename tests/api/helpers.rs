@@ -1,10 +1,13 @@
-//! `spawn_app()` and friends: a gateway over fresh storage (embedded, or DynamoDB
-//! on the AWS-compatible endpoint in `AWS_ENDPOINT_URL`), and small request helpers.
+//! `spawn_app()` and friends: the local stack (gateway, local bucket and CDN, queue
+//! pumps) over fresh storage (embedded, or DynamoDB on the AWS-compatible endpoint
+//! in `AWS_ENDPOINT_URL`), and small request helpers.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use infra::local::LocalStack;
+use infra::pump::PumpSettings;
 use serde_json::{json, Value};
 use shared::adapters::{self, DynamoStore};
 use shared::AppState;
@@ -15,12 +18,15 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_owned()
 }
 
-/// A running gateway and a client for it.
+/// A running local stack and a client for it.
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub state: AppState,
-    _dir: TempDir,
+    /// Kept alive for the test: dropping it stops the gateway and the pumps.
+    _stack: LocalStack,
+    /// The embedded data directory (blobs, queues).
+    pub dir: TempDir,
 }
 
 /// The AWS-compatible endpoint the test command started. Never skipped: a missing
@@ -55,31 +61,34 @@ pub async fn fresh_table() -> (aws_config::SdkConfig, String) {
     (sdk, table)
 }
 
-/// State whose store is a fresh DynamoDB table (tokens and blobs stay local).
-pub async fn aws_state() -> (AppState, TempDir) {
-    let (mut state, dir) = embedded_state().await;
+/// Points `state`'s store at a fresh DynamoDB table (tokens and blobs stay local).
+async fn use_dynamo(state: &mut AppState) {
     let (sdk, table) = fresh_table().await;
     state.store = Arc::new(DynamoStore::new(adapters::dynamo_client(&sdk), table.clone()));
     state.backend = shared::Backend::Aws { table };
-    (state, dir)
 }
 
 pub async fn spawn_app() -> TestApp {
-    let (state, dir) = embedded_state().await;
-    spawn_with(state, dir).await
+    spawn_stack(false, PumpSettings::default()).await
 }
 
 pub async fn spawn_app_on_aws() -> TestApp {
-    let (state, dir) = aws_state().await;
-    spawn_with(state, dir).await
+    spawn_stack(true, PumpSettings::default()).await
 }
 
-async fn spawn_with(state: AppState, dir: TempDir) -> TestApp {
-    let (addr, _handle) =
-        infra::gateway::spawn(state.clone(), &repo_root().join("template.yaml"), "127.0.0.1:0".parse().unwrap())
-            .await
-            .expect("gateway starts");
-    TestApp { addr, client: reqwest::Client::new(), state, _dir: dir }
+/// The local stack on a free port, its store embedded or (with `aws`) DynamoDB.
+pub async fn spawn_stack(aws: bool, settings: PumpSettings) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("bound address");
+    let mut state = AppState::embedded_serving(dir.path(), &format!("http://{addr}")).await.expect("embedded state");
+    if aws {
+        use_dynamo(&mut state).await;
+    }
+    let stack = LocalStack::start(state.clone(), dir.path(), &repo_root().join("template.yaml"), listener, settings)
+        .await
+        .expect("local stack starts");
+    TestApp { addr, client: reqwest::Client::new(), state, _stack: stack, dir }
 }
 
 impl TestApp {

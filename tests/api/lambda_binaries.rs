@@ -77,7 +77,7 @@ async fn binary(name: &str) -> PathBuf {
     BUILT
         .get_or_init(|| async {
             let status = tokio::process::Command::new(env!("CARGO"))
-                .args(["build", "-p", "health", "-p", "auth", "-p", "categories", "-p", "products"])
+                .args(["build", "-p", "health", "-p", "auth", "-p", "categories", "-p", "products", "-p", "worker"])
                 .current_dir(repo_root())
                 .status()
                 .await
@@ -226,6 +226,26 @@ async fn products_binary_browses_and_reads_as_a_lambda() {
     let (outcomes, logs) = invoke("products", &env, &["products-list.json", "products-get.json"]).await;
     assert_eq!(status_of(&outcomes[0]), 200, "{logs}");
     assert_eq!(status_of(&outcomes[1]), 404, "{logs}");
+}
+
+#[tokio::test]
+async fn worker_binary_reports_partial_batch_failures_as_a_lambda() {
+    let mut env = lambda_env("worker").await;
+    let sdk = shared::adapters::sdk_config().await;
+    let bucket = format!("assets-{}", ulid::Ulid::new().to_string().to_lowercase());
+    shared::adapters::provision::create_bucket(&shared::adapters::s3_client(&sdk), &bucket).await.unwrap();
+    env.vars.push(("ASSETS_BUCKET".into(), bucket));
+    env.vars.push(("ASSETS_BASE_URL".into(), "https://cdn.example.com".into()));
+    let (outcomes, logs) = invoke("worker", &env, &["worker-image-uploaded.json", "worker-malformed.json"]).await;
+    assert_eq!(outcomes[0].kind, "response", "{logs}");
+    assert_eq!(outcomes[0].body, serde_json::json!({"batchItemFailures": []}), "{logs}");
+    assert_eq!(
+        outcomes[1].body,
+        serde_json::json!({"batchItemFailures": [{"itemIdentifier": "0d6c7f3e-2a41-4b8e-8f0a-93c5d2e1b7a4"}]}),
+        "{logs}"
+    );
+    let jobs: Vec<Value> = logs.lines().filter_map(|line| serde_json::from_str(line).ok()).collect();
+    assert!(jobs.iter().any(|line| line["span"]["message_id"].is_string()), "log lines carry the message id: {logs}");
 }
 
 #[tokio::test]

@@ -9,5 +9,7 @@ mod events;
 mod health;
 mod helpers;
 mod lambda_binaries;
+mod photos;
 mod products;
 mod validation;
+mod worker;

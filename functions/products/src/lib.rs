@@ -47,8 +47,6 @@ const UPDATE_ATTEMPTS: usize = 3;
 const UPLOAD_URL_TTL: Duration = Duration::from_secs(15 * 60);
 /// How long the ticket record outlives the URL: as long as incoming objects live.
 const TICKET_RECORD_TTL: Duration = Duration::from_secs(24 * 3600);
-/// Prefix of uploaded, unchecked objects (S3 notifies the worker of these).
-pub const INCOMING_PREFIX: &str = "incoming/";
 
 pub async fn handle(state: &AppState, req: Request) -> Response<Body> {
     serve(req, ROUTES, |ctx| async move {
@@ -519,7 +517,7 @@ async fn create_image_upload(state: &AppState, ctx: &RequestCtx) -> HttpResponse
     }
     let blobs = state.blobs.as_ref().ok_or_else(|| ApiError::internal("no blob store is configured"))?;
     let image_id = ImageId::new();
-    let object_key = format!("{INCOMING_PREFIX}{}/{image_id}", product.id);
+    let object_key = products::upload_object_key(product.id, image_id);
     let now = state.clock.now();
     let ticket = UploadTicket {
         image_id,

@@ -1,13 +1,16 @@
-//! `marketplace-local`: the whole HTTP API on a laptop. Reads `template.yaml`, serves
-//! every route through the local gateway over the embedded backend in `--data-dir`,
-//! seeds demo data on first run (or with `--seed`), and runs until Ctrl-C.
+//! `marketplace-local`: the whole API on a laptop. Reads `template.yaml`, serves
+//! every route through the local gateway over the embedded backend in `--data-dir`
+//! (with the local bucket and CDN, and the queue pumps feeding the worker), seeds
+//! demo data on first run (or with `--seed`), and runs until Ctrl-C.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Parser;
-use infra::gateway::{Gateway, OPENAPI_PATH};
+use infra::gateway::OPENAPI_PATH;
+use infra::local::LocalStack;
+use infra::pump::PumpSettings;
 use infra::seed::{self, DEMO_USERS};
 use shared::AppState;
 
@@ -37,7 +40,10 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
 
     let fresh = !args.data_dir.join("marketplace.db").exists();
-    let state = AppState::embedded(&args.data_dir)
+    let addr = SocketAddr::new(args.host, args.port);
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listen on {addr}"))?;
+    let url = format!("http://{}", listener.local_addr().context("read the bound address")?);
+    let state = AppState::embedded_serving(&args.data_dir, &url)
         .await
         .with_context(|| format!("open the embedded backend in {}", args.data_dir.display()))?;
     if args.seed || fresh {
@@ -48,18 +54,28 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
-    let gateway = Gateway::load(state, &args.template)
-        .with_context(|| format!("load the gateway from {}", args.template.display()))?;
-    let addr = SocketAddr::new(args.host, args.port);
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listen on {addr}"))?;
-    let url = format!("http://{}", listener.local_addr().context("read the bound address")?);
+    let stack = LocalStack::start(state, &args.data_dir, &args.template, listener, PumpSettings::default())
+        .await
+        .with_context(|| format!("start the local stack from {}", args.template.display()))?;
 
     println!("\nMarketplace API at {url}  (data: {})", args.data_dir.display());
-    for served in gateway.routes() {
-        println!("  {:<7} {url}{:<28} -> {}", served.route.method, served.route.path, served.binary);
+    for served in stack.gateway.routes() {
+        println!("  {:<7} {url}{:<32} -> {}", served.route.method, served.route.path, served.binary);
     }
     println!("  {:<7} {url}{OPENAPI_PATH}", "GET");
-    if let Some(cors) = gateway.cors() {
+    println!(
+        "  {:<7} {url}{}/public/...   (uploaded images, as the CDN serves them)",
+        "GET",
+        shared::config::LOCAL_ASSETS_PATH
+    );
+    for pump in &stack.pumps {
+        let source = pump.source();
+        println!(
+            "Queue {} -> {} (batches of {}, {} at a time)",
+            source.queue, source.binary, source.batch_size, source.maximum_concurrency
+        );
+    }
+    if let Some(cors) = stack.gateway.cors() {
         println!("CORS origins: {}", cors.allow_origins.join(", "));
     }
     println!("\nDemo logins (POST {url}/auth/login):");
@@ -68,13 +84,7 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("\nCtrl-C to stop.");
 
-    let shutdown = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    gateway.serve(listener, shutdown).await.context("serve")?;
+    stack.run_until_ctrl_c().await;
     println!("Stopped.");
     Ok(())
 }

@@ -27,6 +27,24 @@ use crate::domain::{
 };
 use crate::ports::{Condition, Index, Item, ItemKey, Page, Query, Store, StoreError, WriteOp, ATTR_TTL, ATTR_VERSION};
 
+/// Prefix of uploaded, unchecked objects (S3 notifies the worker of these, and
+/// the bucket expires them after a day).
+pub const INCOMING_PREFIX: &str = "incoming/";
+/// Prefix of checked, public objects (the CDN serves only these).
+pub const PUBLIC_PREFIX: &str = "public/";
+
+/// The object key an upload ticket fixes: `incoming/<productId>/<imageId>`.
+pub fn upload_object_key(product_id: ProductId, image_id: ImageId) -> String {
+    format!("{INCOMING_PREFIX}{product_id}/{image_id}")
+}
+
+/// The ids in an upload object key, if it is one.
+pub fn parse_upload_object_key(key: &str) -> Option<(ProductId, ImageId)> {
+    let rest = key.strip_prefix(INCOMING_PREFIX)?;
+    let (product, image) = rest.split_once('/')?;
+    Some((ProductId::parse(product)?, ImageId::parse(image)?))
+}
+
 /// The index partition of every listed product.
 pub const ALL_PARTITION: &str = "PRODUCTS";
 

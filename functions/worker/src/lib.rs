@@ -1,0 +1,243 @@
+//! The `worker` function: consumes the jobs queue. Today its jobs are S3
+//! notifications of uploaded product photos: each upload is checked against its
+//! ticket (real size, magic bytes, decodable, sane dimensions), stored with a
+//! thumbnail under content-addressed public keys, and attached to its product
+//! once, however often the notification arrives. Uploads failing a check are
+//! deleted. Messages that cannot be processed (malformed, or a backend failure)
+//! are reported as batch item failures, so only they are retried and, after the
+//! queue's `maxReceiveCount`, land in the dead-letter queue.
+
+mod images;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use bytes::Bytes;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use shared::domain::{ImageFormat, ImageId, ProductId, ProductImage, MAX_IMAGES_PER_PRODUCT};
+use shared::ports::{BlobError, StoreError};
+use shared::repo::products::{
+    self, parse_upload_object_key, ProductWriteError, UploadTicket, INCOMING_PREFIX, PUBLIC_PREFIX,
+};
+use shared::AppState;
+use tracing::Instrument;
+
+pub use images::{check_and_thumbnail, Checked, Rejection, MAX_SIDE, MIN_SIDE, THUMBNAIL_SIDE};
+
+/// Attempts to attach an image when the product keeps changing.
+const ATTACH_ATTEMPTS: usize = 5;
+
+/// Why a message failed; it stays on the queue and is retried.
+#[derive(Debug, thiserror::Error)]
+pub enum JobFailure {
+    /// Poison: no retry will help; it ends in the dead-letter queue.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    #[error("the product kept changing while attaching an image")]
+    Busy,
+    #[error("image work panicked: {0}")]
+    Panicked(String),
+}
+
+/// The parts of an S3 event notification the worker reads. S3 also sends a
+/// one-off `s3:TestEvent` (no `Records`) when the notification is configured.
+#[derive(Debug, Deserialize)]
+struct S3Notification {
+    #[serde(rename = "Records", default)]
+    records: Option<Vec<S3Record>>,
+    #[serde(rename = "Event", default)]
+    event: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct S3Record {
+    event_name: String,
+    s3: S3Entity,
+}
+
+#[derive(Debug, Deserialize)]
+struct S3Entity {
+    object: S3Object,
+}
+
+#[derive(Debug, Deserialize)]
+struct S3Object {
+    key: String,
+}
+
+/// What became of one upload (for logs and tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Attached {
+        product_id: ProductId,
+        image_id: ImageId,
+    },
+    AlreadyAttached,
+    /// The object is gone: handled by an earlier delivery, or expired.
+    AlreadyHandled,
+    Rejected(String),
+    Ignored(String),
+}
+
+/// Processes one SQS batch, reporting the messages that failed.
+pub async fn handle(state: &AppState, event: SqsEvent) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    for message in event.records {
+        let message_id = message.message_id.clone().unwrap_or_default();
+        let span = tracing::info_span!("job", message_id = %message_id);
+        let result = process_message(state, &message).instrument(span.clone()).await;
+        let _entered = span.enter();
+        match result {
+            Ok(outcomes) => tracing::info!(outcomes = ?outcomes, "job done"),
+            Err(failure) => {
+                tracing::warn!(error = %failure, "job failed; it will be retried");
+                response.add_failure(message_id);
+            }
+        }
+    }
+    response
+}
+
+async fn process_message(state: &AppState, message: &SqsMessage) -> Result<Vec<Outcome>, JobFailure> {
+    let body = message.body.as_deref().ok_or_else(|| JobFailure::Malformed("no body".into()))?;
+    let notification: S3Notification =
+        serde_json::from_str(body).map_err(|e| JobFailure::Malformed(format!("not an S3 notification: {e}")))?;
+    let records = match (notification.records, notification.event.as_deref()) {
+        (Some(records), _) => records,
+        (None, Some("s3:TestEvent")) => return Ok(vec![Outcome::Ignored("s3:TestEvent".into())]),
+        (None, _) => return Err(JobFailure::Malformed("an S3 notification without Records".into())),
+    };
+    let mut outcomes = Vec::new();
+    for record in records {
+        if !record.event_name.starts_with("ObjectCreated:") {
+            outcomes.push(Outcome::Ignored(record.event_name));
+            continue;
+        }
+        outcomes.push(process_upload(state, &record.s3.object.key).await?);
+    }
+    Ok(outcomes)
+}
+
+/// Checks, stores and attaches one uploaded object. Every path that does not
+/// fail leaves nothing under the incoming prefix and no ticket behind.
+pub async fn process_upload(state: &AppState, key: &str) -> Result<Outcome, JobFailure> {
+    let blobs = state.blobs.as_ref().ok_or_else(|| JobFailure::Malformed("no blob store configured".into()))?;
+    let store = state.store.as_ref();
+    let Some((product_id, image_id)) = parse_upload_object_key(key) else {
+        if key.starts_with(INCOMING_PREFIX) {
+            blobs.delete(key).await?;
+        }
+        return Ok(Outcome::Ignored(format!("not an upload key: {key}")));
+    };
+    let ticket = products::get_ticket(store, image_id).await?;
+    let Some(ticket) = ticket.filter(|t| t.object_key == key && t.product_id == product_id) else {
+        blobs.delete(key).await?;
+        return Ok(Outcome::Rejected("no ticket was issued for this key".into()));
+    };
+    let Some(blob) = blobs.get(key).await? else {
+        return Ok(Outcome::AlreadyHandled);
+    };
+    let format = ImageFormat::from_content_type(&ticket.content_type)
+        .ok_or_else(|| JobFailure::Malformed(format!("ticket has content type {}", ticket.content_type)))?;
+    let bytes = blob.bytes.clone();
+    let announced = ticket.size;
+    let checked = tokio::task::spawn_blocking(move || check_and_thumbnail(&bytes, format, announced))
+        .await
+        .map_err(|e| JobFailure::Panicked(e.to_string()))?;
+    let checked = match checked {
+        Ok(checked) => checked,
+        Err(rejection) => {
+            tracing::info!(image_id = %image_id, reason = %rejection, "upload rejected");
+            discard(state, &ticket).await?;
+            return Ok(Outcome::Rejected(rejection.to_string()));
+        }
+    };
+    let original_key = content_key("images", &blob.bytes, format.extension());
+    let thumbnail_key = content_key("thumbs", &checked.thumbnail, "jpg");
+    blobs.put(&original_key, blob.bytes.clone(), format.content_type()).await?;
+    blobs.put(&thumbnail_key, Bytes::from(checked.thumbnail), "image/jpeg").await?;
+    let image = ProductImage {
+        id: image_id,
+        key: original_key,
+        thumbnail_key,
+        width: checked.width,
+        height: checked.height,
+        content_type: format.content_type().to_owned(),
+    };
+    let outcome = attach(state, product_id, image).await?;
+    discard(state, &ticket).await?;
+    Ok(outcome)
+}
+
+/// `public/<kind>/<first two hex>/<sha256>.<ext>`: immutable, so cacheable forever.
+fn content_key(kind: &str, bytes: &[u8], extension: &str) -> String {
+    let digest = hex::encode(Sha256::digest(bytes));
+    format!("{PUBLIC_PREFIX}{kind}/{}/{digest}.{extension}", &digest[..2])
+}
+
+/// Removes the incoming object and its ticket.
+async fn discard(state: &AppState, ticket: &UploadTicket) -> Result<(), JobFailure> {
+    if let Some(blobs) = &state.blobs {
+        blobs.delete(&ticket.object_key).await?;
+    }
+    products::delete_ticket(state.store.as_ref(), ticket.image_id).await?;
+    Ok(())
+}
+
+/// Adds `image` to the product unless it is already there (a repeated
+/// notification), the product is gone or unlisted, or it is full.
+async fn attach(state: &AppState, product_id: ProductId, image: ProductImage) -> Result<Outcome, JobFailure> {
+    let store = state.store.as_ref();
+    for _ in 0..ATTACH_ATTEMPTS {
+        let Some(current) = products::get(store, product_id).await?.filter(|p| p.is_listed()) else {
+            return Ok(Outcome::Rejected("the product is gone or unlisted".into()));
+        };
+        if products::has_image(&current, image.id) {
+            return Ok(Outcome::AlreadyAttached);
+        }
+        if current.images.len() >= MAX_IMAGES_PER_PRODUCT {
+            return Ok(Outcome::Rejected(format!("the product already has {MAX_IMAGES_PER_PRODUCT} images")));
+        }
+        let mut next = current.clone();
+        next.images.push(image.clone());
+        next.updated_at = state.clock.now();
+        next.version = current.version + 1;
+        match products::save(store, Some(&current), &next).await {
+            Ok(()) => return Ok(Outcome::Attached { product_id, image_id: image.id }),
+            Err(ProductWriteError::Changed | ProductWriteError::CategoryBusy) => continue,
+            Err(ProductWriteError::NoSuchCategory) => {
+                return Ok(Outcome::Rejected("the product's category is gone".into()))
+            }
+            Err(ProductWriteError::Store(e)) => return Err(e.into()),
+        }
+    }
+    Err(JobFailure::Busy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_upload_keys_parse() {
+        let product = ProductId::new();
+        let image = ImageId::new();
+        let key = products::upload_object_key(product, image);
+        assert_eq!(parse_upload_object_key(&key), Some((product, image)));
+        assert_eq!(parse_upload_object_key(&format!("public/{product}/{image}")), None);
+        assert_eq!(parse_upload_object_key(&format!("incoming/{product}")), None);
+        assert_eq!(parse_upload_object_key(&format!("{key}/x")), None);
+    }
+
+    #[test]
+    fn content_keys_are_stable_and_differ_by_content() {
+        let a = content_key("images", b"one", "jpg");
+        assert_eq!(a, content_key("images", b"one", "jpg"));
+        assert_ne!(a, content_key("images", b"two", "jpg"));
+        assert!(a.starts_with("public/images/") && a.ends_with(".jpg"));
+    }
+}

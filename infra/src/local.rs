@@ -1,0 +1,77 @@
+//! The whole stack on a laptop: the local gateway with the local bucket and CDN,
+//! plus a queue pump per SQS event source, over the embedded backend in one data
+//! directory. `marketplace-local` and the end-to-end tests both start it here.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use shared::AppState;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::gateway::{Gateway, GatewayError};
+use crate::pump::{PumpError, PumpSettings, QueuePump};
+use crate::template::{Template, TemplateError};
+
+/// Why the local stack cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+    #[error(transparent)]
+    Pump(#[from] PumpError),
+    #[error("read the listener's address: {0}")]
+    Addr(#[source] std::io::Error),
+}
+
+/// A running local stack; its tasks stop when it is dropped.
+#[derive(Debug)]
+pub struct LocalStack {
+    pub addr: SocketAddr,
+    pub gateway: Gateway,
+    pub pumps: Vec<QueuePump>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl LocalStack {
+    /// Serves `template`'s API on `listener` and runs its queues, with `state`
+    /// (whose embedded data lives in `data_dir`).
+    pub async fn start(
+        state: AppState,
+        data_dir: &Path,
+        template: &Path,
+        listener: TcpListener,
+        settings: PumpSettings,
+    ) -> Result<Self, LocalError> {
+        let addr = listener.local_addr().map_err(LocalError::Addr)?;
+        let gateway = Gateway::load_local(state.clone(), template, data_dir)?;
+        let pumps =
+            QueuePump::for_template(&state, &Template::load(template)?, &data_dir.join("marketplace.db"), &settings)?;
+        let mut tasks: Vec<JoinHandle<()>> = pumps.iter().cloned().flat_map(QueuePump::spawn).collect();
+        let serving = gateway.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(error) = serving.serve(listener, std::future::pending()).await {
+                tracing::error!(error = %error, "local gateway stopped");
+            }
+        }));
+        Ok(Self { addr, gateway, pumps, tasks })
+    }
+
+    /// Waits until Ctrl-C.
+    pub async fn run_until_ctrl_c(self) {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl Drop for LocalStack {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! Product photos end to end on the local stack: ticket → presigned PUT to the
+//! local bucket → S3 notification on the jobs queue → the queue pump → the worker
+//! → the image and its thumbnail on the product and served at `/assets/`. And the
+//! uploads that must never reach a listing: too large, not an image, or sent to a
+//! key the ticket was not issued for.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use shared::repo::products::{INCOMING_PREFIX, PUBLIC_PREFIX};
+
+use crate::helpers::{access_token, assert_problem, spawn_app, unique_email, TestApp};
+
+/// How long the worker may take before a test gives up.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A real JPEG photo-like image (a gradient).
+pub fn jpeg(width: u32, height: u32) -> Vec<u8> {
+    let image = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([(x * 255 / width) as u8, (y * 255 / height) as u8, ((x + y) % 256) as u8])
+    });
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut bytes, image::ImageFormat::Jpeg).unwrap();
+    bytes.into_inner()
+}
+
+/// A farmer's listed product; returns (farmer token, product path).
+async fn farmer_product(app: &TestApp) -> (String, String) {
+    let admin = app.admin_token().await;
+    let category: Value = app.post("/categories", &json!({"name": "Fruit"}), Some(&admin)).await.json().await.unwrap();
+    let farmer = access_token(&app.register(&unique_email("ana"), "farmer").await);
+    let body = json!({"name": "Apples", "categoryId": category["id"], "price": 300, "unit": "kg", "stock": 5});
+    let product: Value = app.post("/products", &body, Some(&farmer)).await.json().await.unwrap();
+    (farmer, format!("/products/{}", product["id"].as_str().unwrap()))
+}
+
+async fn ticket(app: &TestApp, farmer: &str, product: &str, content_type: &str, size: usize) -> Value {
+    let response =
+        app.post(&format!("{product}/images"), &json!({"contentType": content_type, "size": size}), Some(farmer)).await;
+    assert_eq!(response.status(), 201);
+    response.json().await.unwrap()
+}
+
+/// PUTs `body` to `url` with the ticket's headers, as a browser or curl would.
+async fn upload_to(app: &TestApp, url: &str, ticket: &Value, body: Vec<u8>) -> reqwest::Response {
+    let mut request = app.client.put(url);
+    for (name, value) in ticket["headers"].as_object().unwrap() {
+        if name != "content-length" {
+            request = request.header(name.as_str(), value.as_str().unwrap());
+        }
+    }
+    request.body(body).send().await.unwrap()
+}
+
+async fn keys_under(app: &TestApp, prefix: &str) -> Vec<String> {
+    app.state.blobs.as_ref().unwrap().list(prefix).await.unwrap()
+}
+
+/// Waits until the worker has consumed every incoming object.
+async fn wait_until_incoming_is_empty(app: &TestApp) {
+    let started = Instant::now();
+    while !keys_under(app, INCOMING_PREFIX).await.is_empty() {
+        assert!(started.elapsed() < PATIENCE, "the worker did not consume the uploads in time");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_real_jpeg_uploaded_with_its_ticket_appears_with_a_thumbnail_within_seconds() {
+    let app = spawn_app().await;
+    let (farmer, product) = farmer_product(&app).await;
+    let photo = jpeg(1600, 1200);
+    let ticket = ticket(&app, &farmer, &product, "image/jpeg", photo.len()).await;
+    assert_eq!(ticket["method"], "PUT");
+    assert_eq!(ticket["headers"]["content-type"], "image/jpeg");
+    assert_eq!(ticket["headers"]["content-length"], photo.len().to_string());
+
+    let started = Instant::now();
+    let put = upload_to(&app, ticket["uploadUrl"].as_str().unwrap(), &ticket, photo.clone()).await;
+    assert_eq!(put.status(), 200, "{}", put.text().await.unwrap());
+    let shown = loop {
+        let current: Value = app.get(&product, None).await.json().await.unwrap();
+        if !current["images"].as_array().unwrap().is_empty() {
+            break current;
+        }
+        assert!(started.elapsed() < PATIENCE, "the photo did not appear in time");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    println!("photo attached {} ms after the upload", started.elapsed().as_millis());
+    let image = &shown["images"][0];
+    assert_eq!(image["id"], ticket["imageId"]);
+    assert_eq!((image["width"].clone(), image["height"].clone()), (json!(1600), json!(1200)));
+    assert_eq!(image["contentType"], "image/jpeg");
+
+    // Both are served like the CDN serves them: immutable, content-addressed.
+    let base = format!("http://{}/assets/{PUBLIC_PREFIX}", app.addr);
+    for (field, expected_type) in [("url", "image/jpeg"), ("thumbnailUrl", "image/jpeg")] {
+        let url = image[field].as_str().unwrap();
+        assert!(url.starts_with(&base), "{url}");
+        let response = app.client.get(url).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{url}");
+        assert_eq!(response.headers()["content-type"], expected_type);
+        assert_eq!(response.headers()["cache-control"], "public, max-age=31536000, immutable");
+        let etag = response.headers()["etag"].to_str().unwrap().to_owned();
+        let bytes = response.bytes().await.unwrap();
+        if field == "url" {
+            assert_eq!(bytes.as_ref(), photo.as_slice(), "the original is kept byte for byte");
+        } else {
+            let thumbnail = image::load_from_memory(&bytes).unwrap();
+            assert_eq!((thumbnail.width(), thumbnail.height()), (400, 300));
+        }
+        let again = app.client.get(url).header("if-none-match", etag).send().await.unwrap();
+        assert_eq!(again.status(), 304);
+    }
+    // Nothing is left behind: no incoming object, no ticket.
+    wait_until_incoming_is_empty(&app).await;
+    assert_eq!(keys_under(&app, PUBLIC_PREFIX).await.len(), 2);
+    let image_id = shared::domain::ImageId::parse(ticket["imageId"].as_str().unwrap()).unwrap();
+    assert!(shared::repo::products::get_ticket(app.state.store.as_ref(), image_id).await.unwrap().is_none());
+
+    // The owner removes it again.
+    let path = format!("{product}/images/{}", ticket["imageId"].as_str().unwrap());
+    let deleted = app.client.delete(app.url(&path)).bearer_auth(&farmer).send().await.unwrap();
+    assert_eq!(deleted.status(), 204);
+    let current: Value = app.get(&product, None).await.json().await.unwrap();
+    assert_eq!(current["images"], json!([]));
+    assert_problem(app.client.delete(app.url(&path)).bearer_auth(&farmer).send().await.unwrap(), 404).await;
+}
+
+#[tokio::test]
+async fn oversized_fake_and_misdirected_uploads_never_reach_a_product() {
+    let app = spawn_app().await;
+    let (farmer, product) = farmer_product(&app).await;
+    let six_mib = vec![0xFFu8; 6 * 1024 * 1024];
+
+    // 1. A 6 MiB file gets no ticket at all.
+    let asked = json!({"contentType": "image/jpeg", "size": six_mib.len()});
+    assert_problem(app.post(&format!("{product}/images"), &asked, Some(&farmer)).await, 413).await;
+
+    // 2. A 6 MiB body sent with a ticket for 1 MiB: refused at the door, as S3 does.
+    let small = ticket(&app, &farmer, &product, "image/jpeg", 1024 * 1024).await;
+    let put = upload_to(&app, small["uploadUrl"].as_str().unwrap(), &small, six_mib.clone()).await;
+    assert_problem(put, 403).await;
+
+    // 3. An endpoint that does not enforce the signed length (as the AWS test
+    //    endpoint does not) lets it through: the worker then finds the real size.
+    let key = format!("{INCOMING_PREFIX}{}/{}", &product["/products/".len()..], small["imageId"].as_str().unwrap());
+    let blobs = app.state.blobs.as_ref().unwrap();
+    blobs.put(&key, bytes::Bytes::from(six_mib), "image/jpeg").await.unwrap();
+    let queue = infra::pump::open_queue(&app.dir.path().join("marketplace.db"), "JobsQueue").unwrap();
+    let notification = json!({"Records": [{"eventName": "ObjectCreated:Put", "s3": {"object": {"key": key}}}]});
+    shared::ports::JobQueue::send(&queue, &notification.to_string()).await.unwrap();
+
+    // 4. A text file named .jpg, with a ticket that matches its size.
+    let text = b"I am a text file called photo.jpg, not a photo at all.".to_vec();
+    let fake = ticket(&app, &farmer, &product, "image/jpeg", text.len()).await;
+    let put = upload_to(&app, fake["uploadUrl"].as_str().unwrap(), &fake, text).await;
+    assert_eq!(put.status(), 200, "the bucket stores what it is given; the worker judges it");
+
+    // 5. A real photo sent with one ticket's signature to another key.
+    let photo = jpeg(800, 600);
+    let honest = ticket(&app, &farmer, &product, "image/jpeg", photo.len()).await;
+    let url = honest["uploadUrl"].as_str().unwrap();
+    let other_key_url = url.replace(honest["imageId"].as_str().unwrap(), &shared::domain::ImageId::new().to_string());
+    assert_problem(upload_to(&app, &other_key_url, &honest, photo.clone()).await, 403).await;
+    let other_product_url = url.replace(&product["/products/".len()..], &shared::domain::ProductId::new().to_string());
+    assert_problem(upload_to(&app, &other_product_url, &honest, photo.clone()).await, 403).await;
+    // ... and with a different content type than signed.
+    let mut retyped = honest.clone();
+    retyped["headers"]["content-type"] = json!("image/png");
+    assert_problem(upload_to(&app, url, &retyped, photo).await, 403).await;
+
+    wait_until_incoming_is_empty(&app).await;
+    let current: Value = app.get(&product, None).await.json().await.unwrap();
+    assert_eq!(current["images"], json!([]), "no bad upload reached the product");
+    assert!(keys_under(&app, PUBLIC_PREFIX).await.is_empty(), "nothing was published");
+    let listed: Value = app.get("/products", None).await.json().await.unwrap();
+    assert_eq!(listed["items"][0]["images"], json!([]));
+}
+
+#[tokio::test]
+async fn only_public_assets_are_served() {
+    let app = spawn_app().await;
+    let blobs = app.state.blobs.as_ref().unwrap();
+    blobs.put("incoming/x/y", bytes::Bytes::from_static(b"secret"), "image/jpeg").await.unwrap();
+    for path in ["/assets/incoming/x/y", "/assets/public/none.jpg", "/assets/../blobs"] {
+        assert_problem(app.get(path, None).await, 404).await;
+    }
+}
+
+#[tokio::test]
+async fn browsers_may_put_to_upload_urls_from_the_frontend_origins() {
+    let app = spawn_app().await;
+    let (farmer, product) = farmer_product(&app).await;
+    let ticket = ticket(&app, &farmer, &product, "image/png", 100).await;
+    let url = ticket["uploadUrl"].as_str().unwrap();
+    let preflight = app
+        .client
+        .request(reqwest::Method::OPTIONS, url)
+        .header("origin", "http://localhost:5173")
+        .header("access-control-request-method", "PUT")
+        .header("access-control-request-headers", "content-type")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    assert_eq!(preflight.headers()["access-control-allow-origin"], "http://localhost:5173");
+    assert_eq!(preflight.headers()["access-control-allow-methods"], "PUT");
+    // The API's own routes keep the API's rule (no PUT there).
+    let api = app
+        .client
+        .request(reqwest::Method::OPTIONS, app.url("/products"))
+        .header("origin", "http://localhost:5173")
+        .header("access-control-request-method", "PUT")
+        .send()
+        .await
+        .unwrap();
+    assert!(api.headers().get("access-control-allow-origin").is_none());
+}
