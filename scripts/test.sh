@@ -106,7 +106,8 @@ start_moto() {
     local port
     port=$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
     MOTO_LOG=$(mktemp -t moto.XXXXXX.log)
-    "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$MOTO_LOG" 2>&1 &
+    # One request at a time: see scripts/moto_server.py for the race it avoids.
+    "$VENV/bin/python" scripts/moto_server.py 127.0.0.1 "$port" >"$MOTO_LOG" 2>&1 &
     MOTO_PID=$!
     local url="http://127.0.0.1:$port" tries
     for ((tries = 0; tries < 150; tries++)); do

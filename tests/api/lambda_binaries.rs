@@ -248,19 +248,25 @@ async fn worker_binary_reports_partial_batch_failures_as_a_lambda() {
     assert!(jobs.iter().any(|line| line["span"]["message_id"].is_string()), "log lines carry the message id: {logs}");
 }
 
-#[tokio::test]
-async fn a_binary_with_a_bucket_but_no_asset_url_refuses_to_start() {
-    let mut env = lambda_env("products").await;
-    env.vars.push(("ASSETS_BUCKET".into(), "some-bucket".into()));
-    let output = tokio::process::Command::new(binary("products").await)
+/// Starts `function`'s binary with `env` and returns what it printed to stderr,
+/// asserting that it refused to start.
+async fn refusal(function: &str, env: &LambdaEnv) -> String {
+    let output = tokio::process::Command::new(binary(function).await)
         .env_clear()
         .envs(env.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
         .output()
         .await
         .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{function} started");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn a_binary_with_a_bucket_but_no_asset_url_refuses_to_start() {
+    let mut env = lambda_env("products").await;
+    env.vars.push(("ASSETS_BUCKET".into(), "some-bucket".into()));
+    let stderr = refusal("products", &env).await;
     assert!(stderr.contains("ASSETS_BASE_URL"), "{stderr}");
 }
 
@@ -268,14 +274,6 @@ async fn a_binary_with_a_bucket_but_no_asset_url_refuses_to_start() {
 async fn a_binary_missing_its_table_setting_refuses_to_start() {
     let mut env = lambda_env("health").await;
     env.vars.retain(|(k, _)| k != "TABLE_NAME");
-    let output = tokio::process::Command::new(binary("health").await)
-        .env_clear()
-        .envs(env.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
-        .output()
-        .await
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refusal("health", &env).await;
     assert!(stderr.contains("TABLE_NAME"), "{stderr}");
 }

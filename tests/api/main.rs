@@ -10,6 +10,7 @@ mod health;
 mod helpers;
 mod lambda_binaries;
 mod photos;
+mod presign;
 mod products;
 mod validation;
 mod worker;

@@ -1,36 +1,10 @@
 //! Product categories: names, URL slugs and descriptions.
 
-use std::fmt;
-
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use ulid::Ulid;
 
-/// A category's id (a ULID).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct CategoryId(pub Ulid);
-
-impl CategoryId {
-    pub fn new() -> Self {
-        Self(Ulid::new())
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        Ulid::from_string(raw).ok().map(Self)
-    }
-}
-
-impl Default for CategoryId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Display for CategoryId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
+ulid_id! {
+    /// A category's id (a ULID).
+    CategoryId
 }
 
 /// A category name: 1 to 60 characters after trimming, no control characters.

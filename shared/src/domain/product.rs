@@ -1,66 +1,19 @@
 //! Products farmers list: names, prices in integer minor units, units of sale,
 //! stock, harvest dates, and the images attached to them.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime};
-use ulid::Ulid;
 
 use super::{CategoryId, UserId};
 
-/// A product's id (a ULID, so ids sort by creation time).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ProductId(pub Ulid);
-
-impl ProductId {
-    pub fn new() -> Self {
-        Self(Ulid::new())
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        Ulid::from_string(raw).ok().map(Self)
-    }
+ulid_id! {
+    /// A product's id (a ULID, so ids sort by creation time).
+    ProductId
 }
 
-impl Default for ProductId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Display for ProductId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// An image's id (a ULID), fixed when its upload ticket is issued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ImageId(pub Ulid);
-
-impl ImageId {
-    pub fn new() -> Self {
-        Self(Ulid::new())
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        Ulid::from_string(raw).ok().map(Self)
-    }
-}
-
-impl Default for ImageId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Display for ImageId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
+ulid_id! {
+    /// An image's id (a ULID), fixed when its upload ticket is issued.
+    ImageId
 }
 
 /// A product name: 1 to 120 characters after trimming, no control characters.

@@ -6,33 +6,10 @@ use argon2::password_hash::{rand_core::OsRng, PasswordHasher, PasswordVerifier, 
 use argon2::{Algorithm, Argon2, Params, Version};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use ulid::Ulid;
 
-/// A user's id (a ULID).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct UserId(pub Ulid);
-
-impl UserId {
-    pub fn new() -> Self {
-        Self(Ulid::new())
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        Ulid::from_string(raw).ok().map(Self)
-    }
-}
-
-impl Default for UserId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Display for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
+ulid_id! {
+    /// A user's id (a ULID).
+    UserId
 }
 
 /// An email address, trimmed and lower-cased so uniqueness ignores letter case.

@@ -86,3 +86,20 @@ pub async fn invalid_keys_are_rejected<B: Backend>() {
     assert!(matches!(blobs.list("../").await, Err(BlobError::InvalidKey(_))));
     assert!(blobs.list("").await.unwrap().is_empty());
 }
+
+pub async fn presigned_uploads_fix_key_type_and_length<B: Backend>() {
+    let blobs = B::blobs().await;
+    let before = time::OffsetDateTime::now_utc();
+    let upload =
+        blobs.presign_put("incoming/p1/i1", "image/jpeg", 1234, std::time::Duration::from_secs(900)).await.unwrap();
+    assert!(upload.url.contains("incoming/p1/i1"), "{}", upload.url);
+    let header = |name: &str| upload.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    assert_eq!(header("content-type"), Some("image/jpeg"));
+    assert_eq!(header("content-length"), Some("1234"));
+    let lifetime = (upload.expires_at - before).whole_seconds();
+    assert!((895..=905).contains(&lifetime), "expires in {lifetime} s");
+    assert!(matches!(
+        blobs.presign_put("../escape", "image/jpeg", 1, std::time::Duration::from_secs(60)).await,
+        Err(BlobError::InvalidKey(_))
+    ));
+}

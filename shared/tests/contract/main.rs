@@ -67,6 +67,7 @@ macro_rules! backend {
                 list_returns_the_keys_under_a_prefix_in_order,
                 list_pages_through_many_keys,
                 invalid_keys_are_rejected,
+                presigned_uploads_fix_key_type_and_length,
             );
 
             suite!(jobs:

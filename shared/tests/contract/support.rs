@@ -104,9 +104,10 @@ impl Backend for Embedded {
 ///   adapters enforce the port's 25 writes and distinct keys before calling the
 ///   backend, so both answer `Invalid` alike;
 /// - a transaction that fails restores a deep copy of the whole table, which is
-///   not safe against a concurrent transaction on that table; single writes go
-///   through `PutItem`/`DeleteItem` (as they should on DynamoDB, at half the
-///   cost), and the twenty-registrations test has not been seen to hit it;
+///   not safe against a concurrent transaction on that table (a loser's item can
+///   survive, or a request fails with a 500); the test command therefore runs
+///   moto through `scripts/moto_server.py`, which answers one request at a time,
+///   as each request is atomic on DynamoDB;
 /// - S3 needs path-style addressing (`adapters::s3_client` switches it on
 ///   whenever an endpoint URL is configured);
 /// - deleting with a stale receipt deletes the message (real SQS "may"); the
