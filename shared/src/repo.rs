@@ -2,6 +2,7 @@
 //! attributes, and the storage operations handlers share.
 
 pub mod categories;
+pub mod idempotency;
 pub mod products;
 pub mod sessions;
 pub mod users;

@@ -408,3 +408,51 @@ async fn browse_walks_every_filter_in_order_on_the_embedded_backend() {
 async fn browse_walks_every_filter_in_order_on_the_aws_backend() {
     browse_walks_every_filter_in_order(spawn_app_on_aws().await, 10).await;
 }
+
+#[tokio::test]
+async fn a_create_repeated_with_its_idempotency_key_makes_one_product() {
+    let app = spawn_app().await;
+    let cast = cast(&app).await;
+    let body = product_body(&cast.category);
+    let post = |token: String, key: &'static str, body: String| {
+        let request = app.client.post(app.url("/products")).bearer_auth(token).header("idempotency-key", key);
+        async move { request.header("content-type", "application/json").body(body).send().await.unwrap() }
+    };
+    let first = post(cast.farmer_a.clone(), "order-form-1", body.to_string()).await;
+    assert_eq!(first.status(), 201);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: Value = first.json().await.unwrap();
+
+    // The same request again, laid out differently: the same product, replayed.
+    let relaid = serde_json::to_string_pretty(&body).unwrap();
+    let again = post(cast.farmer_a.clone(), "order-form-1", relaid).await;
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["id"], first["id"]);
+
+    // Racing repeats of a new key: one product.
+    let racing = (0..5).map(|_| post(cast.farmer_a.clone(), "order-form-2", body.to_string()));
+    let responses = futures::future::join_all(racing).await;
+    let mut ids = HashSet::new();
+    for response in responses {
+        assert_eq!(response.status(), 201);
+        ids.insert(response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids.len(), 1, "{ids:?}");
+
+    // Another body under a used key is refused; keys are per farmer.
+    let mut other = body.clone();
+    other["price"] = json!(999);
+    let problem = assert_problem(post(cast.farmer_a.clone(), "order-form-1", other.to_string()).await, 422).await;
+    assert_eq!(problem["errors"][0]["field"], "Idempotency-Key");
+    let theirs = post(cast.farmer_b.clone(), "order-form-1", body.to_string()).await;
+    assert_eq!(theirs.status(), 201);
+    assert_ne!(theirs.json::<Value>().await.unwrap()["id"], first["id"]);
+    assert_problem(post(cast.farmer_a.clone(), "has spaces", body.to_string()).await, 400).await;
+
+    let listed: Value = app.get("/products", None).await.json().await.unwrap();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 3, "one per distinct (farmer, key)");
+    let category: Value = app.get(&format!("/categories/{}", cast.category), None).await.json().await.unwrap();
+    assert_eq!(category["productCount"], 3);
+}

@@ -1,6 +1,7 @@
 //! The `products` function: public browse (filters, sorts, cursor pages) and read
-//! with ETags and shared caching; farmers create, update (optimistic concurrency
-//! through `If-Match`) and unlist their products, and ask for presigned image
+//! with ETags and shared caching; farmers create (with an optional
+//! `Idempotency-Key`), update (optimistic concurrency through `If-Match`) and
+//! unlist their products, and ask for presigned image
 //! upload tickets. The `worker` function checks uploaded images and attaches them.
 
 use std::time::Duration;
@@ -16,6 +17,7 @@ use shared::domain::{
 use shared::http::{
     json, json_cacheable, json_cacheable_tagged, no_content, serve, ApiError, Cursor, HttpResponse, RequestCtx, Route,
 };
+use shared::repo::idempotency::{self, IdempotencyKey};
 use shared::repo::products::{self, Browse, ProductWriteError, Sort, UploadTicket};
 use shared::tokens::Claims;
 use shared::AppState;
@@ -153,6 +155,7 @@ fn write_error(error: ProductWriteError) -> ApiError {
             ApiError::PreconditionFailed("the product was changed by someone else; read it again".into())
         }
         ProductWriteError::CategoryBusy => ApiError::Conflict(error.to_string()),
+        ProductWriteError::ExtraConditionFailed => ApiError::internal(error),
         ProductWriteError::Store(e) => e.into(),
     }
 }
@@ -271,9 +274,53 @@ fn parse_category_id(raw: &str) -> Result<CategoryId, String> {
     CategoryId::parse(raw).ok_or_else(|| "no such category".to_owned())
 }
 
+/// The `Idempotency-Key` header, if sent: 400 when malformed.
+fn idempotency_key(ctx: &RequestCtx) -> Result<Option<IdempotencyKey>, ApiError> {
+    match ctx.headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(value) => {
+            let raw = value.to_str().map_err(|_| ApiError::BadRequest("Idempotency-Key must be ASCII".into()))?;
+            IdempotencyKey::parse(raw).map(Some).map_err(|e| ApiError::BadRequest(format!("Idempotency-Key {e}")))
+        }
+    }
+}
+
+/// The answer to a repeated create: the product the first request made (201, as
+/// then, marked `Idempotent-Replayed`), or 422 when the key came with another body.
+async fn replay(state: &AppState, ctx: &RequestCtx, record: &idempotency::Record) -> HttpResponse {
+    if record.fingerprint != idempotency::fingerprint(&ctx.body) {
+        return Err(ApiError::field(
+            "Idempotency-Key",
+            "this key was already used for a different request body; use a new key for a new product",
+        ));
+    }
+    let id = ProductId::parse(&record.resource_id).ok_or_else(|| ApiError::internal("bad idempotency record"))?;
+    let product = products::get(state.store.as_ref(), id).await?.ok_or_else(|| {
+        ApiError::Conflict("the product this key created is gone; use a new key for a new product".into())
+    })?;
+    let mut response = created(state, &product)?;
+    response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    Ok(response)
+}
+
+/// 201 with the product, its `Location` and `ETag`.
+fn created(state: &AppState, product: &Product) -> HttpResponse {
+    let mut response = product_response(state, StatusCode::CREATED, product)?;
+    let location = HeaderValue::from_str(&format!("/products/{}", product.id)).map_err(ApiError::internal)?;
+    response.headers_mut().insert(header::LOCATION, location);
+    Ok(response)
+}
+
 async fn create(state: &AppState, ctx: &RequestCtx) -> HttpResponse {
     let claims = ctx.require_role(&state.tokens, &[Role::Farmer])?;
     let farmer_id = UserId::parse(&claims.sub).ok_or_else(|| ApiError::Unauthorized("bad token subject".into()))?;
+    let idempotency_key = idempotency_key(ctx)?;
+    let scope = format!("products.create#{farmer_id}");
+    if let Some(key) = &idempotency_key {
+        if let Some(record) = idempotency::recall(state.store.as_ref(), &scope, key).await? {
+            return replay(state, ctx, &record).await;
+        }
+    }
     let body: CreateBody = ctx.json()?;
     let now = state.clock.now();
     let mut errors = shared::domain::FieldErrors::new();
@@ -308,12 +355,29 @@ async fn create(state: &AppState, ctx: &RequestCtx) -> HttpResponse {
         updated_at: now,
         version: 1,
     };
-    products::save(state.store.as_ref(), None, &product).await.map_err(write_error)?;
+    let remember = idempotency_key.as_ref().map(|key| {
+        let record = idempotency::Record {
+            fingerprint: idempotency::fingerprint(&ctx.body),
+            resource_id: product.id.to_string(),
+        };
+        (key, record)
+    });
+    let extra =
+        remember.iter().map(|(key, record)| idempotency::remember(&scope, key, record, now.unix_timestamp())).collect();
+    match products::create(state.store.as_ref(), &product, extra).await {
+        Ok(()) => {}
+        // The same key won a race a moment ago: answer as it did.
+        Err(ProductWriteError::ExtraConditionFailed) => {
+            let (key, _) = remember.as_ref().ok_or_else(|| ApiError::internal("extra write without a key"))?;
+            let record = idempotency::recall(state.store.as_ref(), &scope, key)
+                .await?
+                .ok_or_else(|| ApiError::internal("idempotency record vanished"))?;
+            return replay(state, ctx, &record).await;
+        }
+        Err(other) => return Err(write_error(other)),
+    }
     tracing::info!(product_id = %product.id, "product created");
-    let mut response = product_response(state, StatusCode::CREATED, &product)?;
-    let location = HeaderValue::from_str(&format!("/products/{}", product.id)).map_err(ApiError::internal)?;
-    response.headers_mut().insert(header::LOCATION, location);
-    Ok(response)
+    created(state, &product)
 }
 
 /// 403 unless the caller owns the product (or, where `admin_may`, is an admin).

@@ -213,6 +213,10 @@ async fn attach(state: &AppState, product_id: ProductId, image: ProductImage) ->
                 return Ok(Outcome::Rejected("the product's category is gone".into()))
             }
             Err(ProductWriteError::Store(e)) => return Err(e.into()),
+            // Attaching adds no extra writes; should it ever, this must not retry forever.
+            Err(other @ ProductWriteError::ExtraConditionFailed) => {
+                return Err(JobFailure::Store(StoreError::Invalid(other.to_string())))
+            }
         }
     }
     Err(JobFailure::Busy)

@@ -63,6 +63,9 @@ pub enum ProductWriteError {
     /// 409: a category's product count kept changing under us.
     #[error("the category is busy; try again")]
     CategoryBusy,
+    /// Replay or 422 (idempotency): one of the caller's extra writes failed its condition.
+    #[error("a condition of the request's own writes failed")]
+    ExtraConditionFailed,
     /// 500.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -181,6 +184,21 @@ fn count_changes(old: Option<&Product>, new: &Product) -> Vec<(CategoryId, i64)>
 /// `old`) together with the product counts of the categories it enters or
 /// leaves, all in one transaction. A product can only enter an existing category.
 pub async fn save(store: &dyn Store, old: Option<&Product>, new: &Product) -> Result<(), ProductWriteError> {
+    write(store, old, new, Vec::new()).await
+}
+
+/// Creates `product` together with `extra` writes (such as an idempotency
+/// record) in one transaction.
+pub async fn create(store: &dyn Store, product: &Product, extra: Vec<WriteOp>) -> Result<(), ProductWriteError> {
+    write(store, None, product, extra).await
+}
+
+async fn write(
+    store: &dyn Store,
+    old: Option<&Product>,
+    new: &Product,
+    extra: Vec<WriteOp>,
+) -> Result<(), ProductWriteError> {
     let product_condition = match old {
         None => Condition::NotExists,
         Some(old) => Condition::VersionIs(old.version),
@@ -209,9 +227,14 @@ pub async fn save(store: &dyn Store, old: Option<&Product>, new: &Product) -> Re
             // Staying listed in the same category: it must still exist.
             writes.push(WriteOp::Check { key: categories::key(new.category_id), condition: Condition::Exists });
         }
+        let extra_from = writes.len();
+        writes.extend(extra.iter().cloned());
         match store.transact(writes).await {
             Ok(()) => return Ok(()),
             Err(StoreError::ConditionFailed { index: 0 }) => return Err(ProductWriteError::Changed),
+            Err(StoreError::ConditionFailed { index }) if index >= extra_from => {
+                return Err(ProductWriteError::ExtraConditionFailed)
+            }
             Err(StoreError::ConditionFailed { .. }) if new.is_listed() && changes.is_empty() => {
                 return Err(ProductWriteError::NoSuchCategory)
             }
