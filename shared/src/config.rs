@@ -119,13 +119,26 @@ fn seconds_setting(name: &'static str, default: Duration, unit_secs: u64) -> Res
 impl AppState {
     /// Builds the state from the environment (see the module doc).
     pub async fn from_env(key_use: KeyUse) -> Result<Self, ConfigError> {
-        let in_lambda = setting("AWS_LAMBDA_FUNCTION_NAME").is_some();
+        // `MARKETPLACE_BACKEND=embedded` is an explicit opt-in for Lambda
+        // emulators (`cargo lambda watch` sets AWS_LAMBDA_FUNCTION_NAME too); the
+        // template never sets it, so a deployed function cannot fall back.
+        let forced_embedded = match setting("MARKETPLACE_BACKEND").as_deref() {
+            None => false,
+            Some("embedded") => true,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "MARKETPLACE_BACKEND",
+                    reason: format!("{other:?} is not a backend; only \"embedded\" can be forced"),
+                })
+            }
+        };
+        let in_lambda = setting("AWS_LAMBDA_FUNCTION_NAME").is_some() && !forced_embedded;
         let token_settings = TokenSettings {
             access_ttl: seconds_setting("ACCESS_TOKEN_TTL_SECONDS", TokenSettings::default().access_ttl, 1)?,
             refresh_ttl: seconds_setting("REFRESH_TOKEN_TTL_DAYS", TokenSettings::default().refresh_ttl, 24 * 3600)?,
         };
         let table = setting("TABLE_NAME");
-        if table.is_none() && !in_lambda {
+        if forced_embedded || (table.is_none() && !in_lambda) {
             let data_dir = PathBuf::from(setting("DATA_DIR").unwrap_or_else(|| ".data".into()));
             let base_url = setting("LOCAL_BASE_URL").unwrap_or_else(|| DEFAULT_LOCAL_BASE_URL.into());
             let mut state = Self::embedded_serving(&data_dir, &base_url).await?;

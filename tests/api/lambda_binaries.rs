@@ -271,6 +271,26 @@ async fn a_binary_with_a_bucket_but_no_asset_url_refuses_to_start() {
 }
 
 #[tokio::test]
+async fn an_emulated_lambda_uses_the_embedded_store_only_when_told_to() {
+    let data = tempfile::tempdir().unwrap();
+    let env = LambdaEnv {
+        vars: vec![
+            ("AWS_LAMBDA_FUNCTION_NAME".into(), "health".into()),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(), "256".into()),
+            ("AWS_LAMBDA_FUNCTION_VERSION".into(), "$LATEST".into()),
+            ("MARKETPLACE_BACKEND".into(), "embedded".into()),
+            ("DATA_DIR".into(), data.path().display().to_string()),
+        ],
+    };
+    let (outcomes, logs) = invoke("health", &env, &["health.json"]).await;
+    assert_eq!(status_of(&outcomes[0]), 200, "{logs}");
+    assert!(data.path().join("marketplace.db").exists(), "the embedded store was used");
+    let typo = LambdaEnv { vars: vec![("MARKETPLACE_BACKEND".into(), "dynamo".into())] };
+    let stderr = refusal("health", &typo).await;
+    assert!(stderr.contains("MARKETPLACE_BACKEND"), "{stderr}");
+}
+
+#[tokio::test]
 async fn a_binary_missing_its_table_setting_refuses_to_start() {
     let mut env = lambda_env("health").await;
     env.vars.retain(|(k, _)| k != "TABLE_NAME");
