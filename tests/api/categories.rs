@@ -5,7 +5,9 @@ use std::collections::HashSet;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{access_token, assert_problem, spawn_app, spawn_app_on_aws, unique_email, TestApp};
+use crate::helpers::{
+    access_token, assert_documented, assert_problem, spawn_app, spawn_app_on_aws, unique_email, TestApp,
+};
 
 async fn create(app: &TestApp, token: &str, body: Value) -> Value {
     let response = app.post("/categories", &body, Some(token)).await;
@@ -22,6 +24,9 @@ async fn public_reads_send_etag_and_answer_304() {
     let admin = app.admin_token().await;
     let created = create(&app, &admin, json!({"name": "Leafy Greens", "description": "Kale, chard"})).await;
     assert_eq!(created["slug"], "leafy-greens");
+    assert_documented("Category", &created);
+    let list: Value = app.get("/categories", None).await.json().await.unwrap();
+    assert_documented("CategoryList", &list);
 
     for path in ["/categories".to_owned(), format!("/categories/{}", created["id"].as_str().unwrap())] {
         let first = app.get(&path, None).await;

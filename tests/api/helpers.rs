@@ -173,3 +173,22 @@ pub async fn assert_problem(response: reqwest::Response, status: u16) -> Value {
 pub fn unique_email(prefix: &str) -> String {
     format!("{prefix}-{}@example.com", ulid::Ulid::new().to_string().to_lowercase())
 }
+
+/// Asserts that `value` has exactly the properties the OpenAPI document's schema
+/// `schema` declares (so a field added to a handler without the document, or
+/// documented but never sent, fails a test).
+pub fn assert_documented(schema: &str, value: &Value) {
+    let document: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo_root().join("openapi.json")).unwrap()).unwrap();
+    let declared = &document["components"]["schemas"][schema];
+    let mut documented: Vec<&str> = declared["properties"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no schema {schema}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut sent: Vec<&str> = value.as_object().expect("an object").keys().map(String::as_str).collect();
+    documented.sort_unstable();
+    sent.sort_unstable();
+    assert_eq!(sent, documented, "{schema}: the response and openapi.json disagree");
+}

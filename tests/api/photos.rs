@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use shared::repo::products::{INCOMING_PREFIX, PUBLIC_PREFIX};
 
-use crate::helpers::{access_token, assert_problem, spawn_app, unique_email, TestApp};
+use crate::helpers::{access_token, assert_documented, assert_problem, spawn_app, unique_email, TestApp};
 
 /// How long the worker may take before a test gives up.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -71,6 +71,7 @@ async fn a_real_jpeg_uploaded_with_its_ticket_appears_with_a_thumbnail_within_se
     let (farmer, product) = farmer_product(&app).await;
     let photo = jpeg(1600, 1200);
     let ticket = ticket(&app, &farmer, &product, "image/jpeg", photo.len()).await;
+    assert_documented("ImageUploadTicket", &ticket);
     assert_eq!(ticket["method"], "PUT");
     assert_eq!(ticket["headers"]["content-type"], "image/jpeg");
     assert_eq!(ticket["headers"]["content-length"], photo.len().to_string());
@@ -88,6 +89,11 @@ async fn a_real_jpeg_uploaded_with_its_ticket_appears_with_a_thumbnail_within_se
     };
     println!("photo attached {} ms after the upload", started.elapsed().as_millis());
     let image = &shown["images"][0];
+    assert_documented("Product", &shown);
+    assert_documented("ProductImage", image);
+    let listed: Value = app.get("/products", None).await.json().await.unwrap();
+    assert_documented("ProductList", &listed);
+    assert_eq!(listed["items"][0], shown, "browse shows the same product");
     assert_eq!(image["id"], ticket["imageId"]);
     assert_eq!((image["width"].clone(), image["height"].clone()), (json!(1600), json!(1200)));
     assert_eq!(image["contentType"], "image/jpeg");
