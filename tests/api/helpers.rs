@@ -192,3 +192,58 @@ pub fn assert_documented(schema: &str, value: &Value) {
     sent.sort_unstable();
     assert_eq!(sent, documented, "{schema}: the response and openapi.json disagree");
 }
+
+/// Generates, for each scenario `async fn name(app: TestApp)` of the calling
+/// module, a test `embedded::name` on the embedded backend and `aws::name` on the
+/// test endpoint. `using make_embedded, make_aws;` names other fixture makers
+/// from this module (for scenarios taking a `StateFixture`).
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        crate::helpers::on_both_backends!(using spawn_app, spawn_app_on_aws; $($name),*);
+    };
+    (using $embedded:ident, $aws:ident; $($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(crate::helpers::$embedded().await).await
+                }
+            )*
+        }
+        mod aws {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(crate::helpers::$aws().await).await
+                }
+            )*
+        }
+    };
+}
+pub(crate) use on_both_backends;
+
+/// State without a running stack, and the directory keeping its local parts.
+pub struct StateFixture {
+    pub state: AppState,
+    /// Kept alive for the test (the embedded parts live in it).
+    _dir: TempDir,
+}
+
+/// Embedded store, blobs and queues in a fresh directory.
+pub async fn embedded_fixture() -> StateFixture {
+    let (state, dir) = embedded_state().await;
+    StateFixture { state, _dir: dir }
+}
+
+/// A fresh DynamoDB table and S3 bucket on the test endpoint (tokens and queues
+/// stay local).
+pub async fn aws_fixture() -> StateFixture {
+    let (mut state, dir) = embedded_state().await;
+    use_dynamo(&mut state).await;
+    let sdk = adapters::sdk_config().await;
+    let bucket = format!("assets-{}", ulid::Ulid::new().to_string().to_lowercase());
+    let client = adapters::s3_client(&sdk);
+    adapters::provision::create_bucket(&client, &bucket).await.expect("create bucket");
+    state.blobs = Some(Arc::new(adapters::S3Blobs::new(client, bucket)));
+    StateFixture { state, _dir: dir }
+}

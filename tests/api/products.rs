@@ -1,12 +1,13 @@
 //! Products: roles and ownership, optimistic concurrency (`If-Match` → 412),
-//! ETags and 304, bad input, and browse pagination with every filter and sort on
-//! both backends (250 products walked page by page against an independent model).
+//! ETags and 304, bad input, idempotent creates, and browse pagination with every
+//! filter and sort (250 products walked page by page against an independent
+//! model). Every scenario runs on both backends.
 
 use std::collections::HashSet;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{access_token, assert_problem, spawn_app, spawn_app_on_aws, unique_email, TestApp};
+use crate::helpers::{access_token, assert_problem, unique_email, TestApp};
 
 async fn create_category(app: &TestApp, admin: &str, name: &str) -> String {
     let response = app.post("/categories", &json!({ "name": name }), Some(admin)).await;
@@ -70,9 +71,7 @@ async fn cast(app: &TestApp) -> Cast {
     }
 }
 
-#[tokio::test]
-async fn only_farmers_create_and_only_owners_or_admins_change_products() {
-    let app = spawn_app().await;
+async fn only_farmers_create_and_only_owners_or_admins_change_products(app: TestApp) {
     let cast = cast(&app).await;
     let body = product_body(&cast.category);
     assert_problem(app.post("/products", &body, Some(&cast.customer)).await, 403).await;
@@ -114,9 +113,7 @@ async fn only_farmers_create_and_only_owners_or_admins_change_products() {
     assert_problem(patch(&app, &path, &cast.farmer_a, &json!({"price": 1}), None).await, 404).await;
 }
 
-#[tokio::test]
-async fn reads_send_etags_answer_304_and_a_stale_if_match_is_412() {
-    let app = spawn_app().await;
+async fn reads_send_etags_answer_304_and_a_stale_if_match_is_412(app: TestApp) {
     let cast = cast(&app).await;
     let product = create_product(&app, &cast.farmer_a, &product_body(&cast.category)).await;
     let path = format!("/products/{}", product["id"].as_str().unwrap());
@@ -148,9 +145,7 @@ async fn reads_send_etags_answer_304_and_a_stale_if_match_is_412() {
     assert_eq!(response.status(), 200);
 }
 
-#[tokio::test]
-async fn concurrent_patches_without_if_match_all_apply() {
-    let app = spawn_app().await;
+async fn concurrent_patches_without_if_match_all_apply(app: TestApp) {
     let cast = cast(&app).await;
     let product = create_product(&app, &cast.farmer_a, &product_body(&cast.category)).await;
     let path = format!("/products/{}", product["id"].as_str().unwrap());
@@ -164,9 +159,7 @@ async fn concurrent_patches_without_if_match_all_apply() {
     assert_eq!(current["version"], 4, "each patch applied on top of the last");
 }
 
-#[tokio::test]
-async fn bad_product_input_is_4xx_with_field_errors() {
-    let app = spawn_app().await;
+async fn bad_product_input_is_4xx_with_field_errors(app: TestApp) {
     let cast = cast(&app).await;
     let base = product_body(&cast.category);
     let with = |field: &str, value: Value| {
@@ -336,8 +329,8 @@ async fn walk(app: &TestApp, query: &str, limit: usize) -> (Vec<Value>, usize) {
     }
 }
 
-async fn browse_walks_every_filter_in_order(app: TestApp, parallel: usize) {
-    let (categories, farmers, models) = seed_catalogue(&app, parallel).await;
+async fn browse_walks_every_filter_in_order(app: TestApp) {
+    let (categories, farmers, models) = seed_catalogue(&app, 10).await;
     let newest = |a: &&Model, b: &&Model| b.id.cmp(&a.id);
     let cheapest = |a: &&Model, b: &&Model| (a.price, &a.id).cmp(&(b.price, &b.id));
     type Filter<'a> = Box<dyn Fn(&Model) -> bool + 'a>;
@@ -399,19 +392,7 @@ async fn browse_walks_every_filter_in_order(app: TestApp, parallel: usize) {
     assert_problem(app.get(&format!("/products?cursor={category_cursor}"), None).await, 400).await;
 }
 
-#[tokio::test]
-async fn browse_walks_every_filter_in_order_on_the_embedded_backend() {
-    browse_walks_every_filter_in_order(spawn_app().await, 10).await;
-}
-
-#[tokio::test]
-async fn browse_walks_every_filter_in_order_on_the_aws_backend() {
-    browse_walks_every_filter_in_order(spawn_app_on_aws().await, 10).await;
-}
-
-#[tokio::test]
-async fn a_create_repeated_with_its_idempotency_key_makes_one_product() {
-    let app = spawn_app().await;
+async fn a_create_repeated_with_its_idempotency_key_makes_one_product(app: TestApp) {
     let cast = cast(&app).await;
     let body = product_body(&cast.category);
     let post = |token: String, key: &'static str, body: String| {
@@ -456,3 +437,12 @@ async fn a_create_repeated_with_its_idempotency_key_makes_one_product() {
     let category: Value = app.get(&format!("/categories/{}", cast.category), None).await.json().await.unwrap();
     assert_eq!(category["productCount"], 3);
 }
+
+crate::helpers::on_both_backends!(
+    only_farmers_create_and_only_owners_or_admins_change_products,
+    reads_send_etags_answer_304_and_a_stale_if_match_is_412,
+    concurrent_patches_without_if_match_all_apply,
+    bad_product_input_is_4xx_with_field_errors,
+    browse_walks_every_filter_in_order,
+    a_create_repeated_with_its_idempotency_key_makes_one_product,
+);

@@ -1,8 +1,8 @@
 //! The worker as the SQS event source drives it: partial batch failures (only
-//! the poison message is reported), idempotent attachment (a notification
-//! delivered twice attaches the image once), and the local queue pump moving a
-//! message that keeps failing to the dead-letter queue after the template's
-//! `maxReceiveCount`.
+//! the poison message is reported) and idempotent attachment (a notification
+//! delivered twice attaches the image once), on both backends (DynamoDB and S3
+//! at the test endpoint); and the local queue pump moving a message that keeps
+//! failing to the dead-letter queue after the template's `maxReceiveCount`.
 
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use shared::repo::categories;
 use shared::repo::products::{self, UploadTicket};
 use shared::AppState;
 
-use crate::helpers::{embedded_state, repo_root};
+use crate::helpers::{embedded_state, repo_root, StateFixture};
 use crate::photos::jpeg;
 
 /// A listed product with a ticket and an uploaded JPEG waiting under incoming/.
@@ -86,9 +86,8 @@ fn failures(response: &aws_lambda_events::event::sqs::SqsBatchResponse) -> Vec<&
     response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect()
 }
 
-#[tokio::test]
-async fn a_batch_with_one_poison_message_reports_only_that_message() {
-    let (state, _dir) = embedded_state().await;
+async fn a_batch_with_one_poison_message_reports_only_that_message(fixture: StateFixture) {
+    let state = fixture.state;
     let (product_id, key) = uploaded_photo(&state).await;
     let event = sqs_event(&[
         ("good", s3_notification(&key)),
@@ -102,9 +101,8 @@ async fn a_batch_with_one_poison_message_reports_only_that_message() {
     assert_eq!(product.images.len(), 1, "the good message in the same batch was processed");
 }
 
-#[tokio::test]
-async fn the_same_notification_delivered_twice_attaches_the_image_once() {
-    let (state, _dir) = embedded_state().await;
+async fn the_same_notification_delivered_twice_attaches_the_image_once(fixture: StateFixture) {
+    let state = fixture.state;
     let (product_id, key) = uploaded_photo(&state).await;
     // Twice in one batch, then again in a later batch (SQS is at-least-once).
     let twice = sqs_event(&[("a", s3_notification(&key)), ("b", s3_notification(&key))]);
@@ -160,3 +158,9 @@ async fn a_message_that_keeps_failing_moves_to_the_dead_letter_queue_after_max_r
     let product = products::get(state.store.as_ref(), product_id).await.unwrap().unwrap();
     assert_eq!(product.images.len(), 1);
 }
+
+crate::helpers::on_both_backends!(
+    using embedded_fixture, aws_fixture;
+    a_batch_with_one_poison_message_reports_only_that_message,
+    the_same_notification_delivered_twice_attaches_the_image_once,
+);
