@@ -12,14 +12,14 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use shared::adapters::{EmbeddedBlobs, EmbeddedJobs, UploadRejected};
-use shared::http::ApiError;
+use shared::http::{etag_of, none_match_hits, ApiError};
 use shared::ports::{BlobError, BlobStore, JobError, JobQueue};
 use shared::repo::products::PUBLIC_PREFIX;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use crate::gateway::problem;
 use crate::pump::{open_queue, PumpError};
 use crate::template::{BucketNotification, Template};
 
@@ -46,15 +46,6 @@ impl std::fmt::Debug for LocalAssets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LocalAssets").finish_non_exhaustive()
     }
-}
-
-fn problem(error: ApiError, request_id: &str) -> http::Response<AxumBody> {
-    let (parts, body) = error.into_response(request_id).into_parts();
-    let body = match body {
-        lambda_http::Body::Text(text) => AxumBody::from(text),
-        _ => AxumBody::empty(),
-    };
-    http::Response::from_parts(parts, body)
 }
 
 impl LocalAssets {
@@ -88,11 +79,8 @@ impl LocalAssets {
             Ok(None) | Err(BlobError::InvalidKey(_)) => return not_found(),
             Err(error) => return problem(ApiError::internal(error), request_id),
         };
-        let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&blob.bytes))[..32]);
-        let not_modified = request
-            .get(header::IF_NONE_MATCH)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|list| list.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"));
+        let etag = etag_of(&blob.bytes);
+        let not_modified = none_match_hits(request.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()), &etag);
         let mut response = http::Response::new(if not_modified || method == Method::HEAD {
             AxumBody::empty()
         } else {
@@ -146,8 +134,7 @@ impl LocalAssets {
             return problem(ApiError::internal(error), request_id);
         }
         let mut response = http::Response::new(AxumBody::empty());
-        let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&body))[..32]);
-        if let Ok(value) = HeaderValue::from_str(&etag) {
+        if let Ok(value) = HeaderValue::from_str(&etag_of(&body)) {
             response.headers_mut().insert(header::ETAG, value);
         }
         response

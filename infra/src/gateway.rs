@@ -12,7 +12,7 @@
 //! Gateway-made errors are problem+json like the functions' own; every response
 //! carries `x-request-id` (and `apigw-requestid`, as API Gateway sends).
 //!
-//! With local assets (`Gateway::load_local`) it also stands in for the bucket and
+//! With local assets (`Gateway::local`) it also stands in for the bucket and
 //! CDN: presigned uploads under `/_local/uploads/` and public assets under
 //! `/assets/` (see `assets`).
 //!
@@ -177,12 +177,11 @@ impl Gateway {
         Self::new(state, &parsed, &openapi)
     }
 
-    /// Like `load`, also standing in for the bucket and CDN over the blob
+    /// Like `new`, also standing in for the bucket and CDN over the blob
     /// directory and queues of the embedded backend in `data_dir`.
-    pub fn load_local(state: AppState, template: &Path, data_dir: &Path) -> Result<Self, GatewayError> {
-        let (parsed, openapi) = read_template_and_openapi(template)?;
-        let assets = LocalAssets::open(data_dir, &parsed)?;
-        Self::build(state, &parsed, &openapi, Some(assets))
+    pub fn local(state: AppState, template: &Template, openapi: &Value, data_dir: &Path) -> Result<Self, GatewayError> {
+        let assets = LocalAssets::open(data_dir, template)?;
+        Self::build(state, template, openapi, Some(assets))
     }
 
     /// Every route served, in template order (`/openapi.json` excluded).
@@ -231,7 +230,8 @@ pub async fn spawn(
     Ok((bound, handle))
 }
 
-fn read_template_and_openapi(template: &Path) -> Result<(Template, Value), GatewayError> {
+/// Reads `template` and the `openapi.json` beside it.
+pub fn read_template_and_openapi(template: &Path) -> Result<(Template, Value), GatewayError> {
     let parsed = Template::load(template)?;
     let path = template.parent().unwrap_or(Path::new("")).join("openapi.json");
     let text = std::fs::read(&path).map_err(|source| GatewayError::OpenApiRead { path: path.clone(), source })?;
@@ -555,7 +555,8 @@ fn into_axum(response: lambda_http::Response<LambdaBody>) -> http::Response<Axum
     http::Response::from_parts(parts, body)
 }
 
-fn problem(error: ApiError, request_id: &str) -> http::Response<AxumBody> {
+/// A problem+json response for an error the gateway itself answers.
+pub(crate) fn problem(error: ApiError, request_id: &str) -> http::Response<AxumBody> {
     into_axum(error.into_response(request_id))
 }
 

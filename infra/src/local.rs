@@ -9,15 +9,12 @@ use shared::AppState;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::gateway::{Gateway, GatewayError};
+use crate::gateway::{read_template_and_openapi, Gateway, GatewayError};
 use crate::pump::{PumpError, PumpSettings, QueuePump};
-use crate::template::{Template, TemplateError};
 
 /// Why the local stack cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
-    #[error(transparent)]
-    Template(#[from] TemplateError),
     #[error(transparent)]
     Gateway(#[from] GatewayError),
     #[error(transparent)]
@@ -46,9 +43,9 @@ impl LocalStack {
         settings: PumpSettings,
     ) -> Result<Self, LocalError> {
         let addr = listener.local_addr().map_err(LocalError::Addr)?;
-        let gateway = Gateway::load_local(state.clone(), template, data_dir)?;
-        let pumps =
-            QueuePump::for_template(&state, &Template::load(template)?, &data_dir.join("marketplace.db"), &settings)?;
+        let (template, openapi) = read_template_and_openapi(template)?;
+        let gateway = Gateway::local(state.clone(), &template, &openapi, data_dir)?;
+        let pumps = QueuePump::for_template(&state, &template, &data_dir.join("marketplace.db"), &settings)?;
         let mut tasks: Vec<JoinHandle<()>> = pumps.iter().cloned().flat_map(QueuePump::spawn).collect();
         let serving = gateway.clone();
         tasks.push(tokio::spawn(async move {

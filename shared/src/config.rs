@@ -213,31 +213,10 @@ impl AppState {
     }
 }
 
-/// Reads the local signing key, generating it on first use. Several local
-/// processes may start at once: the file is created exclusively, and a loser of
-/// that race reads the winner's key.
+/// Reads the local signing key, generating it on first use (several local
+/// processes may start at once; they end up sharing one key).
 fn local_signing_key(data_dir: &Path) -> Result<Vec<u8>, ConfigError> {
-    use std::io::Write;
     let path = data_dir.join("signing-key.pk8");
-    let io_err = |source| ConfigError::DataDir { path: path.clone(), source };
-    if let Ok(bytes) = std::fs::read(&path) {
-        if !bytes.is_empty() {
-            return Ok(bytes);
-        }
-    }
-    let pkcs8 = TokenKeys::generate_pkcs8();
-    let tmp = data_dir.join(format!("signing-key.{}.tmp", ulid::Ulid::new()));
-    let mut file = std::fs::File::create(&tmp).map_err(io_err)?;
-    file.write_all(&pkcs8).and_then(|()| file.sync_all()).map_err(io_err)?;
-    match std::fs::hard_link(&tmp, &path) {
-        Ok(()) => {
-            let _ = std::fs::remove_file(&tmp);
-            Ok(pkcs8)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let _ = std::fs::remove_file(&tmp);
-            std::fs::read(&path).map_err(io_err)
-        }
-        Err(e) => Err(io_err(e)),
-    }
+    adapters::key_file::read_or_create(&path, |bytes| !bytes.is_empty(), TokenKeys::generate_pkcs8)
+        .map_err(|source| ConfigError::DataDir { path, source })
 }

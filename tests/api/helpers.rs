@@ -61,6 +61,16 @@ pub async fn fresh_table() -> (aws_config::SdkConfig, String) {
     (sdk, table)
 }
 
+/// A fresh S3 bucket on the test endpoint, as a blob store.
+pub async fn fresh_bucket() -> adapters::S3Blobs {
+    aws_endpoint();
+    let sdk = adapters::sdk_config().await;
+    let bucket = format!("assets-{}", ulid::Ulid::new().to_string().to_lowercase());
+    let client = adapters::s3_client(&sdk);
+    adapters::provision::create_bucket(&client, &bucket).await.expect("create bucket");
+    adapters::S3Blobs::new(client, bucket)
+}
+
 /// Points `state`'s store at a fresh DynamoDB table (tokens and blobs stay local).
 async fn use_dynamo(state: &mut AppState) {
     let (sdk, table) = fresh_table().await;
@@ -240,10 +250,6 @@ pub async fn embedded_fixture() -> StateFixture {
 pub async fn aws_fixture() -> StateFixture {
     let (mut state, dir) = embedded_state().await;
     use_dynamo(&mut state).await;
-    let sdk = adapters::sdk_config().await;
-    let bucket = format!("assets-{}", ulid::Ulid::new().to_string().to_lowercase());
-    let client = adapters::s3_client(&sdk);
-    adapters::provision::create_bucket(&client, &bucket).await.expect("create bucket");
-    state.blobs = Some(Arc::new(adapters::S3Blobs::new(client, bucket)));
+    state.blobs = Some(Arc::new(fresh_bucket().await));
     StateFixture { state, _dir: dir }
 }

@@ -19,7 +19,7 @@ use serde_json::Value;
 use shared::tokens::TokenKeys;
 use tokio::sync::{mpsc, OnceCell};
 
-use crate::helpers::{fresh_table, repo_root};
+use crate::helpers::{fresh_bucket, fresh_table, repo_root};
 
 /// What the binary posted back for one invocation.
 #[derive(Debug)]
@@ -121,6 +121,13 @@ async fn lambda_env(function: &str) -> LambdaEnv {
     LambdaEnv { vars: vars.into_iter().map(|(k, v)| (k.to_owned(), v)).collect() }
 }
 
+/// Adds a fresh bucket and a CDN base URL to `env`, as the template does for
+/// `products` and `worker`.
+async fn with_assets_bucket(env: &mut LambdaEnv) {
+    env.vars.push(("ASSETS_BUCKET".into(), fresh_bucket().await.bucket().to_owned()));
+    env.vars.push(("ASSETS_BASE_URL".into(), "https://cdn.example.com".into()));
+}
+
 /// Runs `function`'s binary under the emulator for `events`, returning outcomes
 /// in order and the process's log output.
 async fn invoke(function: &str, env: &LambdaEnv, events: &[&str]) -> (Vec<Outcome>, String) {
@@ -218,11 +225,7 @@ async fn categories_binary_lists_as_a_lambda() {
 #[tokio::test]
 async fn products_binary_browses_and_reads_as_a_lambda() {
     let mut env = lambda_env("products").await;
-    let sdk = shared::adapters::sdk_config().await;
-    let bucket = format!("assets-{}", ulid::Ulid::new().to_string().to_lowercase());
-    shared::adapters::provision::create_bucket(&shared::adapters::s3_client(&sdk), &bucket).await.unwrap();
-    env.vars.push(("ASSETS_BUCKET".into(), bucket));
-    env.vars.push(("ASSETS_BASE_URL".into(), "https://cdn.example.com".into()));
+    with_assets_bucket(&mut env).await;
     let (outcomes, logs) = invoke("products", &env, &["products-list.json", "products-get.json"]).await;
     assert_eq!(status_of(&outcomes[0]), 200, "{logs}");
     assert_eq!(status_of(&outcomes[1]), 404, "{logs}");
@@ -231,11 +234,7 @@ async fn products_binary_browses_and_reads_as_a_lambda() {
 #[tokio::test]
 async fn worker_binary_reports_partial_batch_failures_as_a_lambda() {
     let mut env = lambda_env("worker").await;
-    let sdk = shared::adapters::sdk_config().await;
-    let bucket = format!("assets-{}", ulid::Ulid::new().to_string().to_lowercase());
-    shared::adapters::provision::create_bucket(&shared::adapters::s3_client(&sdk), &bucket).await.unwrap();
-    env.vars.push(("ASSETS_BUCKET".into(), bucket));
-    env.vars.push(("ASSETS_BASE_URL".into(), "https://cdn.example.com".into()));
+    with_assets_bucket(&mut env).await;
     let (outcomes, logs) = invoke("worker", &env, &["worker-image-uploaded.json", "worker-malformed.json"]).await;
     assert_eq!(outcomes[0].kind, "response", "{logs}");
     assert_eq!(outcomes[0].body, serde_json::json!({"batchItemFailures": []}), "{logs}");

@@ -3,19 +3,13 @@
 //! (The endpoint in tests does not enforce the signed length; S3 does, and the
 //! worker re-checks the real size either way.)
 
-use shared::adapters::{self, S3Blobs};
 use shared::ports::BlobStore;
 
-use crate::helpers::aws_endpoint;
+use crate::helpers::fresh_bucket;
 
 #[tokio::test]
 async fn a_presigned_s3_put_stores_the_object_with_its_type() {
-    aws_endpoint();
-    let sdk = adapters::sdk_config().await;
-    let bucket = format!("presign-{}", ulid::Ulid::new().to_string().to_lowercase());
-    let client = adapters::s3_client(&sdk);
-    adapters::provision::create_bucket(&client, &bucket).await.unwrap();
-    let blobs = S3Blobs::new(client, bucket);
+    let blobs = fresh_bucket().await;
     let photo = crate::photos::jpeg(64, 48);
     let key = "incoming/01JDQ9A4B7C2D5E8F1G3H6J9KM/01JDQ9B2C5D8E1F4G7H9J2K5MN";
     let upload =

@@ -11,4 +11,5 @@ mod rules;
 pub use aws::{
     dynamo_client, fetch_signing_key, s3_client, sdk_config, sqs_client, DynamoStore, S3Blobs, SigningKeyError, SqsJobs,
 };
+pub(crate) use embedded::key_file;
 pub use embedded::{EmbeddedBlobs, EmbeddedJobs, EmbeddedStore, UploadRejected, LOCAL_UPLOAD_PATH};

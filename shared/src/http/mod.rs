@@ -11,6 +11,7 @@ pub use cursor::Cursor;
 pub use problem::ApiError;
 pub use request::{explicit, RequestCtx, MAX_JSON_BODY_BYTES};
 pub use response::{
-    json, json_cacheable, json_cacheable_tagged, no_content, HttpResponse, PRIVATE_NO_STORE, PUBLIC_CATALOGUE_CACHE,
+    etag_of, json, json_cacheable, json_cacheable_tagged, no_content, none_match_hits, HttpResponse, PRIVATE_NO_STORE,
+    PUBLIC_CATALOGUE_CACHE,
 };
 pub use router::{serve, Route};

@@ -30,11 +30,24 @@ pub fn json(status: StatusCode, value: &impl Serialize) -> HttpResponse {
         .map_err(ApiError::internal)
 }
 
+/// A strong ETag over `bytes`: the first 128 bits of their SHA-256, quoted.
+pub fn etag_of(bytes: &[u8]) -> String {
+    format!("\"{}\"", &hex::encode(Sha256::digest(bytes))[..32])
+}
+
+/// Whether an `If-None-Match` header value lists `etag` (weak comparison, as RFC
+/// 9110 asks for this header) or is `*`.
+pub fn none_match_hits(if_none_match: Option<&str>, etag: &str) -> bool {
+    if_none_match.is_some_and(|list| {
+        list.split(',').map(|tag| tag.trim().trim_start_matches("W/")).any(|tag| tag == "*" || tag == etag)
+    })
+}
+
 /// A public, cacheable 200 with a strong ETag over the body; 304 (no body) when
 /// the request's `If-None-Match` lists that ETag or is `*`.
 pub fn json_cacheable(ctx: &RequestCtx, value: &impl Serialize) -> HttpResponse {
     let body = encode(value)?;
-    let etag = format!("\"{}\"", &hex::encode(Sha256::digest(body.as_bytes()))[..32]);
+    let etag = etag_of(body.as_bytes());
     cacheable(ctx, body, &etag)
 }
 
@@ -45,9 +58,7 @@ pub fn json_cacheable_tagged(ctx: &RequestCtx, value: &impl Serialize, etag: &st
 }
 
 fn cacheable(ctx: &RequestCtx, body: String, etag: &str) -> HttpResponse {
-    let not_modified = ctx.header(header::IF_NONE_MATCH).is_some_and(|list| {
-        list.split(',').map(|tag| tag.trim().trim_start_matches("W/")).any(|tag| tag == "*" || tag == etag)
-    });
+    let not_modified = none_match_hits(ctx.header(header::IF_NONE_MATCH), etag);
     let builder = Response::builder()
         .header(header::ETAG, HeaderValue::from_str(etag).map_err(ApiError::internal)?)
         .header(header::CACHE_CONTROL, PUBLIC_CATALOGUE_CACHE);

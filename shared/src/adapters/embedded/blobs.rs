@@ -63,27 +63,18 @@ fn upload_string_to_sign(key: &str, content_type: &str, content_length: u64, exp
     format!("PUT\n{key}\n{content_type}\n{content_length}\n{expires}")
 }
 
-/// Reads the upload signing key in `dir`, creating it on first use (a process
-/// losing the creation race reads the winner's key).
+/// The upload signing key in `dir`, created on first use.
 fn upload_key(dir: &Path) -> std::io::Result<hmac::Key> {
     use rand::RngCore;
-    let path = dir.join("upload-signing.key");
-    let bytes = match std::fs::read(&path) {
-        Ok(bytes) if bytes.len() == 32 => bytes,
-        _ => {
-            let mut fresh = [0u8; 32];
+    let bytes = super::key_file::read_or_create(
+        &dir.join("upload-signing.key"),
+        |bytes| bytes.len() == 32,
+        || {
+            let mut fresh = vec![0u8; 32];
             rand::thread_rng().fill_bytes(&mut fresh);
-            let tmp = dir.join(format!("upload-signing.{}.tmp", Ulid::new()));
-            std::fs::write(&tmp, fresh)?;
-            let linked = std::fs::hard_link(&tmp, &path);
-            let _ = std::fs::remove_file(&tmp);
-            match linked {
-                Ok(()) => fresh.to_vec(),
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => std::fs::read(&path)?,
-                Err(e) => return Err(e),
-            }
-        }
-    };
+            fresh
+        },
+    )?;
     Ok(hmac::Key::new(hmac::HMAC_SHA256, &bytes))
 }
 

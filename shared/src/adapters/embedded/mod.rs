@@ -5,6 +5,7 @@
 mod blobs;
 mod db;
 mod jobs;
+pub(crate) mod key_file;
 mod store;
 
 pub use blobs::{EmbeddedBlobs, UploadRejected, LOCAL_UPLOAD_PATH};

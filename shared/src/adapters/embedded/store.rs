@@ -115,20 +115,30 @@ fn index_columns(attrs: &Attrs, index: Index) -> (Option<&str>, Option<&str>) {
     }
 }
 
+/// `INSERT OR REPLACE` of every column: `pk`, `sk`, `ttl`, `attrs`, then each
+/// index's key pair in `Index::ALL` order (built once).
+fn insert_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        let mut columns = vec!["pk", "sk", "ttl", "attrs"];
+        for index in Index::ALL {
+            let (pk, sk) = index.key_attrs();
+            columns.extend([pk, sk]);
+        }
+        let placeholders: Vec<String> = (1..=columns.len()).map(|n| format!("?{n}")).collect();
+        format!("INSERT OR REPLACE INTO items ({}) VALUES ({})", columns.join(", "), placeholders.join(", "))
+    })
+}
+
 fn write_item(conn: &Connection, item: &Item, context: &str) -> Result<(), StoreError> {
     let json = serde_json::to_string(&item.attrs).map_err(|e| StoreError::backend(context, e))?;
-    let mut columns = vec!["pk", "sk", "ttl", "attrs"];
     let mut values: Vec<SqlValue> =
         vec![item.key.pk.clone().into(), item.key.sk.clone().into(), item.int(ATTR_TTL).into(), json.into()];
     for index in Index::ALL {
-        let (pk_col, sk_col) = index.key_attrs();
         let (pk, sk) = index_columns(&item.attrs, index);
-        columns.extend([pk_col, sk_col]);
         values.extend([pk.map(str::to_owned).into(), sk.map(str::to_owned).into()]);
     }
-    let placeholders: Vec<String> = (1..=columns.len()).map(|n| format!("?{n}")).collect();
-    let sql = format!("INSERT OR REPLACE INTO items ({}) VALUES ({})", columns.join(", "), placeholders.join(", "));
-    conn.prepare_cached(&sql)
+    conn.prepare_cached(insert_sql())
         .and_then(|mut statement| statement.execute(params_from_iter(values)))
         .map_err(|e| StoreError::backend(context, e))?;
     Ok(())
