@@ -4,11 +4,12 @@
 #   make lint    fmt check, clippy, cfn-lint, sam validate (no tests)
 #   make build   sam build: arm64 Lambda binaries via cargo-lambda, no Docker
 #   make fmt     format the Rust code
+#   make contract  regenerate openapi.json and the cargo-lambda watch router from the functions' routes
 
 SHELL := bash
 VENV_BIN := $(CURDIR)/.venv/bin
 
-.PHONY: test run lint build fmt tools
+.PHONY: test run lint build fmt tools contract
 
 test:
 	scripts/test.sh
@@ -28,3 +29,6 @@ build: tools
 
 fmt:
 	cargo fmt --all
+
+contract:
+	cargo run -q -p infra --bin marketplace-admin -- api-contract

@@ -2,8 +2,9 @@
 # The project's test command (`make test`). Installs the pinned Python tools into
 # .venv, starts moto's server on a free loopback port as the AWS-compatible
 # endpoint (unless AWS_ENDPOINT_URL already names one), then runs rustfmt, clippy,
-# the whole cargo test suite, cfn-lint and sam validate. Stops at the first
-# failure and exits non-zero; a missing or dead moto is a failure, never a skip.
+# the whole cargo test suite, the schemathesis API fuzz against a fresh local stack
+# (scripts/api_fuzz.sh), cfn-lint and sam validate. Stops at the first failure and
+# exits non-zero; a missing or dead moto is a failure, never a skip.
 #
 # Usage: scripts/test.sh [all|lint|tools]
 #   all    (default) everything above
@@ -27,6 +28,10 @@ CURRENT=""  # the step running now, named if it fails
 MOTO_PID=""
 MOTO_LOG=""
 TEST_LOG=""
+LOCAL_PID=""  # marketplace-local under the API fuzz
+LOCAL_LOG=""
+LOCAL_DATA=""
+FUZZ_LOG=""   # scripts/api_fuzz.sh's output; its last line goes into the summary
 
 # Adds up cargo's "test result: ok. N passed; M failed; K ignored; ..." lines.
 test_counts() {
@@ -40,11 +45,36 @@ test_counts() {
         END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$TEST_LOG"
 }
 
+# The "api fuzz: N requests over ..." total of scripts/api_fuzz.sh.
+fuzz_counts() { grep '^api fuzz: ' "$FUZZ_LOG" | tail -n 1; }
+
+# A loopback port free at the time of asking.
+free_port() {
+    "$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+stop_local() {
+    if [[ -n $LOCAL_PID ]] && kill -0 "$LOCAL_PID" 2>/dev/null; then
+        kill "$LOCAL_PID" 2>/dev/null || true
+        wait "$LOCAL_PID" 2>/dev/null || true
+    fi
+    LOCAL_PID=""
+    [[ -n $LOCAL_DATA ]] && rm -rf "$LOCAL_DATA"
+    [[ -n $LOCAL_LOG ]] && rm -f "$LOCAL_LOG"
+    LOCAL_DATA=""
+    LOCAL_LOG=""
+}
+
 cleanup() {
     local rc=$?
     if [[ $rc -ne 0 && -n $TEST_LOG && -s $TEST_LOG ]]; then
         test_counts
     fi
+    if [[ $rc -ne 0 && -n $FUZZ_LOG && -s $FUZZ_LOG ]]; then
+        fuzz_counts || true
+    fi
+    stop_local
+    [[ -n $FUZZ_LOG ]] && rm -f "$FUZZ_LOG"
     if [[ -n $MOTO_PID ]] && kill -0 "$MOTO_PID" 2>/dev/null; then
         kill "$MOTO_PID" 2>/dev/null || true
         wait "$MOTO_PID" 2>/dev/null || true
@@ -85,7 +115,7 @@ install_tools() {
         echo "requirements-dev.txt unchanged since the last install"
     fi
     local tool missing=0
-    for tool in moto_server cfn-lint sam cargo-lambda; do
+    for tool in moto_server cfn-lint sam cargo-lambda st; do
         if [[ ! -x $VENV/bin/$tool ]]; then
             echo "missing $VENV/bin/$tool after installing requirements-dev.txt" >&2
             missing=1
@@ -104,7 +134,7 @@ start_moto() {
         return 0
     fi
     local port
-    port=$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+    port=$(free_port)
     MOTO_LOG=$(mktemp -t moto.XXXXXX.log)
     # One request at a time: see scripts/moto_server.py for the race it avoids.
     "$VENV/bin/python" scripts/moto_server.py 127.0.0.1 "$port" >"$MOTO_LOG" 2>&1 &
@@ -154,6 +184,57 @@ cargo_tests() {
     cargo test --workspace 2>&1 | tee "$TEST_LOG"
 }
 
+# --- API fuzz against the local stack ---------------------------------------
+# Starts marketplace-local (demo data, a fresh data directory, a free port), waits
+# for /health, runs scripts/api_fuzz.sh against it and stops it again (cleanup
+# does that too if anything fails on the way).
+api_fuzz() {
+    cargo build -p infra --bin marketplace-local
+    local port url deadline=$((SECONDS + 60))
+    port=$(free_port)
+    url="http://127.0.0.1:$port"
+    LOCAL_DATA=$(mktemp -d -t marketplace-local.XXXXXX)
+    LOCAL_LOG=$(mktemp -t marketplace-local.XXXXXX.log)
+    "${CARGO_TARGET_DIR:-target}/debug/marketplace-local" --seed --port "$port" --data-dir "$LOCAL_DATA" \
+        >"$LOCAL_LOG" 2>&1 &
+    LOCAL_PID=$!
+    while true; do
+        if ! kill -0 "$LOCAL_PID" 2>/dev/null; then
+            echo "marketplace-local exited before answering:" >&2
+            cat "$LOCAL_LOG" >&2
+            return 1
+        fi
+        if "$VENV/bin/python" - "$url/health" <<'PY' 2>/dev/null; then
+import sys, urllib.request
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+opener.open(sys.argv[1], timeout=1)
+PY
+            break
+        fi
+        if ((SECONDS >= deadline)); then
+            echo "marketplace-local did not answer $url/health within 60 s:" >&2
+            cat "$LOCAL_LOG" >&2
+            return 1
+        fi
+        sleep 0.2
+    done
+    echo "marketplace-local (pid $LOCAL_PID) answers on $url"
+    FUZZ_LOG=$(mktemp -t api-fuzz.XXXXXX.log)
+    local rc=0
+    scripts/api_fuzz.sh "$url" 2>&1 | tee "$FUZZ_LOG" || rc=$?
+    if [[ $rc -ne 0 ]]; then
+        # What the stack itself logged about the failures (colours stripped).
+        local problems
+        problems=$(sed 's/\x1b\[[0-9;]*m//g' "$LOCAL_LOG" | grep -E ' (ERROR|WARN) ' | tail -n 30 | sed 's/^/  /' || true)
+        if [[ -n $problems ]]; then
+            echo "marketplace-local's last warnings and errors:"
+            echo "$problems"
+        fi
+    fi
+    stop_local
+    return "$rc"
+}
+
 # --- template ---------------------------------------------------------------
 cfn_lint() { "$VENV/bin/cfn-lint" template.yaml && echo "cfn-lint: template.yaml has no findings"; }
 sam_validate() { "$VENV/bin/sam" validate --lint --region us-east-1 --template-file template.yaml; }
@@ -169,6 +250,7 @@ step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
 if [[ $MODE == all ]]; then
     step "cargo test" cargo_tests
+    step "api fuzz (schemathesis)" api_fuzz
 fi
 step "cfn-lint" cfn_lint
 step "sam validate --lint" sam_validate
@@ -178,5 +260,8 @@ printf '\n==> summary\n'
 printf '  %s\n' "${STEPS[@]}"
 if [[ -n $TEST_LOG ]]; then
     test_counts
+fi
+if [[ -n $FUZZ_LOG ]]; then
+    fuzz_counts
 fi
 echo "all ${#STEPS[@]} steps passed"

@@ -1,69 +1,98 @@
 //! The tables of functions local tools can run in-process: binary name (as in the
-//! template's `Metadata.BuildProperties.Binary`) → the handler the Lambda binary
-//! calls (and, for HTTP functions, the routes the function declares).
+//! template's `Metadata.BuildProperties.Binary`) → the routes the Lambda binary
+//! serves (HTTP functions) or the handler it calls (queue functions), and the
+//! OpenAPI document generated from those routes.
 
 use std::future::Future;
 use std::pin::Pin;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use lambda_http::{Body, Request, Response};
-use shared::http::Route;
+use shared::http::Routes;
 use shared::AppState;
-
-/// The future a handler returns, borrowing the state.
-pub type HandlerFuture<'a> = Pin<Box<dyn Future<Output = Response<Body>> + Send + 'a>>;
-
-/// A function's `handle`, as a plain function pointer.
-pub type HandlerFn = for<'a> fn(&'a AppState, Request) -> HandlerFuture<'a>;
+use utoipa::openapi::OpenApi;
 
 /// One HTTP function.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub struct HttpFunction {
     /// The cargo binary name, matched against the template.
     pub binary: &'static str,
-    /// The routes the function itself serves (its `ROUTES`).
-    pub routes: &'static [Route],
-    /// Its `handle` fn, the same one the Lambda binary calls.
-    pub handle: HandlerFn,
-}
-
-impl std::fmt::Debug for HttpFunction {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpFunction")
-            .field("binary", &self.binary)
-            .field("routes", &self.routes)
-            .finish_non_exhaustive()
-    }
-}
-
-fn health(state: &AppState, req: Request) -> HandlerFuture<'_> {
-    Box::pin(health::handle(state, req))
-}
-
-fn auth(state: &AppState, req: Request) -> HandlerFuture<'_> {
-    Box::pin(auth::handle(state, req))
-}
-
-fn categories(state: &AppState, req: Request) -> HandlerFuture<'_> {
-    Box::pin(categories::handle(state, req))
-}
-
-fn products(state: &AppState, req: Request) -> HandlerFuture<'_> {
-    Box::pin(products::handle(state, req))
+    /// Its typed routes, the same ones the Lambda binary serves.
+    pub routes: fn() -> Routes,
 }
 
 /// Every HTTP function. A template function with HttpApi routes and no entry here
 /// stops the local gateway at start-up.
 pub const HTTP_FUNCTIONS: &[HttpFunction] = &[
-    HttpFunction { binary: "health", routes: health::ROUTES, handle: health },
-    HttpFunction { binary: "auth", routes: auth::ROUTES, handle: auth },
-    HttpFunction { binary: "categories", routes: categories::ROUTES, handle: categories },
-    HttpFunction { binary: "products", routes: products::ROUTES, handle: products },
+    HttpFunction { binary: "health", routes: health::routes },
+    HttpFunction { binary: "auth", routes: auth::routes },
+    HttpFunction { binary: "categories", routes: categories::routes },
+    HttpFunction { binary: "products", routes: products::routes },
 ];
 
 /// The HTTP function built as `binary`.
 pub fn http_function(binary: &str) -> Option<&'static HttpFunction> {
     HTTP_FUNCTIONS.iter().find(|f| f.binary == binary)
+}
+
+/// The OpenAPI document of every HTTP function's routes.
+pub fn openapi() -> OpenApi {
+    shared::http::document(HTTP_FUNCTIONS.iter().map(|f| (f.routes)().into_openapi()))
+}
+
+/// `openapi()` as the committed `openapi.json` holds it: pretty JSON and a newline.
+pub fn openapi_json() -> String {
+    let mut text = openapi().to_pretty_json().expect("the OpenAPI document serializes");
+    text.push('\n');
+    text
+}
+
+/// The header of cargo-lambda's watch router table in the workspace `Cargo.toml`.
+pub const WATCH_ROUTER_HEADER: &str = "[workspace.metadata.lambda.watch.router]";
+
+/// The body of cargo-lambda's watch router table: every operation of every HTTP
+/// function's routes, sent to that function's binary.
+pub fn watch_router_toml() -> String {
+    let mut by_path: std::collections::BTreeMap<String, Vec<(String, &str)>> = Default::default();
+    for function in HTTP_FUNCTIONS {
+        let doc = (function.routes)().into_openapi();
+        for (path, item) in doc.paths.paths {
+            let methods = [
+                ("GET", item.get.is_some()),
+                ("POST", item.post.is_some()),
+                ("PUT", item.put.is_some()),
+                ("PATCH", item.patch.is_some()),
+                ("DELETE", item.delete.is_some()),
+            ];
+            let entry = by_path.entry(path).or_default();
+            entry.extend(
+                methods.into_iter().filter(|(_, present)| *present).map(|(m, _)| (m.to_owned(), function.binary)),
+            );
+        }
+    }
+    let mut text = String::new();
+    for (path, targets) in by_path {
+        let items: Vec<String> = targets
+            .iter()
+            .map(|(method, binary)| format!("{{ method = \"{method}\", function = \"{binary}\" }}"))
+            .collect();
+        if items.len() == 1 {
+            text.push_str(&format!("\"{path}\" = [{}]\n", items[0]));
+        } else {
+            text.push_str(&format!("\"{path}\" = [\n"));
+            for item in items {
+                text.push_str(&format!("    {item},\n"));
+            }
+            text.push_str("]\n");
+        }
+    }
+    text
+}
+
+/// `cargo_toml` with its watch router table (the file's last table) replaced by
+/// `watch_router_toml()`; `None` when the table is missing.
+pub fn with_generated_watch_router(cargo_toml: &str) -> Option<String> {
+    let start = cargo_toml.find(WATCH_ROUTER_HEADER)? + WATCH_ROUTER_HEADER.len();
+    Some(format!("{}\n{}", &cargo_toml[..start], watch_router_toml()))
 }
 
 /// The future a queue handler returns, borrowing the state.

@@ -1,12 +1,13 @@
 //! The local API Gateway: serves every HttpApi route of `template.yaml` in one
-//! process with HTTP API (payload 2.0) semantics, calling the same `handle` fns the
-//! Lambda binaries call, plus `GET /openapi.json`.
+//! process with HTTP API (payload 2.0) semantics, through the same function
+//! applications (typed routes) the Lambda binaries run, plus `GET /openapi.json`
+//! (generated from those routes).
 //!
 //! Per request it builds a real API Gateway v2 event (fresh request id, route key,
 //! path parameters, query string, cookies, comma-joined lower-case headers, base64
 //! for non-UTF-8 bodies), turns it into a `lambda_http::Request` the way the Lambda
 //! runtime does (`LambdaRequest` deserialisation, then `http::Request::from`), and
-//! writes the handler's response back. Like API Gateway it rejects bodies over 10 MB
+//! writes the function's response back. Like API Gateway it rejects bodies over 10 MB
 //! with 413, answers CORS preflights from the template's `CorsConfiguration`
 //! (overriding any CORS headers a handler sets), and answers unknown routes with 404.
 //! Gateway-made errors are problem+json like the functions' own; every response
@@ -22,7 +23,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
@@ -34,7 +35,7 @@ use base64::Engine;
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
-use lambda_http::{Body as LambdaBody, Context, RequestExt};
+use lambda_http::{Context, RequestExt};
 use serde_json::{json, Map, Value};
 use shared::adapters::LOCAL_UPLOAD_PATH;
 use shared::http::ApiError;
@@ -43,8 +44,10 @@ use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use tower::ServiceExt;
+
 use crate::assets::{AssetsError, LocalAssets};
-use crate::functions::{http_function, HandlerFn};
+use crate::functions::http_function;
 use crate::template::{CorsConfig, HttpRoute, Template, TemplateError};
 
 /// API Gateway HTTP API's payload limit: larger bodies answer 413.
@@ -62,18 +65,6 @@ pub enum GatewayError {
     Template(#[from] TemplateError),
     #[error("template function {logical_id} (binary {binary:?}) has HttpApi routes but no handler in infra::functions::HTTP_FUNCTIONS")]
     NoHandler { logical_id: String, binary: String },
-    #[error("read the OpenAPI document {path}: {source}")]
-    OpenApiRead {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("the OpenAPI document {path} is not valid JSON: {source}")]
-    OpenApiJson {
-        path: PathBuf,
-        #[source]
-        source: serde_json::Error,
-    },
     #[error(transparent)]
     Assets(#[from] AssetsError),
     #[error("bind {addr}: {source}")]
@@ -105,17 +96,33 @@ enum Segment {
 struct CompiledRoute {
     served: ServedRoute,
     segments: Vec<Segment>,
-    handle: HandlerFn,
+    /// The function's application (shared by its routes).
+    app: Router,
 }
 
+/// One request and the response the gateway gave it, for `Gateway::observe`.
+#[derive(Debug)]
+pub struct Exchange<'a> {
+    pub method: &'a Method,
+    /// The template route that served it.
+    pub route: &'a HttpRoute,
+    pub status: StatusCode,
+    pub headers: &'a HeaderMap,
+    pub body: &'a [u8],
+}
+
+/// Sees every exchange the functions answered (tests check them against the
+/// OpenAPI document).
+pub type Observer = Arc<dyn Fn(&Exchange<'_>) + Send + Sync>;
+
 struct Inner {
-    state: AppState,
     routes: Vec<CompiledRoute>,
     cors: Option<CorsConfig>,
     openapi: Bytes,
     assets: Option<LocalAssets>,
     /// The bucket's CORS rule, for presigned uploads.
     upload_cors: Option<CorsConfig>,
+    observer: Option<Observer>,
 }
 
 /// The local gateway: cheap to clone, shared by every connection.
@@ -134,25 +141,21 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Gateway {
-    /// A gateway for `template`'s routes, handing `state` to every handler and
-    /// serving `openapi` at `/openapi.json`. A function with routes and no entry
-    /// in the handler table is an error.
-    pub fn new(state: AppState, template: &Template, openapi: &Value) -> Result<Self, GatewayError> {
-        Self::build(state, template, openapi, None)
+    /// A gateway for `template`'s routes, handing `state` to every function. A
+    /// function with routes and no entry in the function table is an error.
+    pub fn new(state: AppState, template: &Template) -> Result<Self, GatewayError> {
+        Self::build(state, template, None)
     }
 
-    fn build(
-        state: AppState,
-        template: &Template,
-        openapi: &Value,
-        assets: Option<LocalAssets>,
-    ) -> Result<Self, GatewayError> {
+    fn build(state: AppState, template: &Template, assets: Option<LocalAssets>) -> Result<Self, GatewayError> {
+        let state = Arc::new(state);
         let mut routes = Vec::new();
         for function in template.functions.iter().filter(|f| !f.routes.is_empty()) {
             let entry = http_function(&function.binary).ok_or_else(|| GatewayError::NoHandler {
                 logical_id: function.logical_id.clone(),
                 binary: function.binary.clone(),
             })?;
+            let app = shared::http::app((entry.routes)(), Arc::clone(&state));
             for route in &function.routes {
                 routes.push(CompiledRoute {
                     served: ServedRoute {
@@ -161,27 +164,33 @@ impl Gateway {
                         binary: entry.binary,
                     },
                     segments: compile(&route.path),
-                    handle: entry.handle,
+                    app: app.clone(),
                 });
             }
         }
-        let openapi = Bytes::from(openapi.to_string());
+        let openapi = Bytes::from(crate::functions::openapi_json());
         let upload_cors = template.bucket_cors.first().map(|b| b.cors.clone());
-        let inner = Inner { state, routes, cors: template.cors.clone(), openapi, assets, upload_cors };
+        let inner = Inner { routes, cors: template.cors.clone(), openapi, assets, upload_cors, observer: None };
         Ok(Self { inner: Arc::new(inner) })
     }
 
-    /// Reads `template` and the `openapi.json` beside it.
+    /// Reads `template`.
     pub fn load(state: AppState, template: &Path) -> Result<Self, GatewayError> {
-        let (parsed, openapi) = read_template_and_openapi(template)?;
-        Self::new(state, &parsed, &openapi)
+        Self::new(state, &Template::load(template)?)
     }
 
     /// Like `new`, also standing in for the bucket and CDN over the blob
     /// directory and queues of the embedded backend in `data_dir`.
-    pub fn local(state: AppState, template: &Template, openapi: &Value, data_dir: &Path) -> Result<Self, GatewayError> {
+    pub fn local(state: AppState, template: &Template, data_dir: &Path) -> Result<Self, GatewayError> {
         let assets = LocalAssets::open(data_dir, template)?;
-        Self::build(state, template, openapi, Some(assets))
+        Self::build(state, template, Some(assets))
+    }
+
+    /// Calls `observer` with every exchange a function answered (before any
+    /// clone of this gateway starts serving).
+    pub fn observe(self, observer: Observer) -> Self {
+        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|_| panic!("observe before the gateway is shared"));
+        Self { inner: Arc::new(Inner { observer: Some(observer), ..inner }) }
     }
 
     /// Every route served, in template order (`/openapi.json` excluded).
@@ -211,7 +220,7 @@ impl Gateway {
     }
 }
 
-/// Starts a gateway for `template` (and the `openapi.json` beside it) on `addr`
+/// Starts a gateway for `template` on `addr`
 /// (`127.0.0.1:0` in tests) in a background task. Returns the bound address and
 /// the task; the gateway runs until the task is aborted or the runtime ends.
 pub async fn spawn(
@@ -228,15 +237,6 @@ pub async fn spawn(
         }
     });
     Ok((bound, handle))
-}
-
-/// Reads `template` and the `openapi.json` beside it.
-pub fn read_template_and_openapi(template: &Path) -> Result<(Template, Value), GatewayError> {
-    let parsed = Template::load(template)?;
-    let path = template.parent().unwrap_or(Path::new("")).join("openapi.json");
-    let text = std::fs::read(&path).map_err(|source| GatewayError::OpenApiRead { path: path.clone(), source })?;
-    let openapi: Value = serde_json::from_slice(&text).map_err(|source| GatewayError::OpenApiJson { path, source })?;
-    Ok((parsed, openapi))
 }
 
 fn compile(path: &str) -> Vec<Segment> {
@@ -545,19 +545,9 @@ fn apply_cors(cors: &CorsConfig, origin: Option<&str>, headers: &mut HeaderMap) 
     }
 }
 
-fn into_axum(response: lambda_http::Response<LambdaBody>) -> http::Response<AxumBody> {
-    let (parts, body) = response.into_parts();
-    let body = match body {
-        LambdaBody::Text(text) => AxumBody::from(text),
-        LambdaBody::Binary(bytes) => AxumBody::from(bytes),
-        _ => AxumBody::empty(),
-    };
-    http::Response::from_parts(parts, body)
-}
-
 /// A problem+json response for an error the gateway itself answers.
 pub(crate) fn problem(error: ApiError, request_id: &str) -> http::Response<AxumBody> {
-    into_axum(error.into_response(request_id))
+    error.problem(request_id)
 }
 
 /// Every request enters here.
@@ -657,14 +647,30 @@ async fn dispatch(inner: &Arc<Inner>, request: http::Request<AxumBody>, request_
         Ok(request) => request,
         Err(error) => return problem(error, request_id),
     };
-    // Run the handler in its own task: a panic fails this invocation (500), as in
+    // Run the function in its own task: a panic fails this invocation (500), as in
     // Lambda, instead of the connection.
-    let handle = route.handle;
-    let task_inner = Arc::clone(inner);
-    match tokio::spawn(async move { handle(&task_inner.state, lambda_request).await }).await {
-        Ok(response) => into_axum(response),
-        Err(error) => problem(ApiError::internal(error), request_id),
+    let app = route.app.clone();
+    let response = match tokio::spawn(async move { app.oneshot(lambda_request).await }).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(never)) => match never {},
+        Err(error) => return problem(ApiError::internal(error), request_id),
+    };
+    // Lambda buffers the whole response; so does the gateway.
+    let (head, body) = response.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(body) => body,
+        Err(error) => return problem(ApiError::internal(error), request_id),
+    };
+    if let Some(observer) = &inner.observer {
+        observer(&Exchange {
+            method: &parts.method,
+            route: &route.served.route,
+            status: head.status,
+            headers: &head.headers,
+            body: &body,
+        });
     }
+    http::Response::from_parts(head, AxumBody::from(body))
 }
 
 #[cfg(test)]
@@ -718,7 +724,7 @@ mod tests {
         assert_eq!(request.path_parameters_ref().and_then(|p| p.first("id")), Some("01H X"));
         assert_eq!(request.headers()["cookie"], "a=1; b=2");
         assert_eq!(request.lambda_context_ref().map(|c| c.request_id.as_str()), Some("req-1"));
-        assert!(matches!(request.body(), LambdaBody::Text(t) if t == "{\"a\":1}"));
+        assert!(matches!(request.body(), lambda_http::Body::Text(t) if t == "{\"a\":1}"));
     }
 
     #[test]
@@ -728,7 +734,7 @@ mod tests {
         let event = api_gateway_event(&route(), &BTreeMap::new(), &incoming(&headers, &[0xff, 0x00, 0xfe], ""), now);
         assert_eq!(event["isBase64Encoded"], true);
         let request = lambda_request(&event, "categories", "r", now).unwrap();
-        assert!(matches!(request.body(), LambdaBody::Binary(b) if b == &[0xff, 0x00, 0xfe]));
+        assert!(matches!(request.body(), lambda_http::Body::Binary(b) if b == &[0xff, 0x00, 0xfe]));
     }
 
     #[test]
@@ -740,7 +746,7 @@ mod tests {
                 binary: "x",
             },
             segments: compile(path),
-            handle: crate::functions::HTTP_FUNCTIONS[0].handle,
+            app: Router::new(),
         };
         let routes = vec![make("GET", "/a/{id}"), make("GET", "/a/b"), make("ANY", "/c"), make("GET", "/c")];
         let path_of =

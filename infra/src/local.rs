@@ -9,8 +9,9 @@ use shared::AppState;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::gateway::{read_template_and_openapi, Gateway, GatewayError};
+use crate::gateway::{Gateway, GatewayError, Observer};
 use crate::pump::{PumpError, PumpSettings, QueuePump};
+use crate::template::{Template, TemplateError};
 
 /// Why the local stack cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +20,8 @@ pub enum LocalError {
     Gateway(#[from] GatewayError),
     #[error(transparent)]
     Pump(#[from] PumpError),
+    #[error(transparent)]
+    Template(#[from] TemplateError),
     #[error("read the listener's address: {0}")]
     Addr(#[source] std::io::Error),
 }
@@ -34,17 +37,22 @@ pub struct LocalStack {
 
 impl LocalStack {
     /// Serves `template`'s API on `listener` and runs its queues, with `state`
-    /// (whose embedded data lives in `data_dir`).
+    /// (whose embedded data lives in `data_dir`); `observer`, if any, sees every
+    /// exchange a function answers.
     pub async fn start(
         state: AppState,
         data_dir: &Path,
         template: &Path,
         listener: TcpListener,
         settings: PumpSettings,
+        observer: Option<Observer>,
     ) -> Result<Self, LocalError> {
         let addr = listener.local_addr().map_err(LocalError::Addr)?;
-        let (template, openapi) = read_template_and_openapi(template)?;
-        let gateway = Gateway::local(state.clone(), &template, &openapi, data_dir)?;
+        let template = Template::load(template)?;
+        let mut gateway = Gateway::local(state.clone(), &template, data_dir)?;
+        if let Some(observer) = observer {
+            gateway = gateway.observe(observer);
+        }
         let pumps = QueuePump::for_template(&state, &template, &data_dir.join("marketplace.db"), &settings)?;
         let mut tasks: Vec<JoinHandle<()>> = pumps.iter().cloned().flat_map(QueuePump::spawn).collect();
         let serving = gateway.clone();

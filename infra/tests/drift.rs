@@ -1,10 +1,12 @@
 //! The drift test: every place that names a route must name the same ones. Compared
 //! as (function, method, path): the template's HttpApi events, each function's
-//! `ROUTES` (matched by binary name), cargo-lambda's watch router in `Cargo.toml`,
-//! the routes the local gateway serves, and the operations of `openapi.json` (the
-//! function is the operation's first tag). A second test removes one route from
-//! each source in turn and checks the comparison reports it, so it cannot pass
-//! vacuously.
+//! typed routes (matched by binary name), cargo-lambda's watch router in
+//! `Cargo.toml`, the routes the local gateway serves, and the operations of the
+//! committed `openapi.json` (the function is the operation's first tag). A second
+//! test removes one route from each source in turn and checks the comparison
+//! reports it, so it cannot pass vacuously. Also: the committed `openapi.json` is
+//! exactly the generated document, and every documented operation reaches a
+//! handler of its function.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -73,11 +75,13 @@ fn template_source(template: &Template) -> Source {
 }
 
 fn functions_source() -> Source {
-    let routes = HTTP_FUNCTIONS
-        .iter()
-        .flat_map(|f| f.routes.iter().map(move |r| Entry::new(f.binary, r.method, r.path)))
-        .collect();
-    Source { name: "functions' ROUTES", routes }
+    let mut routes = BTreeSet::new();
+    for function in HTTP_FUNCTIONS {
+        let doc = serde_json::to_value((function.routes)().into_openapi()).expect("a document serializes");
+        let entries = openapi_entries(&doc).expect("readable routes");
+        routes.extend(entries.into_iter().map(|e| Entry::new(function.binary, &e.method, &e.path)));
+    }
+    Source { name: "functions' routes", routes }
 }
 
 /// cargo-lambda's router in any of its forms: `"/path" = "function"` (every
@@ -239,4 +243,58 @@ fn every_cargo_lambda_router_form_is_read() {
     let list = router_entries(&list).unwrap();
     assert_eq!(list.len(), 2);
     assert!(list.contains(&Entry::new("categories", "PATCH", "/categories/{id}")));
+}
+
+#[test]
+fn the_committed_openapi_json_is_the_generated_document() {
+    let committed = std::fs::read_to_string(repo_root().join("openapi.json")).expect("read openapi.json");
+    let generated = infra::functions::openapi_json();
+    assert!(
+        committed == generated,
+        "openapi.json is not the document the routes generate; regenerate it with `make contract`"
+    );
+}
+
+/// Every documented operation, sent to its function's application with made-up
+/// path values, reaches a handler: the answer is never the router's own 404 ("no
+/// route") or 405.
+#[tokio::test]
+async fn every_documented_operation_reaches_a_handler() {
+    use tower::ServiceExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state = std::sync::Arc::new(shared::AppState::embedded(dir.path()).await.expect("embedded state"));
+    let mut checked = 0;
+    for function in HTTP_FUNCTIONS {
+        let doc = serde_json::to_value((function.routes)().into_openapi()).expect("a document serializes");
+        let app = shared::http::app((function.routes)(), state.clone());
+        for entry in openapi_entries(&doc).expect("readable routes") {
+            let path: String = entry
+                .path
+                .split('/')
+                .map(|segment| if segment.starts_with('{') { "01JD7M2K4Q9R3S5T6V8W0X1Y2Z" } else { segment })
+                .collect::<Vec<_>>()
+                .join("/");
+            let request = http::Request::builder()
+                .method(entry.method.as_str())
+                .uri(&path)
+                .body(axum::body::Body::empty())
+                .expect("a request");
+            let response = app.clone().oneshot(request).await.expect("infallible");
+            let status = response.status();
+            let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("a body");
+            let text = String::from_utf8_lossy(&body);
+            assert!(
+                status != 405 && !text.contains("no route for"),
+                "{entry} is documented but its function does not route it: {status} {text}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 18, "only {checked} operations checked");
+    // And the check can fail: an undocumented path is the router's own 404.
+    let app = shared::http::app((HTTP_FUNCTIONS[0].routes)(), state);
+    let request = http::Request::builder().uri("/nowhere").body(axum::body::Body::empty()).expect("a request");
+    let response = app.oneshot(request).await.expect("infallible");
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("a body");
+    assert!(String::from_utf8_lossy(&body).contains("no route for"));
 }

@@ -7,24 +7,12 @@ use serde_json::Value;
 
 use crate::helpers::{embedded_state, repo_root};
 
-type Handler = fn(
-    &shared::AppState,
-    lambda_http::Request,
-) -> std::pin::Pin<
-    Box<dyn std::future::Future<Output = lambda_http::Response<lambda_http::Body>> + Send + '_>,
->;
-
-fn handler_for(method: &str, path: &str) -> Option<(&'static str, Handler)> {
-    let candidates: [(&str, &[shared::http::Route], Handler); 4] = [
-        ("health", health::ROUTES, |s, r| Box::pin(health::handle(s, r))),
-        ("auth", auth::ROUTES, |s, r| Box::pin(auth::handle(s, r))),
-        ("categories", categories::ROUTES, |s, r| Box::pin(categories::handle(s, r))),
-        ("products", products::ROUTES, |s, r| Box::pin(products::handle(s, r))),
-    ];
-    candidates
-        .into_iter()
-        .find(|(_, routes, _)| routes.iter().any(|route| route.method == method && route.match_path(path).is_some()))
-        .map(|(name, _, handler)| (name, handler))
+/// The function whose routes document `method` `path` (a route template).
+fn function_for(method: &str, path: &str) -> Option<&'static infra::functions::HttpFunction> {
+    infra::functions::HTTP_FUNCTIONS.iter().find(|function| {
+        let doc = serde_json::to_value((function.routes)().into_openapi()).expect("a document serializes");
+        doc["paths"][path].get(method.to_ascii_lowercase()).is_some()
+    })
 }
 
 #[tokio::test]
@@ -44,18 +32,21 @@ async fn every_sample_event_is_answered_by_its_handler() {
         let method = event["requestContext"]["http"]["method"].as_str().unwrap();
         let raw_path = event["rawPath"].as_str().unwrap();
         assert!(route_key.starts_with(method), "{}: routeKey and method disagree", path.display());
-        let (function, handler) = handler_for(method, raw_path)
-            .unwrap_or_else(|| panic!("{}: no function serves {route_key}", path.display()));
+        let template_path = route_key.split_once(' ').map(|(_, p)| p).unwrap_or_default();
+        assert!(raw_path.starts_with('/'), "{}: rawPath", path.display());
+        let function = function_for(method, template_path)
+            .unwrap_or_else(|| panic!("{}: no function serves {route_key}", path.display()))
+            .binary;
 
         let (state, _dir) = embedded_state().await;
         let request = lambda_http::request::from_str(&raw)
             .unwrap_or_else(|e| panic!("{}: not an API Gateway event: {e}", path.display()));
-        let response = handler(&state, request).await;
+        let routes = infra::functions::http_function(function).expect("listed").routes;
+        let app = shared::http::app(routes(), std::sync::Arc::new(state));
+        let response = tower::ServiceExt::oneshot(app, request).await.expect("infallible");
         let status = response.status().as_u16();
-        let body = match response.body() {
-            lambda_http::Body::Text(text) => text.clone(),
-            _ => String::new(),
-        };
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("a body");
+        let body = String::from_utf8_lossy(&body).into_owned();
         assert!(status < 500, "{} ({function}) answered {status}: {body}", path.display());
         assert!(!body.contains("no route for"), "{} did not reach a route: {body}", path.display());
         assert!(status != 405, "{} did not reach a route", path.display());

@@ -1,17 +1,24 @@
 //! `spawn_app()` and friends: the local stack (gateway, local bucket and CDN, queue
 //! pumps) over fresh storage (embedded, or DynamoDB on the AWS-compatible endpoint
-//! in `AWS_ENDPOINT_URL`), and small request helpers.
+//! in `AWS_ENDPOINT_URL`), and small request helpers. Every response a function
+//! gives during a test is checked against the generated OpenAPI document (status
+//! documented, content type, body valid); a test whose responses broke the
+//! document fails when its app is dropped.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
+use infra::gateway::{Exchange, Observer};
 use infra::local::LocalStack;
 use infra::pump::PumpSettings;
 use serde_json::{json, Value};
 use shared::adapters::{self, DynamoStore};
 use shared::AppState;
 use tempfile::TempDir;
+
+use crate::conformance::Conformance;
 
 /// The repository root (template.yaml, events/ live there).
 pub fn repo_root() -> PathBuf {
@@ -27,6 +34,50 @@ pub struct TestApp {
     _stack: LocalStack,
     /// The embedded data directory (blobs, queues).
     pub dir: TempDir,
+    /// Responses that broke the OpenAPI document.
+    violations: Arc<Mutex<Vec<String>>>,
+    /// How many responses were checked against it.
+    checked: Arc<AtomicUsize>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let violations = self.violations.lock().map(|v| v.clone()).unwrap_or_default();
+        if !violations.is_empty() && !std::thread::panicking() {
+            panic!("responses broke the OpenAPI document:\n  {}", violations.join("\n  "));
+        }
+    }
+}
+
+/// The generated OpenAPI document's checker, built once for all tests.
+fn conformance() -> Arc<Conformance> {
+    static CHECKER: OnceLock<Arc<Conformance>> = OnceLock::new();
+    CHECKER
+        .get_or_init(|| {
+            let document = serde_json::to_value(infra::functions::openapi()).expect("the document serializes");
+            Arc::new(Conformance::new(document))
+        })
+        .clone()
+}
+
+/// An observer counting exchanges into `checked` and recording every one that
+/// breaks the document into `violations`.
+pub fn conformance_observer(violations: Arc<Mutex<Vec<String>>>, checked: Arc<AtomicUsize>) -> Observer {
+    let checker = conformance();
+    Arc::new(move |exchange: &Exchange<'_>| {
+        checked.fetch_add(1, Ordering::Relaxed);
+        let content_type = exchange.headers.get("content-type").and_then(|v| v.to_str().ok());
+        let checked = checker.check(
+            exchange.method.as_str(),
+            &exchange.route.path,
+            exchange.status.as_u16(),
+            content_type,
+            exchange.body,
+        );
+        if let Err(violation) = checked {
+            violations.lock().expect("violations lock").push(violation);
+        }
+    })
 }
 
 /// The AWS-compatible endpoint the test command started. Never skipped: a missing
@@ -95,13 +146,22 @@ pub async fn spawn_stack(aws: bool, settings: PumpSettings) -> TestApp {
     if aws {
         use_dynamo(&mut state).await;
     }
-    let stack = LocalStack::start(state.clone(), dir.path(), &repo_root().join("template.yaml"), listener, settings)
+    let violations = Arc::new(Mutex::new(Vec::new()));
+    let checked = Arc::new(AtomicUsize::new(0));
+    let observer = conformance_observer(Arc::clone(&violations), Arc::clone(&checked));
+    let template = repo_root().join("template.yaml");
+    let stack = LocalStack::start(state.clone(), dir.path(), &template, listener, settings, Some(observer))
         .await
         .expect("local stack starts");
-    TestApp { addr, client: reqwest::Client::new(), state, _stack: stack, dir }
+    TestApp { addr, client: reqwest::Client::new(), state, _stack: stack, dir, violations, checked }
 }
 
 impl TestApp {
+    /// How many responses were checked against the OpenAPI document so far.
+    pub fn checked_responses(&self) -> usize {
+        self.checked.load(Ordering::Relaxed)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

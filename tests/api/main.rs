@@ -5,6 +5,8 @@
 mod auth;
 mod categories;
 mod concurrency;
+mod conformance;
+mod contract;
 mod events;
 mod health;
 mod helpers;

@@ -59,9 +59,10 @@ async fn invalid_values_are_422_listing_every_bad_field() {
     let body =
         json!({"email": "not-an-email", "password": "short", "displayName": "x".repeat(10_000), "role": "farmer"});
     let problem = assert_problem(app.post("/auth/register", &body, None).await, 422).await;
-    let fields: Vec<&str> =
+    let mut fields: Vec<&str> =
         problem["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
-    assert_eq!(fields, ["email", "password", "displayName"]);
+    fields.sort_unstable();
+    assert_eq!(fields, ["displayName", "email", "password"]);
 }
 
 #[tokio::test]
@@ -84,4 +85,31 @@ async fn unknown_routes_and_methods_are_problems() {
     assert_problem(app.get("/nope", None).await, 404).await;
     let response = app.client.put(app.url("/auth/login")).send().await.unwrap();
     assert!(response.status() == 404 || response.status() == 405, "{}", response.status());
+}
+
+#[tokio::test]
+async fn every_response_is_checked_against_the_openapi_document() {
+    let app = spawn_app().await;
+    assert_eq!(app.get("/health", None).await.status(), 200);
+    assert_problem(app.get("/categories/nope", None).await, 404).await;
+    assert_eq!(app.checked_responses(), 2);
+
+    // The check can fail: an undocumented status, and a body missing a property.
+    let violations = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let observe = crate::helpers::conformance_observer(violations.clone(), Default::default());
+    let route = infra::HttpRoute { method: "GET".into(), path: "/health".into() };
+    let mut headers = http::HeaderMap::new();
+    headers.insert("content-type", "application/json".parse().unwrap());
+    for (status, body) in [(418, r#"{}"#), (200, r#"{"status":"ok","version":"1"}"#)] {
+        observe(&infra::gateway::Exchange {
+            method: &http::Method::GET,
+            route: &route,
+            status: http::StatusCode::from_u16(status).unwrap(),
+            headers: &headers,
+            body: body.as_bytes(),
+        });
+    }
+    let violations = violations.lock().unwrap();
+    assert_eq!(violations.len(), 2, "{violations:?}");
+    assert!(violations[0].contains("not documented"), "{}", violations[0]);
 }

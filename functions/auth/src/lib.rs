@@ -3,83 +3,95 @@
 //! short-lived Ed25519 JWTs; refresh tokens rotate on every use and are stored only
 //! as hashes. Repeated failed logins for one email answer 429 with `Retry-After`.
 
-use http::{header, StatusCode};
-use lambda_http::{Body, Request, Response};
+use std::sync::Arc;
+
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
-use shared::domain::{DisplayName, Email, FieldErrors, Password, PasswordHash, Role, User, UserId};
-use shared::http::{json, no_content, serve, ApiError, HttpResponse, RequestCtx, Route};
+use shared::domain::{DisplayName, Email, Password, PasswordHash, Role, User, UserId};
+use shared::http::{ApiError, Caller, JsonBody, NoContent, Reply, Routes};
 use shared::repo::sessions::{self, Session, SessionError};
 use shared::repo::users::{self, CreateUserError};
 use shared::tokens::{Claims, AUDIENCE, ISSUER};
 use shared::AppState;
 use time::format_description::well_known::Rfc3339;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-/// The routes this function serves (mirrored by `template.yaml`).
-pub const ROUTES: &[Route] = &[
-    Route::new("POST", "/auth/register"),
-    Route::new("POST", "/auth/login"),
-    Route::new("POST", "/auth/refresh"),
-    Route::new("POST", "/auth/logout"),
-    Route::new("GET", "/auth/me"),
-];
-
-pub async fn handle(state: &AppState, req: Request) -> Response<Body> {
-    serve(req, ROUTES, |ctx| async move {
-        match ctx.route {
-            "/auth/register" => register(state, &ctx).await,
-            "/auth/login" => login(state, &ctx).await,
-            "/auth/refresh" => refresh(state, &ctx).await,
-            "/auth/logout" => logout(state, &ctx).await,
-            _ => me(state, &ctx).await,
-        }
-    })
-    .await
+/// The function's routes (the template's `Auth` events name the same).
+pub fn routes() -> Routes {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+        .routes(routes!(me))
 }
 
 /// Roles a person may choose when registering (never `admin`).
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 enum SelfServiceRole {
     Customer,
     Farmer,
 }
 
-#[derive(Deserialize)]
+/// A new account.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = RegisterRequest)]
 struct RegisterBody {
-    email: String,
-    password: String,
-    display_name: String,
+    email: Email,
+    password: Password,
+    display_name: DisplayName,
     role: SelfServiceRole,
 }
 
-#[derive(Deserialize)]
+/// Credentials. Any password up to the maximum length is checked, so a short
+/// guess is answered like any wrong one.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = LoginRequest)]
 struct LoginBody {
-    email: String,
+    email: Email,
+    #[schema(schema_with = login_password_schema)]
     password: String,
 }
 
-#[derive(Deserialize)]
+fn login_password_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .max_length(Some(Password::MAX_CHARS))
+        .write_only(Some(true))
+        .build()
+}
+
+/// A refresh token of a live session.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = RefreshRequest)]
 struct RefreshBody {
+    /// The `refreshToken` of the latest AuthSession.
+    #[schema(max_length = 512)]
     refresh_token: String,
 }
 
 /// A user as the API shows it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = User)]
 struct UserView {
-    id: String,
+    id: UserId,
+    #[schema(examples("kim@example.com"))]
     email: String,
     display_name: String,
     role: Role,
+    #[schema(format = DateTime)]
     created_at: String,
 }
 
 impl From<&User> for UserView {
     fn from(user: &User) -> Self {
         Self {
-            id: user.id.to_string(),
+            id: user.id,
             email: user.email.to_string(),
             display_name: user.display_name.as_str().to_owned(),
             role: user.role,
@@ -89,15 +101,19 @@ impl From<&User> for UserView {
 }
 
 /// Tokens handed out by register, login and refresh.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct AuthSession {
     user: UserView,
+    /// Send as `Authorization: Bearer <accessToken>`.
     access_token: String,
+    #[schema(value_type = String, pattern = "^Bearer$")]
     token_type: &'static str,
     /// Seconds until the access token expires.
     expires_in: u64,
+    /// Exchange at `POST /auth/refresh` for new tokens; each use rotates it.
     refresh_token: String,
+    #[schema(format = DateTime)]
     refresh_token_expires_at: String,
 }
 
@@ -130,21 +146,25 @@ fn refresh_ttl(state: &AppState) -> i64 {
     state.token_settings.refresh_ttl.as_secs() as i64
 }
 
-async fn register(state: &AppState, ctx: &RequestCtx) -> HttpResponse {
-    let body: RegisterBody = ctx.json()?;
-    let mut errors = FieldErrors::new();
-    let email = errors.check("email", Email::parse(&body.email));
-    let password = errors.check("password", Password::parse(body.password));
-    let display_name = errors.check("displayName", DisplayName::parse(&body.display_name));
-    let (Some(email), Some(password), Some(display_name)) = (email, password, display_name) else {
-        return Err(ApiError::Validation(errors.into_vec()));
-    };
+/// Create an account (customer or farmer) and sign in.
+#[utoipa::path(post, path = "/auth/register", tag = "auth", operation_id = "register",
+    request_body = RegisterBody,
+    responses(
+        (status = 201, description = "Registered and signed in.", body = AuthSession,
+            headers(("Location" = String, description = "`/auth/me`"))),
+        (status = 409, description = "An account with this email (in any letter case) exists."),
+    ))]
+async fn register(
+    State(state): State<Arc<AppState>>,
+    JsonBody { value: body, .. }: JsonBody<RegisterBody>,
+) -> Result<Reply<AuthSession>, ApiError> {
+    let RegisterBody { email, password, display_name, role } = body;
     let password_hash = tokio::task::spawn_blocking(move || PasswordHash::create(&password)).await?;
     let user = User {
         id: UserId::new(),
         email,
         display_name,
-        role: match body.role {
+        role: match role {
             SelfServiceRole::Customer => Role::Customer,
             SelfServiceRole::Farmer => Role::Farmer,
         },
@@ -160,10 +180,8 @@ async fn register(state: &AppState, ctx: &RequestCtx) -> HttpResponse {
     }
     tracing::info!(user_id = %user.id, role = user.role.as_str(), "user registered");
     let session =
-        sessions::create(state.store.as_ref(), user.id, user.role, refresh_ttl(state), state.clock.now()).await?;
-    let mut response = json(StatusCode::CREATED, &issue(state, &user, session)?)?;
-    response.headers_mut().insert(header::LOCATION, header::HeaderValue::from_static("/auth/me"));
-    Ok(response)
+        sessions::create(state.store.as_ref(), user.id, user.role, refresh_ttl(&state), state.clock.now()).await?;
+    Ok(Reply::created(issue(&state, &user, session)?, "/auth/me".into()))
 }
 
 /// A hash that never matches, verified when the email is unknown so that unknown
@@ -175,14 +193,20 @@ fn decoy_hash() -> &'static PasswordHash {
     })
 }
 
-async fn login(state: &AppState, ctx: &RequestCtx) -> HttpResponse {
-    let body: LoginBody = ctx.json()?;
-    let mut errors = FieldErrors::new();
-    let email = errors.check("email", Email::parse(&body.email));
-    let password = errors.check("password", Password::for_login(body.password));
-    let (Some(email), Some(password)) = (email, password) else {
-        return Err(ApiError::Validation(errors.into_vec()));
-    };
+/// Sign in with email and password.
+#[utoipa::path(post, path = "/auth/login", tag = "auth", operation_id = "login",
+    request_body = LoginBody,
+    responses(
+        (status = 200, description = "Signed in.", body = AuthSession),
+        (status = 401, description = "The email or password is wrong."),
+        (status = 429, description = "Too many failed logins for this email; retry after `Retry-After` seconds."),
+    ))]
+async fn login(
+    State(state): State<Arc<AppState>>,
+    JsonBody { value: body, .. }: JsonBody<LoginBody>,
+) -> Result<Reply<AuthSession>, ApiError> {
+    let email = body.email;
+    let password = Password::for_login(body.password).map_err(|message| ApiError::field("password", message))?;
     let store = state.store.as_ref();
     if let Some(retry_after_secs) = users::login_retry_after(store, &email, state.clock.now()).await? {
         return Err(ApiError::TooManyRequests {
@@ -206,9 +230,9 @@ async fn login(state: &AppState, ctx: &RequestCtx) -> HttpResponse {
         return Err(ApiError::Unauthorized("the email or password is wrong".into()));
     };
     users::clear_login_failures(store, &email).await?;
-    let session = sessions::create(store, user.id, user.role, refresh_ttl(state), state.clock.now()).await?;
+    let session = sessions::create(store, user.id, user.role, refresh_ttl(&state), state.clock.now()).await?;
     tracing::info!(user_id = %user.id, "logged in");
-    json(StatusCode::OK, &issue(state, &user, session)?)
+    Ok(Reply::ok(issue(&state, &user, session)?))
 }
 
 fn session_error(error: SessionError) -> ApiError {
@@ -218,29 +242,52 @@ fn session_error(error: SessionError) -> ApiError {
     }
 }
 
-async fn refresh(state: &AppState, ctx: &RequestCtx) -> HttpResponse {
-    let body: RefreshBody = ctx.json()?;
+/// Exchange a refresh token for new tokens (the refresh token rotates).
+#[utoipa::path(post, path = "/auth/refresh", tag = "auth", operation_id = "refresh",
+    request_body = RefreshBody,
+    responses(
+        (status = 200, description = "New tokens; the refresh token sent is now used up.", body = AuthSession),
+        (status = 401, description = "The refresh token is unknown, expired or revoked (a reused one revokes its session)."),
+    ))]
+async fn refresh(
+    State(state): State<Arc<AppState>>,
+    JsonBody { value: body, .. }: JsonBody<RefreshBody>,
+) -> Result<Reply<AuthSession>, ApiError> {
     let store = state.store.as_ref();
-    let session = sessions::rotate(store, &body.refresh_token, refresh_ttl(state), state.clock.now())
+    let session = sessions::rotate(store, &body.refresh_token, refresh_ttl(&state), state.clock.now())
         .await
         .map_err(session_error)?;
     let user = users::get(store, session.user_id)
         .await?
         .ok_or_else(|| ApiError::Unauthorized("the account no longer exists".into()))?;
-    json(StatusCode::OK, &issue(state, &user, session)?)
+    Ok(Reply::ok(issue(&state, &user, session)?))
 }
 
-async fn logout(state: &AppState, ctx: &RequestCtx) -> HttpResponse {
-    let body: RefreshBody = ctx.json()?;
+/// Sign out: revoke the session of a refresh token.
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", operation_id = "logout",
+    request_body = RefreshBody,
+    responses(
+        (status = 204, description = "The session is revoked."),
+        (status = 401, description = "The refresh token is unknown, expired or already revoked."),
+    ))]
+async fn logout(
+    State(state): State<Arc<AppState>>,
+    JsonBody { value: body, .. }: JsonBody<RefreshBody>,
+) -> Result<NoContent, ApiError> {
     sessions::revoke(state.store.as_ref(), &body.refresh_token).await.map_err(session_error)?;
-    no_content()
+    Ok(NoContent)
 }
 
-async fn me(state: &AppState, ctx: &RequestCtx) -> HttpResponse {
-    let claims = ctx.authenticate(&state.tokens)?;
-    let id = claims.user_id().ok_or_else(|| ApiError::Unauthorized("the access token names no user".into()))?;
-    let user = users::get(state.store.as_ref(), id)
+/// The signed-in user.
+#[utoipa::path(get, path = "/auth/me", tag = "auth", operation_id = "getMe",
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The signed-in user.", body = UserView),
+        (status = 401, description = "No valid access token, or its account no longer exists."),
+    ))]
+async fn me(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Reply<UserView>, ApiError> {
+    let user = users::get(state.store.as_ref(), caller.user_id()?)
         .await?
         .ok_or_else(|| ApiError::Unauthorized("the account no longer exists".into()))?;
-    json(StatusCode::OK, &UserView::from(&user))
+    Ok(Reply::ok(UserView::from(&user)))
 }

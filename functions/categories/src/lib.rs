@@ -2,65 +2,59 @@
 //! `If-None-Match`); admin-only create, update and delete. Slugs are unique; a
 //! category that still has products cannot be deleted (409).
 
-use http::{header, HeaderValue, StatusCode};
-use lambda_http::{Body, Request, Response};
+use std::sync::Arc;
+
+use axum::extract::State;
+use http::HeaderMap;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use shared::domain::{Category, CategoryDescription, CategoryId, CategoryName, FieldErrors, Role, Slug};
-use shared::http::{json, json_cacheable, no_content, serve, ApiError, Cursor, HttpResponse, RequestCtx, Route};
+use shared::domain::{Category, CategoryDescription, CategoryId, CategoryName, Slug};
+use shared::http::{
+    non_null, nullable, Admins, ApiError, Authorized, Cursor, JsonBody, NoContent, PageParams, PathParams, Query,
+    Reply, Routes,
+};
 use shared::repo::categories::{self, CategoryWriteError};
 use shared::AppState;
 use time::format_description::well_known::Rfc3339;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-/// The routes this function serves (mirrored by `template.yaml`).
-pub const ROUTES: &[Route] = &[
-    Route::new("GET", "/categories"),
-    Route::new("POST", "/categories"),
-    Route::new("GET", "/categories/{id}"),
-    Route::new("PATCH", "/categories/{id}"),
-    Route::new("DELETE", "/categories/{id}"),
-];
-
-/// Page size bounds of `GET /categories`.
-const DEFAULT_LIMIT: usize = 20;
-const MAX_LIMIT: usize = 100;
 /// Cursor scope of the listing.
 const LIST_SCOPE: &str = "categories";
 /// Attempts of a read-modify-write that lost a version race.
 const UPDATE_ATTEMPTS: usize = 3;
 
-pub async fn handle(state: &AppState, req: Request) -> Response<Body> {
-    serve(req, ROUTES, |ctx| async move {
-        match (ctx.method.as_str(), ctx.route) {
-            ("GET", "/categories") => list(state, &ctx).await,
-            ("POST", "/categories") => create(state, &ctx).await,
-            ("GET", _) => read(state, &ctx).await,
-            ("PATCH", _) => update(state, &ctx).await,
-            _ => delete(state, &ctx).await,
-        }
-    })
-    .await
+/// The function's routes (the template's `Categories` events name the same).
+pub fn routes() -> Routes {
+    OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(read, update, delete))
 }
 
-/// A category as the API shows it.
-#[derive(Serialize)]
+/// A product category.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Category)]
 struct CategoryView {
-    id: String,
+    id: CategoryId,
+    #[schema(examples("Leafy Greens"))]
     name: String,
+    #[schema(examples("leafy-greens"))]
     slug: String,
     description: Option<String>,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
+    /// Bumped by every change.
+    #[schema(minimum = 1)]
     version: i64,
     /// Listed products in the category.
+    #[schema(minimum = 0)]
     product_count: i64,
 }
 
 impl From<&Category> for CategoryView {
     fn from(c: &Category) -> Self {
         Self {
-            id: c.id.to_string(),
+            id: c.id,
             name: c.name.as_str().to_owned(),
             slug: c.slug.as_str().to_owned(),
             description: c.description.as_ref().map(|d| d.as_str().to_owned()),
@@ -72,27 +66,48 @@ impl From<&Category> for CategoryView {
     }
 }
 
-#[derive(Serialize)]
+/// A page of categories, by name.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct CategoryList {
     items: Vec<CategoryView>,
+    /// The cursor of the next page; `null` on the last.
     next_cursor: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// A new category. Without a slug, one is derived from the name.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = CreateCategoryRequest)]
 struct CreateBody {
-    name: String,
-    slug: Option<String>,
-    description: Option<String>,
+    name: CategoryName,
+    #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false)]
+    slug: Option<Slug>,
+    #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false)]
+    description: Option<CategoryDescription>,
 }
 
-/// `description: null` clears it; an absent field leaves it unchanged.
-#[derive(Deserialize)]
+/// Absent fields are left unchanged; `description: null` clears the description.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = UpdateCategoryRequest)]
 struct UpdateBody {
-    name: Option<String>,
-    slug: Option<String>,
-    #[serde(default, deserialize_with = "shared::http::explicit")]
-    description: Option<Value>,
+    #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false)]
+    name: Option<CategoryName>,
+    #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false)]
+    slug: Option<Slug>,
+    #[serde(default, deserialize_with = "nullable")]
+    description: Option<Option<CategoryDescription>>,
+}
+
+/// The category id in the path.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+struct CategoryPath {
+    /// The category's id (a ULID); anything else answers 404.
+    id: String,
 }
 
 fn write_error(error: CategoryWriteError) -> ApiError {
@@ -102,62 +117,80 @@ fn write_error(error: CategoryWriteError) -> ApiError {
     }
 }
 
-fn parse_limit(ctx: &RequestCtx) -> Result<usize, ApiError> {
-    match ctx.query("limit") {
-        None => Ok(DEFAULT_LIMIT),
-        Some(raw) => raw
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| ApiError::field("limit", format!("must be an integer from 1 to {MAX_LIMIT}"))),
-    }
-}
-
-async fn list(state: &AppState, ctx: &RequestCtx) -> HttpResponse {
+/// List categories, by name.
+#[utoipa::path(get, path = "/categories", tag = "categories", operation_id = "listCategories",
+    params(PageParams, ("If-None-Match" = Option<String>, Header, description = "ETags from an earlier response; a match answers 304.")),
+    responses(
+        (status = 200, description = "A page of categories.", body = CategoryList),
+        (status = 304, description = "Not modified: the `If-None-Match` ETag is current."),
+        (status = 400, description = "The cursor is invalid or belongs to another query."),
+    ))]
+async fn list(
+    State(state): State<Arc<AppState>>,
+    Query(page): Query<PageParams>,
+    headers: HeaderMap,
+) -> Result<Reply<CategoryList>, ApiError> {
     let mut query = categories::list_query();
-    query.limit = parse_limit(ctx)?;
-    if let Some(cursor) = ctx.query("cursor") {
+    query.limit = page.limit();
+    if let Some(cursor) = &page.cursor {
         query.start_after = Some(Cursor::decode(LIST_SCOPE, &query, cursor)?);
     }
-    let (found, page) = categories::list(state.store.as_ref(), &query).await?;
+    let (found, next) = categories::list(state.store.as_ref(), &query).await?;
     let body = CategoryList {
         items: found.iter().map(CategoryView::from).collect(),
-        next_cursor: page.last.as_ref().map(|last| Cursor::encode(LIST_SCOPE, &query, last)),
+        next_cursor: next.last.as_ref().map(|last| Cursor::encode(LIST_SCOPE, &query, last)),
     };
-    json_cacheable(ctx, &body)
+    Ok(Reply::public(body, &headers))
 }
 
-async fn load(state: &AppState, ctx: &RequestCtx) -> Result<Category, ApiError> {
-    let not_found = || ApiError::NotFound(format!("no category with id {:?}", ctx.param("id")));
-    let id = CategoryId::parse(ctx.param("id")).ok_or_else(not_found)?;
+async fn load(state: &AppState, raw_id: &str) -> Result<Category, ApiError> {
+    let not_found = || ApiError::NotFound(format!("no category with id {raw_id:?}"));
+    let id = CategoryId::parse(raw_id).ok_or_else(not_found)?;
     categories::get(state.store.as_ref(), id).await?.ok_or_else(not_found)
 }
 
-async fn read(state: &AppState, ctx: &RequestCtx) -> HttpResponse {
-    let category = load(state, ctx).await?;
-    json_cacheable(ctx, &CategoryView::from(&category))
+/// Read one category.
+#[utoipa::path(get, path = "/categories/{id}", tag = "categories", operation_id = "getCategory",
+    params(CategoryPath, ("If-None-Match" = Option<String>, Header, description = "ETags from an earlier response; a match answers 304.")),
+    responses(
+        (status = 200, description = "The category.", body = CategoryView),
+        (status = 304, description = "Not modified: the `If-None-Match` ETag is current."),
+        (status = 404, description = "No such category."),
+    ))]
+async fn read(
+    State(state): State<Arc<AppState>>,
+    PathParams(path): PathParams<CategoryPath>,
+    headers: HeaderMap,
+) -> Result<Reply<CategoryView>, ApiError> {
+    let category = load(&state, &path.id).await?;
+    Ok(Reply::public(CategoryView::from(&category), &headers))
 }
 
-async fn create(state: &AppState, ctx: &RequestCtx) -> HttpResponse {
-    ctx.require_role(&state.tokens, &[Role::Admin])?;
-    let body: CreateBody = ctx.json()?;
-    let mut errors = FieldErrors::new();
-    let name = errors.check("name", CategoryName::parse(&body.name));
-    let slug = match (&body.slug, &name) {
-        (Some(raw), _) => errors.check("slug", Slug::parse(raw)),
-        (None, Some(name)) => errors.check("slug", Slug::from_name(name)),
-        (None, None) => None,
-    };
-    let description = errors.check_opt("description", body.description.as_deref(), CategoryDescription::parse);
-    let (Some(name), Some(slug), Some(description)) = (name, slug, description) else {
-        return Err(ApiError::Validation(errors.into_vec()));
+/// Create a category (admins).
+#[utoipa::path(post, path = "/categories", tag = "categories", operation_id = "createCategory",
+    security(("bearerAuth" = [])),
+    request_body = CreateBody,
+    responses(
+        (status = 201, description = "Created; `Location` names it.", body = CategoryView,
+            headers(("Location" = String, description = "The category's URL path."))),
+        (status = 403, description = "Only admins create categories."),
+        (status = 409, description = "Another category has this slug."),
+    ))]
+async fn create(
+    State(state): State<Arc<AppState>>,
+    _admin: Authorized<Admins>,
+    JsonBody { value: body, .. }: JsonBody<CreateBody>,
+) -> Result<Reply<CategoryView>, ApiError> {
+    let slug = match body.slug {
+        Some(slug) => slug,
+        None => Slug::from_name(&body.name).map_err(|message| ApiError::field("slug", message))?,
     };
     let now = state.clock.now();
     let category = Category {
         id: CategoryId::new(),
-        name,
+        name: body.name,
         slug,
-        description,
+        description: body.description,
         created_at: now,
         updated_at: now,
         version: 1,
@@ -165,44 +198,28 @@ async fn create(state: &AppState, ctx: &RequestCtx) -> HttpResponse {
     };
     categories::create(state.store.as_ref(), &category).await.map_err(write_error)?;
     tracing::info!(category_id = %category.id, "category created");
-    let mut response = json(StatusCode::CREATED, &CategoryView::from(&category))?;
-    let location = HeaderValue::from_str(&format!("/categories/{}", category.id)).map_err(ApiError::internal)?;
-    response.headers_mut().insert(header::LOCATION, location);
-    Ok(response)
+    Ok(Reply::created(CategoryView::from(&category), format!("/categories/{}", category.id)))
 }
 
-/// Applies a validated patch to the current category.
-struct Patch {
-    name: Option<CategoryName>,
-    slug: Option<Slug>,
-    description: Option<Option<CategoryDescription>>,
-}
-
-fn parse_patch(body: UpdateBody) -> Result<Patch, ApiError> {
-    let mut errors = FieldErrors::new();
-    let name = errors.check_opt("name", body.name.as_deref(), CategoryName::parse);
-    let slug = errors.check_opt("slug", body.slug.as_deref(), Slug::parse);
-    let description = match body.description {
-        None => Some(None),
-        Some(Value::Null) => Some(Some(None)),
-        Some(Value::String(text)) => {
-            errors.check("description", CategoryDescription::parse(&text)).map(|d| Some(Some(d)))
-        }
-        Some(_) => {
-            errors.check::<Option<Option<CategoryDescription>>>("description", Err("must be a string or null".into()))
-        }
-    };
-    match (name, slug, description) {
-        (Some(name), Some(slug), Some(description)) if errors.is_empty() => Ok(Patch { name, slug, description }),
-        _ => Err(ApiError::Validation(errors.into_vec())),
-    }
-}
-
-async fn update(state: &AppState, ctx: &RequestCtx) -> HttpResponse {
-    ctx.require_role(&state.tokens, &[Role::Admin])?;
-    let patch = parse_patch(ctx.json()?)?;
+/// Change a category (admins).
+#[utoipa::path(patch, path = "/categories/{id}", tag = "categories", operation_id = "updateCategory",
+    security(("bearerAuth" = [])),
+    params(CategoryPath),
+    request_body = UpdateBody,
+    responses(
+        (status = 200, description = "The updated category.", body = CategoryView),
+        (status = 403, description = "Only admins change categories."),
+        (status = 404, description = "No such category."),
+        (status = 409, description = "Another category has this slug, or the category kept changing concurrently."),
+    ))]
+async fn update(
+    State(state): State<Arc<AppState>>,
+    _admin: Authorized<Admins>,
+    PathParams(path): PathParams<CategoryPath>,
+    JsonBody { value: patch, .. }: JsonBody<UpdateBody>,
+) -> Result<Reply<CategoryView>, ApiError> {
     for _ in 0..UPDATE_ATTEMPTS {
-        let current = load(state, ctx).await?;
+        let current = load(&state, &path.id).await?;
         let mut next = current.clone();
         if let Some(name) = &patch.name {
             next.name = name.clone();
@@ -216,7 +233,7 @@ async fn update(state: &AppState, ctx: &RequestCtx) -> HttpResponse {
         next.updated_at = state.clock.now();
         next.version = current.version + 1;
         match categories::update(state.store.as_ref(), &current, &next).await {
-            Ok(()) => return json(StatusCode::OK, &CategoryView::from(&next)),
+            Ok(()) => return Ok(Reply::ok(CategoryView::from(&next))),
             Err(CategoryWriteError::Changed) => continue,
             Err(other) => return Err(write_error(other)),
         }
@@ -224,14 +241,27 @@ async fn update(state: &AppState, ctx: &RequestCtx) -> HttpResponse {
     Err(ApiError::Conflict("the category is being changed concurrently; try again".into()))
 }
 
-async fn delete(state: &AppState, ctx: &RequestCtx) -> HttpResponse {
-    ctx.require_role(&state.tokens, &[Role::Admin])?;
+/// Delete a category that lists no products (admins).
+#[utoipa::path(delete, path = "/categories/{id}", tag = "categories", operation_id = "deleteCategory",
+    security(("bearerAuth" = [])),
+    params(CategoryPath),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 403, description = "Only admins delete categories."),
+        (status = 404, description = "No such category."),
+        (status = 409, description = "The category still lists products, or kept changing concurrently."),
+    ))]
+async fn delete(
+    State(state): State<Arc<AppState>>,
+    _admin: Authorized<Admins>,
+    PathParams(path): PathParams<CategoryPath>,
+) -> Result<NoContent, ApiError> {
     for _ in 0..UPDATE_ATTEMPTS {
-        let category = load(state, ctx).await?;
+        let category = load(&state, &path.id).await?;
         match categories::delete(state.store.as_ref(), &category).await {
             Ok(()) => {
                 tracing::info!(category_id = %category.id, "category deleted");
-                return no_content();
+                return Ok(NoContent);
             }
             // Changed meanwhile (a product listed or unlisted, a rename): look again.
             Err(CategoryWriteError::Changed) => continue,

@@ -1,40 +1,54 @@
 //! The `health` function: liveness plus a round trip to the store. 200 when the
 //! store answers, 503 when it does not (or takes longer than two seconds).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::extract::State;
 use http::StatusCode;
-use lambda_http::{Body, Request, Response};
 use serde::Serialize;
-use shared::http::{json, serve, HttpResponse, RequestCtx, Route};
+use shared::http::{Reply, Routes};
 use shared::AppState;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-/// The routes this function serves (mirrored by `template.yaml`).
-pub const ROUTES: &[Route] = &[Route::new("GET", "/health")];
+/// The function's routes (the template's `Health` events name the same).
+pub fn routes() -> Routes {
+    OpenApiRouter::new().routes(routes!(health))
+}
 
 const STORE_TIMEOUT: Duration = Duration::from_secs(2);
 
-#[derive(Serialize)]
+/// Liveness and storage reachability.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Health {
+    #[schema(value_type = String, pattern = "^(ok|unavailable)$")]
     status: &'static str,
+    #[schema(value_type = String, examples("0.1.0"))]
     version: &'static str,
     storage: Storage,
 }
 
-#[derive(Serialize)]
+/// The store's answer to a ping.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = HealthStorage)]
 struct Storage {
+    #[schema(value_type = String, pattern = "^(ok|unreachable)$")]
     status: &'static str,
+    #[schema(value_type = String, pattern = "^(embedded|aws)$")]
     backend: &'static str,
     latency_ms: u64,
 }
 
-pub async fn handle(state: &AppState, req: Request) -> Response<Body> {
-    serve(req, ROUTES, |ctx| health(state, ctx)).await
-}
-
-async fn health(state: &AppState, _ctx: RequestCtx) -> HttpResponse {
+/// Liveness and a round trip to the store.
+#[utoipa::path(get, path = "/health", tag = "health", operation_id = "getHealth",
+    responses(
+        (status = 200, description = "Up, and the store answers.", body = Health),
+        (status = 503, description = "Up, but the store does not answer (within two seconds).", body = Health),
+    ))]
+async fn health(State(state): State<Arc<AppState>>) -> Reply<Health> {
     let started = Instant::now();
     let reachable = match tokio::time::timeout(STORE_TIMEOUT, state.store.ping()).await {
         Ok(Ok(())) => true,
@@ -56,5 +70,5 @@ async fn health(state: &AppState, _ctx: RequestCtx) -> HttpResponse {
             latency_ms: started.elapsed().as_millis() as u64,
         },
     };
-    json(if reachable { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &body)
+    Reply::with_status(if reachable { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, body)
 }

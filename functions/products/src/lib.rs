@@ -4,18 +4,19 @@
 //! unlist their products, and ask for presigned image
 //! upload tickets. The `worker` function checks uploaded images and attaches them.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use http::{header, HeaderValue, StatusCode};
-use lambda_http::{Body, Request, Response};
+use axum::extract::State;
+use http::{header, HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use shared::domain::{
-    format_date, parse_harvest_date, search_words, CategoryId, ImageFormat, ImageId, ListingStatus, Price, Product,
-    ProductDescription, ProductId, ProductName, Role, Stock, Unit, UserId, MAX_IMAGES_PER_PRODUCT,
+    format_date, parse_harvest_date, CategoryId, ImageFormat, ImageId, ListingStatus, Price, PriceBound, Product,
+    ProductDescription, ProductId, ProductName, Role, SearchText, Stock, Unit, UserId, MAX_IMAGES_PER_PRODUCT,
 };
 use shared::http::{
-    json, json_cacheable, json_cacheable_tagged, no_content, serve, ApiError, Cursor, HttpResponse, RequestCtx, Route,
+    non_null, nullable, ApiError, Authorized, Caller, Cursor, Farmers, JsonBody, NoContent, PageParams, PathParams,
+    Query, Reply, Routes,
 };
 use shared::repo::idempotency::{self, IdempotencyKey};
 use shared::repo::products::{self, Browse, ProductWriteError, Sort, UploadTicket};
@@ -23,26 +24,12 @@ use shared::tokens::Claims;
 use shared::AppState;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-/// The routes this function serves (mirrored by `template.yaml`).
-pub const ROUTES: &[Route] = &[
-    Route::new("GET", "/products"),
-    Route::new("POST", "/products"),
-    Route::new("GET", "/products/{id}"),
-    Route::new("PATCH", "/products/{id}"),
-    Route::new("DELETE", "/products/{id}"),
-    Route::new("POST", "/products/{id}/images"),
-    Route::new("DELETE", "/products/{id}/images/{imageId}"),
-];
-
-/// Page size bounds of `GET /products`.
-const DEFAULT_LIMIT: usize = 20;
-const MAX_LIMIT: usize = 100;
 /// Index entries one browse request may evaluate when filters apply after the
 /// lookup; past it the page comes back short, with a cursor.
 const BROWSE_BUDGET: usize = 500;
-/// Longest search text.
-const MAX_QUERY_CHARS: usize = 100;
 /// Attempts of a read-modify-write without `If-Match` that lost a version race.
 const UPDATE_ATTEMPTS: usize = 3;
 /// How long an upload URL stays valid.
@@ -50,64 +37,90 @@ const UPLOAD_URL_TTL: Duration = Duration::from_secs(15 * 60);
 /// How long the ticket record outlives the URL: as long as incoming objects live.
 const TICKET_RECORD_TTL: Duration = Duration::from_secs(24 * 3600);
 
-pub async fn handle(state: &AppState, req: Request) -> Response<Body> {
-    serve(req, ROUTES, |ctx| async move {
-        match (ctx.method.as_str(), ctx.route) {
-            ("GET", "/products") => list(state, &ctx).await,
-            ("POST", "/products") => create(state, &ctx).await,
-            ("GET", _) => read(state, &ctx).await,
-            ("PATCH", _) => update(state, &ctx).await,
-            ("DELETE", "/products/{id}") => unlist(state, &ctx).await,
-            ("POST", _) => create_image_upload(state, &ctx).await,
-            _ => delete_image(state, &ctx).await,
-        }
-    })
-    .await
+/// The function's routes (the template's `Products` events name the same).
+pub fn routes() -> Routes {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(read, update, unlist))
+        .routes(routes!(create_image_upload))
+        .routes(routes!(delete_image))
 }
 
-/// A product image as the API shows it.
-#[derive(Serialize)]
+/// A product photo, as the CDN serves it.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = ProductImage)]
 struct ImageView {
-    id: String,
+    id: ImageId,
+    /// The original (metadata stripped), immutable and cached for a year.
+    #[schema(format = "uri")]
     url: String,
+    /// A JPEG at most 400×400.
+    #[schema(format = "uri")]
     thumbnail_url: String,
+    #[schema(minimum = 1)]
     width: u32,
+    #[schema(minimum = 1)]
     height: u32,
+    #[schema(examples("image/jpeg"))]
     content_type: String,
 }
 
-/// A product as the API shows it.
-#[derive(Serialize)]
+/// A product on sale.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Product, examples(json!({
+    "id": "01JD7M2K4Q9R3S5T6V8W0X1Y2Z", "farmerId": "01JC9F3H5J7K2M4N6P8Q0R2S4T",
+    "categoryId": "01JD3Q6V7N0G8X3Y5Z2W4K6M8P", "name": "Heirloom Cherry Tomatoes",
+    "description": "Mixed colours, picked this morning.", "price": 450, "unit": "kg", "stock": 35,
+    "inStock": true, "harvestDate": "2026-06-30",
+    "images": [{"id": "01JD7M5B8C2D4E6F8G0H1J3K5M",
+        "url": "https://cdn.example.com/public/images/3f1c0a9e7b2d4c6e.jpg",
+        "thumbnailUrl": "https://cdn.example.com/public/thumbs/3f1c0a9e7b2d4c6e.jpg",
+        "width": 3024, "height": 4032, "contentType": "image/jpeg"}],
+    "createdAt": "2026-06-30T07:42:10Z", "updatedAt": "2026-06-30T09:05:31Z", "version": 3
+})))]
 struct ProductView {
-    id: String,
-    farmer_id: String,
-    category_id: String,
+    id: ProductId,
+    /// The farmer who sells it.
+    farmer_id: UserId,
+    category_id: CategoryId,
+    #[schema(examples("Heirloom Cherry Tomatoes"))]
     name: String,
+    /// Empty when the farmer gave none.
     description: String,
-    /// Integer minor units (cents).
+    /// Price per `unit` in minor currency units (cents): 450 is 4.50.
+    #[schema(minimum = 1, examples(450))]
     price: i64,
-    unit: &'static str,
+    unit: Unit,
+    /// How many `unit`s are for sale.
+    #[schema(minimum = 0)]
     stock: i64,
+    /// `stock > 0`.
     in_stock: bool,
+    #[schema(format = Date, examples("2026-06-30"))]
     harvest_date: Option<String>,
+    #[schema(max_items = 8)]
     images: Vec<ImageView>,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
+    /// Bumped by every change; the ETag is this number in double quotes (`"3"`).
+    #[schema(minimum = 1)]
     version: i64,
 }
 
 fn view(state: &AppState, p: &Product) -> ProductView {
     let base = state.assets_base_url.as_deref().unwrap_or_default();
     ProductView {
-        id: p.id.to_string(),
-        farmer_id: p.farmer_id.to_string(),
-        category_id: p.category_id.to_string(),
+        id: p.id,
+        farmer_id: p.farmer_id,
+        category_id: p.category_id,
         name: p.name.as_str().to_owned(),
         description: p.description.as_str().to_owned(),
         price: p.price.minor_units(),
-        unit: p.unit.as_str(),
+        unit: p.unit,
         stock: p.stock.count(),
         in_stock: p.stock.count() > 0,
         harvest_date: p.harvest_date.map(format_date),
@@ -115,7 +128,7 @@ fn view(state: &AppState, p: &Product) -> ProductView {
             .images
             .iter()
             .map(|image| ImageView {
-                id: image.id.to_string(),
+                id: image.id,
                 url: format!("{base}/{}", image.key),
                 thumbnail_url: format!("{base}/{}", image.thumbnail_key),
                 width: image.width,
@@ -134,17 +147,18 @@ fn etag(product: &Product) -> String {
     format!("\"{}\"", product.version)
 }
 
-/// A private JSON response carrying the product's ETag.
-fn product_response(state: &AppState, status: StatusCode, product: &Product) -> HttpResponse {
-    let mut response = json(status, &view(state, product))?;
-    response.headers_mut().insert(header::ETAG, HeaderValue::from_str(&etag(product)).map_err(ApiError::internal)?);
-    Ok(response)
+/// A private answer carrying the product's ETag.
+fn product_reply(state: &AppState, status: StatusCode, product: &Product) -> Reply<ProductView> {
+    Reply::with_status(status, view(state, product)).etag(etag(product))
 }
 
-#[derive(Serialize)]
+/// A page of products.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct ProductList {
     items: Vec<ProductView>,
+    /// The cursor of the next page; `null` on the last. A page cut short by the
+    /// read budget still carries one.
     next_cursor: Option<String>,
 }
 
@@ -160,123 +174,172 @@ fn write_error(error: ProductWriteError) -> ApiError {
     }
 }
 
-/// Parses the browse query string, naming every bad parameter.
-fn parse_browse(ctx: &RequestCtx) -> Result<(Browse, usize), ApiError> {
-    let mut errors = shared::domain::FieldErrors::new();
-    let id_param = |errors: &mut shared::domain::FieldErrors, name: &str| {
-        errors
-            .check_opt(name, ctx.query(name), |raw| {
-                ulid::Ulid::from_string(raw).map_err(|_| "must be an id (ULID)".to_owned())
-            })
-            .flatten()
-    };
-    let category = id_param(&mut errors, "category").map(CategoryId);
-    let farmer = id_param(&mut errors, "farmer").map(UserId);
-    let in_stock = errors
-        .check_opt("inStock", ctx.query("inStock"), |raw| match raw {
-            "true" => Ok(true),
-            "false" => Ok(false),
-            _ => Err("must be true or false".to_owned()),
-        })
-        .flatten();
-    let price_param = |errors: &mut shared::domain::FieldErrors, name: &str| {
-        errors
-            .check_opt(name, ctx.query(name), |raw| {
-                raw.parse::<i64>()
-                    .ok()
-                    .filter(|n| (0..=Price::MAX).contains(n))
-                    .ok_or_else(|| format!("must be an integer number of minor units from 0 to {}", Price::MAX))
-            })
-            .flatten()
-    };
-    let min_price = price_param(&mut errors, "minPrice");
-    let max_price = price_param(&mut errors, "maxPrice");
-    if let (Some(min), Some(max)) = (min_price, max_price) {
-        if min > max {
-            errors.check::<()>("maxPrice", Err("must not be below minPrice".into()));
-        }
-    }
-    let sort = errors
-        .check_opt("sort", ctx.query("sort"), |raw| {
-            Sort::parse(raw).ok_or_else(|| "must be one of newest, price_asc, price_desc".to_owned())
-        })
-        .flatten()
-        .unwrap_or(Sort::Newest);
-    let words = errors
-        .check_opt("q", ctx.query("q"), |raw| {
-            if raw.chars().count() > MAX_QUERY_CHARS {
-                Err(format!("must be at most {MAX_QUERY_CHARS} characters"))
-            } else {
-                Ok(search_words(raw))
-            }
-        })
-        .flatten()
-        .unwrap_or_default();
-    let limit = errors
-        .check_opt("limit", ctx.query("limit"), |raw| {
-            raw.parse::<usize>()
-                .ok()
-                .filter(|n| (1..=MAX_LIMIT).contains(n))
-                .ok_or_else(|| format!("must be an integer from 1 to {MAX_LIMIT}"))
-        })
-        .flatten()
-        .unwrap_or(DEFAULT_LIMIT);
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors.into_vec()));
-    }
-    Ok((Browse { category, farmer, in_stock, min_price, max_price, sort, words }, limit))
+/// Browse orders.
+#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = ProductSort)]
+enum SortParam {
+    /// Most recently created first.
+    #[default]
+    Newest,
+    /// Cheapest first; equal prices oldest first.
+    PriceAsc,
+    /// Dearest first; equal prices newest first.
+    PriceDesc,
 }
 
-async fn list(state: &AppState, ctx: &RequestCtx) -> HttpResponse {
-    let (browse, limit) = parse_browse(ctx)?;
+/// Browse filters (with `limit` and `cursor`).
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+struct BrowseParams {
+    /// Only products in this category.
+    #[param(inline, nullable = false)]
+    category: Option<CategoryId>,
+    /// Only products of this farmer.
+    #[param(inline, nullable = false)]
+    farmer: Option<UserId>,
+    /// Only products whose `inStock` equals this.
+    #[param(nullable = false)]
+    in_stock: Option<bool>,
+    /// Lowest `price`, inclusive, in minor units.
+    #[param(inline, nullable = false)]
+    min_price: Option<PriceBound>,
+    /// Highest `price`, inclusive, in minor units; not below `minPrice`.
+    #[param(inline, nullable = false)]
+    max_price: Option<PriceBound>,
+    /// Order of the list (default `newest`).
+    #[param(inline, nullable = false)]
+    sort: Option<SortParam>,
+    /// Words to find in the product name: every word must appear as a whole word
+    /// of the name, ignoring case.
+    #[param(inline, nullable = false)]
+    q: Option<SearchText>,
+}
+
+impl BrowseParams {
+    fn into_browse(self) -> Result<Browse, ApiError> {
+        let (min_price, max_price) =
+            (self.min_price.map(PriceBound::minor_units), self.max_price.map(PriceBound::minor_units));
+        if let (Some(min), Some(max)) = (min_price, max_price) {
+            if min > max {
+                return Err(ApiError::field("maxPrice", "must not be below minPrice"));
+            }
+        }
+        let sort = match self.sort.unwrap_or_default() {
+            SortParam::Newest => Sort::Newest,
+            SortParam::PriceAsc => Sort::PriceAscending,
+            SortParam::PriceDesc => Sort::PriceDescending,
+        };
+        Ok(Browse {
+            category: self.category,
+            farmer: self.farmer,
+            in_stock: self.in_stock,
+            min_price,
+            max_price,
+            sort,
+            words: self.q.map(SearchText::into_words).unwrap_or_default(),
+        })
+    }
+}
+
+/// Browse listed products: filters, sorts, cursor pages.
+#[utoipa::path(get, path = "/products", tag = "products", operation_id = "listProducts",
+    params(BrowseParams, PageParams, ("If-None-Match" = Option<String>, Header, description = "ETags from an earlier response; a match answers 304.")),
+    responses(
+        (status = 200, description = "A page of products.", body = ProductList),
+        (status = 304, description = "Not modified: the `If-None-Match` ETag is current."),
+        (status = 400, description = "The cursor is invalid or belongs to another query."),
+    ))]
+async fn list(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<BrowseParams>,
+    Query(page): Query<PageParams>,
+    headers: HeaderMap,
+) -> Result<Reply<ProductList>, ApiError> {
+    let browse = params.into_browse()?;
     let scope = browse.scope();
     let mut query = browse.query();
-    if let Some(cursor) = ctx.query("cursor") {
+    if let Some(cursor) = &page.cursor {
         query.start_after = Some(Cursor::decode(&scope, &query, cursor)?);
     }
     let fingerprint_query = query.clone();
-    let page = products::browse(state.store.as_ref(), &browse, query, limit, BROWSE_BUDGET).await?;
+    let found = products::browse(state.store.as_ref(), &browse, query, page.limit(), BROWSE_BUDGET).await?;
     let body = ProductList {
-        items: page.products.iter().map(|p| view(state, p)).collect(),
-        next_cursor: page.resume_after.as_ref().map(|last| Cursor::encode(&scope, &fingerprint_query, last)),
+        items: found.products.iter().map(|p| view(&state, p)).collect(),
+        next_cursor: found.resume_after.as_ref().map(|last| Cursor::encode(&scope, &fingerprint_query, last)),
     };
-    json_cacheable(ctx, &body)
+    Ok(Reply::public(body, &headers))
 }
 
-/// The product named by the path, if it is listed (unlisted ones are gone for
-/// everyone but their stored orders).
-async fn load(state: &AppState, ctx: &RequestCtx) -> Result<Product, ApiError> {
-    let not_found = || ApiError::NotFound(format!("no product with id {:?}", ctx.param("id")));
-    let id = ProductId::parse(ctx.param("id")).ok_or_else(not_found)?;
+/// The product id in the path.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+struct ProductPath {
+    /// The product's id (a ULID); anything else answers 404.
+    id: String,
+}
+
+/// The product and image ids in the path.
+#[derive(Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Path)]
+struct ImagePath {
+    /// The product's id (a ULID); anything else answers 404.
+    id: String,
+    /// The image's id (the `id` of a ProductImage); anything else answers 404.
+    image_id: String,
+}
+
+/// The listed product `raw_id` names (unlisted ones are gone for everyone but
+/// their stored orders).
+async fn load(state: &AppState, raw_id: &str) -> Result<Product, ApiError> {
+    let not_found = || ApiError::NotFound(format!("no product with id {raw_id:?}"));
+    let id = ProductId::parse(raw_id).ok_or_else(not_found)?;
     products::get(state.store.as_ref(), id).await?.filter(Product::is_listed).ok_or_else(not_found)
 }
 
-async fn read(state: &AppState, ctx: &RequestCtx) -> HttpResponse {
-    let product = load(state, ctx).await?;
-    json_cacheable_tagged(ctx, &view(state, &product), &etag(&product))
+/// Read one listed product.
+#[utoipa::path(get, path = "/products/{id}", tag = "products", operation_id = "getProduct",
+    params(ProductPath, ("If-None-Match" = Option<String>, Header, description = "ETags from an earlier response; a match answers 304.")),
+    responses(
+        (status = 200, description = "The product; its `ETag` is the version.", body = ProductView),
+        (status = 304, description = "Not modified: the `If-None-Match` ETag is current."),
+        (status = 404, description = "No such listed product."),
+    ))]
+async fn read(
+    State(state): State<Arc<AppState>>,
+    PathParams(path): PathParams<ProductPath>,
+    headers: HeaderMap,
+) -> Result<Reply<ProductView>, ApiError> {
+    let product = load(&state, &path.id).await?;
+    Ok(Reply::public(view(&state, &product), &headers).etag(etag(&product)))
 }
 
-#[derive(Deserialize)]
+/// A new product. Unknown fields are ignored; the caller becomes its farmer.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = CreateProduct)]
 struct CreateBody {
-    name: String,
+    name: ProductName,
+    /// Empty when absent.
+    #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false)]
+    description: Option<ProductDescription>,
+    /// An existing category; an unknown one answers 422 on `categoryId`.
+    category_id: CategoryId,
+    price: Price,
+    unit: Unit,
+    stock: Stock,
+    /// Between 2000-01-01 and a year from today; `null` or absent when unknown.
     #[serde(default)]
-    description: Option<String>,
-    category_id: String,
-    price: i64,
-    unit: String,
-    stock: i64,
-    #[serde(default)]
+    #[schema(format = Date, examples("2026-06-30"))]
     harvest_date: Option<String>,
 }
 
-fn parse_category_id(raw: &str) -> Result<CategoryId, String> {
-    CategoryId::parse(raw).ok_or_else(|| "no such category".to_owned())
-}
-
 /// The `Idempotency-Key` header, if sent: 400 when malformed.
-fn idempotency_key(ctx: &RequestCtx) -> Result<Option<IdempotencyKey>, ApiError> {
-    match ctx.headers.get("idempotency-key") {
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
+    match headers.get("idempotency-key") {
         None => Ok(None),
         Some(value) => {
             let raw = value.to_str().map_err(|_| ApiError::BadRequest("Idempotency-Key must be ASCII".into()))?;
@@ -287,8 +350,12 @@ fn idempotency_key(ctx: &RequestCtx) -> Result<Option<IdempotencyKey>, ApiError>
 
 /// The answer to a repeated create: the product the first request made (201, as
 /// then, marked `Idempotent-Replayed`), or 422 when the key came with another body.
-async fn replay(state: &AppState, ctx: &RequestCtx, record: &idempotency::Record) -> HttpResponse {
-    if record.fingerprint != idempotency::fingerprint(&ctx.body) {
+async fn replay(
+    state: &AppState,
+    raw_body: &[u8],
+    record: &idempotency::Record,
+) -> Result<Reply<ProductView>, ApiError> {
+    if record.fingerprint != idempotency::fingerprint(raw_body) {
         return Err(ApiError::field(
             "Idempotency-Key",
             "this key was already used for a different request body; use a new key for a new product",
@@ -298,56 +365,56 @@ async fn replay(state: &AppState, ctx: &RequestCtx, record: &idempotency::Record
     let product = products::get(state.store.as_ref(), id).await?.ok_or_else(|| {
         ApiError::Conflict("the product this key created is gone; use a new key for a new product".into())
     })?;
-    let mut response = created(state, &product)?;
-    response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
-    Ok(response)
+    Ok(created(state, &product).header(header::HeaderName::from_static("idempotent-replayed"), "true".into()))
 }
 
 /// 201 with the product, its `Location` and `ETag`.
-fn created(state: &AppState, product: &Product) -> HttpResponse {
-    let mut response = product_response(state, StatusCode::CREATED, product)?;
-    let location = HeaderValue::from_str(&format!("/products/{}", product.id)).map_err(ApiError::internal)?;
-    response.headers_mut().insert(header::LOCATION, location);
-    Ok(response)
+fn created(state: &AppState, product: &Product) -> Reply<ProductView> {
+    product_reply(state, StatusCode::CREATED, product).header(header::LOCATION, format!("/products/{}", product.id))
 }
 
-async fn create(state: &AppState, ctx: &RequestCtx) -> HttpResponse {
-    let claims = ctx.require_role(&state.tokens, &[Role::Farmer])?;
-    let farmer_id = UserId::parse(&claims.sub).ok_or_else(|| ApiError::Unauthorized("bad token subject".into()))?;
-    let idempotency_key = idempotency_key(ctx)?;
+/// List a product (farmers).
+#[utoipa::path(post, path = "/products", tag = "products", operation_id = "createProduct",
+    security(("bearerAuth" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the create safe to retry: the same key (per farmer, remembered for 24 hours) with the same body answers 201 with the product the first request made, marked `Idempotent-Replayed: true`; the same key with a different body answers 422 on the field `Idempotency-Key`. 1 to 128 visible ASCII characters; a malformed key answers 400.")),
+    request_body = CreateBody,
+    responses(
+        (status = 201, description = "Listed; `Location` names it, `ETag` is its version.", body = ProductView,
+            headers(("Location" = String, description = "The product's URL path."), ("ETag" = String, description = "The version, quoted."))),
+        (status = 403, description = "Only farmers list products."),
+        (status = 409, description = "The category kept changing concurrently, or the product an `Idempotency-Key` created is gone; nothing was written."),
+    ))]
+async fn create(
+    State(state): State<Arc<AppState>>,
+    farmer: Authorized<Farmers>,
+    headers: HeaderMap,
+    body: JsonBody<CreateBody>,
+) -> Result<Reply<ProductView>, ApiError> {
+    let farmer_id = farmer.user_id()?;
+    let idempotency_key = idempotency_key(&headers)?;
     let scope = format!("products.create#{farmer_id}");
     if let Some(key) = &idempotency_key {
         if let Some(record) = idempotency::recall(state.store.as_ref(), &scope, key).await? {
-            return replay(state, ctx, &record).await;
+            return replay(&state, &body.raw, &record).await;
         }
     }
-    let body: CreateBody = ctx.json()?;
     let now = state.clock.now();
-    let mut errors = shared::domain::FieldErrors::new();
-    let name = errors.check("name", ProductName::parse(&body.name));
-    let description = errors
-        .check_opt("description", body.description.as_deref(), ProductDescription::parse)
-        .map(Option::unwrap_or_default);
-    let category_id = errors.check("categoryId", parse_category_id(&body.category_id));
-    let price = errors.check("price", Price::parse(body.price));
-    let unit = errors.check("unit", Unit::parse(&body.unit));
-    let stock = errors.check("stock", Stock::parse(body.stock));
-    let harvest_date =
-        errors.check_opt("harvestDate", body.harvest_date.as_deref(), |raw| parse_harvest_date(raw, now.date()));
-    let (Some(name), Some(description), Some(category_id), Some(price), Some(unit), Some(stock), Some(harvest_date)) =
-        (name, description, category_id, price, unit, stock, harvest_date)
-    else {
-        return Err(ApiError::Validation(errors.into_vec()));
-    };
+    let fields = body.value;
+    let harvest_date = fields
+        .harvest_date
+        .as_deref()
+        .map(|raw| parse_harvest_date(raw, now.date()))
+        .transpose()
+        .map_err(|message| ApiError::field("harvestDate", message))?;
     let product = Product {
         id: ProductId::new(),
         farmer_id,
-        category_id,
-        name,
-        description,
-        price,
-        unit,
-        stock,
+        category_id: fields.category_id,
+        name: fields.name,
+        description: fields.description.unwrap_or_default(),
+        price: fields.price,
+        unit: fields.unit,
+        stock: fields.stock,
         harvest_date,
         images: Vec::new(),
         status: ListingStatus::Listed,
@@ -357,7 +424,7 @@ async fn create(state: &AppState, ctx: &RequestCtx) -> HttpResponse {
     };
     let remember = idempotency_key.as_ref().map(|key| {
         let record = idempotency::Record {
-            fingerprint: idempotency::fingerprint(&ctx.body),
+            fingerprint: idempotency::fingerprint(&body.raw),
             resource_id: product.id.to_string(),
         };
         (key, record)
@@ -372,12 +439,12 @@ async fn create(state: &AppState, ctx: &RequestCtx) -> HttpResponse {
             let record = idempotency::recall(state.store.as_ref(), &scope, key)
                 .await?
                 .ok_or_else(|| ApiError::internal("idempotency record vanished"))?;
-            return replay(state, ctx, &record).await;
+            return replay(&state, &body.raw, &record).await;
         }
         Err(other) => return Err(write_error(other)),
     }
     tracing::info!(product_id = %product.id, "product created");
-    created(state, &product)
+    Ok(created(&state, &product))
 }
 
 /// 403 unless the caller owns the product (or, where `admin_may`, is an admin).
@@ -390,95 +457,71 @@ fn require_owner(claims: &Claims, product: &Product, admin_may: bool) -> Result<
     }
 }
 
-/// `description: null` and `harvestDate: null` clear them; absent fields stay.
-#[derive(Deserialize)]
+/// Absent fields are left unchanged; `description: null` clears the description
+/// and `harvestDate: null` the harvest date.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = UpdateProduct)]
 struct UpdateBody {
-    name: Option<String>,
-    #[serde(default, deserialize_with = "shared::http::explicit")]
-    description: Option<Value>,
-    category_id: Option<String>,
-    price: Option<i64>,
-    unit: Option<String>,
-    stock: Option<i64>,
-    #[serde(default, deserialize_with = "shared::http::explicit")]
-    harvest_date: Option<Value>,
+    #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false)]
+    name: Option<ProductName>,
+    #[serde(default, deserialize_with = "nullable")]
+    description: Option<Option<ProductDescription>>,
+    #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false)]
+    category_id: Option<CategoryId>,
+    #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false)]
+    price: Option<Price>,
+    #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false)]
+    unit: Option<Unit>,
+    #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false)]
+    stock: Option<Stock>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(format = Date, examples("2026-06-30"))]
+    harvest_date: Option<Option<String>>,
 }
 
 /// A validated patch.
 struct Patch {
-    name: Option<ProductName>,
-    description: Option<ProductDescription>,
-    category_id: Option<CategoryId>,
-    price: Option<Price>,
-    unit: Option<Unit>,
-    stock: Option<Stock>,
+    body: UpdateBody,
     harvest_date: Option<Option<time::Date>>,
 }
 
-/// A JSON string-or-null field: `Some(None)` for null.
-fn nullable_text(value: Option<Value>) -> Result<Option<Option<String>>, String> {
-    match value {
-        None => Ok(None),
-        Some(Value::Null) => Ok(Some(None)),
-        Some(Value::String(text)) => Ok(Some(Some(text))),
-        Some(_) => Err("must be a string or null".into()),
-    }
-}
-
-fn parse_patch(body: UpdateBody, today: time::Date) -> Result<Patch, ApiError> {
-    let mut errors = shared::domain::FieldErrors::new();
-    let name = errors.check_opt("name", body.name.as_deref(), ProductName::parse);
-    let description = errors
-        .check("description", nullable_text(body.description))
-        .map(|text| text.map(|t| ProductDescription::parse(t.as_deref().unwrap_or_default())).transpose());
-    let description = match description {
-        Some(parsed) => errors.check("description", parsed),
-        None => None,
-    };
-    let category_id = errors.check_opt("categoryId", body.category_id.as_deref(), parse_category_id);
-    let price = errors.check_opt("price", body.price, Price::parse);
-    let unit = errors.check_opt("unit", body.unit.as_deref(), Unit::parse);
-    let stock = errors.check_opt("stock", body.stock, Stock::parse);
-    let harvest_date = match errors.check("harvestDate", nullable_text(body.harvest_date)) {
-        Some(None) => Some(None),
-        Some(Some(None)) => Some(Some(None)),
-        Some(Some(Some(raw))) => errors.check("harvestDate", parse_harvest_date(&raw, today)).map(|d| Some(Some(d))),
-        None => None,
-    };
-    match (name, description, category_id, price, unit, stock, harvest_date) {
-        (
-            Some(name),
-            Some(description),
-            Some(category_id),
-            Some(price),
-            Some(unit),
-            Some(stock),
-            Some(harvest_date),
-        ) if errors.is_empty() => Ok(Patch { name, description, category_id, price, unit, stock, harvest_date }),
-        _ => Err(ApiError::Validation(errors.into_vec())),
-    }
-}
-
 impl Patch {
+    fn parse(body: UpdateBody, today: time::Date) -> Result<Self, ApiError> {
+        let harvest_date = match &body.harvest_date {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(raw)) => {
+                Some(Some(parse_harvest_date(raw, today).map_err(|message| ApiError::field("harvestDate", message))?))
+            }
+        };
+        Ok(Self { body, harvest_date })
+    }
+
     fn apply(&self, current: &Product, now: OffsetDateTime) -> Product {
+        let body = &self.body;
         let mut next = current.clone();
-        if let Some(name) = &self.name {
+        if let Some(name) = &body.name {
             next.name = name.clone();
         }
-        if let Some(description) = &self.description {
-            next.description = description.clone();
+        if let Some(description) = &body.description {
+            next.description = description.clone().unwrap_or_default();
         }
-        if let Some(category_id) = self.category_id {
+        if let Some(category_id) = body.category_id {
             next.category_id = category_id;
         }
-        if let Some(price) = self.price {
+        if let Some(price) = body.price {
             next.price = price;
         }
-        if let Some(unit) = self.unit {
+        if let Some(unit) = body.unit {
             next.unit = unit;
         }
-        if let Some(stock) = self.stock {
+        if let Some(stock) = body.stock {
             next.stock = stock;
         }
         if let Some(harvest_date) = self.harvest_date {
@@ -490,13 +533,30 @@ impl Patch {
     }
 }
 
-async fn update(state: &AppState, ctx: &RequestCtx) -> HttpResponse {
-    let claims = ctx.authenticate(&state.tokens)?;
-    let patch = parse_patch(ctx.json()?, state.clock.now().date())?;
-    let if_match = ctx.header(header::IF_MATCH).map(str::to_owned);
+/// Change a product (its farmer or an admin).
+#[utoipa::path(patch, path = "/products/{id}", tag = "products", operation_id = "updateProduct",
+    security(("bearerAuth" = [])),
+    params(ProductPath, ("If-Match" = Option<String>, Header, description = "The ETag of the version the change is based on (`\"3\"`). If it does not name the current version the answer is 412 and nothing changes; without it the change applies to whatever version is current.")),
+    request_body = UpdateBody,
+    responses(
+        (status = 200, description = "The updated product; `ETag` is its new version.", body = ProductView),
+        (status = 403, description = "The caller is neither the product's farmer nor an admin."),
+        (status = 404, description = "No such listed product."),
+        (status = 409, description = "The product kept changing concurrently, or its category did; nothing changed. Retry."),
+        (status = 412, description = "`If-Match` does not name the current version; nothing changed."),
+    ))]
+async fn update(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams(path): PathParams<ProductPath>,
+    headers: HeaderMap,
+    JsonBody { value: body, .. }: JsonBody<UpdateBody>,
+) -> Result<Reply<ProductView>, ApiError> {
+    let patch = Patch::parse(body, state.clock.now().date())?;
+    let if_match = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()).map(str::to_owned);
     for _ in 0..UPDATE_ATTEMPTS {
-        let current = load(state, ctx).await?;
-        require_owner(&claims, &current, true)?;
+        let current = load(&state, &path.id).await?;
+        require_owner(&caller.0, &current, true)?;
         if let Some(wanted) = &if_match {
             let current_tag = etag(&current);
             if !wanted.split(',').map(str::trim).any(|tag| tag == "*" || tag == current_tag) {
@@ -507,7 +567,7 @@ async fn update(state: &AppState, ctx: &RequestCtx) -> HttpResponse {
         }
         let next = patch.apply(&current, state.clock.now());
         match products::save(state.store.as_ref(), Some(&current), &next).await {
-            Ok(()) => return product_response(state, StatusCode::OK, &next),
+            Ok(()) => return Ok(product_reply(&state, StatusCode::OK, &next)),
             // Without If-Match the caller asked for "apply to whatever is current".
             Err(ProductWriteError::Changed) if if_match.is_none() => continue,
             Err(other) => return Err(write_error(other)),
@@ -516,15 +576,29 @@ async fn update(state: &AppState, ctx: &RequestCtx) -> HttpResponse {
     Err(ApiError::Conflict("the product is being changed concurrently; try again".into()))
 }
 
-async fn unlist(state: &AppState, ctx: &RequestCtx) -> HttpResponse {
-    let claims = ctx.authenticate(&state.tokens)?;
-    let not_found = || ApiError::NotFound(format!("no product with id {:?}", ctx.param("id")));
-    let id = ProductId::parse(ctx.param("id")).ok_or_else(not_found)?;
+/// Unlist a product (its farmer or an admin): it leaves every listing and can no
+/// longer be read or ordered. Unlisting an unlisted product succeeds.
+#[utoipa::path(delete, path = "/products/{id}", tag = "products", operation_id = "deleteProduct",
+    security(("bearerAuth" = [])),
+    params(ProductPath),
+    responses(
+        (status = 204, description = "Unlisted."),
+        (status = 403, description = "The caller is neither the product's farmer nor an admin."),
+        (status = 404, description = "No such product."),
+        (status = 409, description = "The product or its category kept changing concurrently; nothing changed. Retry."),
+    ))]
+async fn unlist(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams(path): PathParams<ProductPath>,
+) -> Result<NoContent, ApiError> {
+    let not_found = || ApiError::NotFound(format!("no product with id {:?}", path.id));
+    let id = ProductId::parse(&path.id).ok_or_else(not_found)?;
     for _ in 0..UPDATE_ATTEMPTS {
         let current = products::get(state.store.as_ref(), id).await?.ok_or_else(not_found)?;
-        require_owner(&claims, &current, true)?;
+        require_owner(&caller.0, &current, true)?;
         if !current.is_listed() {
-            return no_content();
+            return Ok(NoContent);
         }
         let mut next = current.clone();
         next.status = ListingStatus::Unlisted;
@@ -533,7 +607,7 @@ async fn unlist(state: &AppState, ctx: &RequestCtx) -> HttpResponse {
         match products::save(state.store.as_ref(), Some(&current), &next).await {
             Ok(()) => {
                 tracing::info!(product_id = %id, "product unlisted");
-                return no_content();
+                return Ok(NoContent);
             }
             Err(ProductWriteError::Changed) => continue,
             Err(other) => return Err(write_error(other)),
@@ -542,27 +616,77 @@ async fn unlist(state: &AppState, ctx: &RequestCtx) -> HttpResponse {
     Err(ApiError::Conflict("the product is being changed concurrently; try again".into()))
 }
 
-#[derive(Deserialize)]
+/// One image file to upload.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = CreateImageUpload)]
 struct UploadBody {
+    /// The file's media type; any other answers 415.
+    #[schema(schema_with = image_content_type_schema)]
     content_type: String,
+    /// The file's exact size in bytes; over 5 MiB answers 413.
+    #[schema(schema_with = image_size_schema)]
     size: i64,
 }
 
-#[derive(Serialize)]
+fn image_content_type_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(ImageFormat::ALL.map(ImageFormat::content_type)))
+        .build()
+}
+
+fn image_size_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::Integer)
+        .minimum(Some(1))
+        .maximum(Some(ImageFormat::MAX_BYTES))
+        .build()
+}
+
+/// Where and how to upload one image file.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = ImageUploadTicket)]
 struct TicketView {
-    image_id: String,
+    /// The id the image will have in the product's `images` once it passes the checks.
+    image_id: ImageId,
+    /// A presigned URL to send the file to.
+    #[schema(format = "uri")]
     upload_url: String,
+    #[schema(value_type = String, pattern = "^PUT$")]
     method: &'static str,
-    headers: serde_json::Map<String, Value>,
+    /// Send exactly these headers with the PUT (names in lower case): the declared
+    /// `content-type` and `content-length`. Both are signed; another type or size
+    /// is refused.
+    headers: std::collections::BTreeMap<String, String>,
+    /// 15 minutes after the ticket was issued; the URL refuses uploads afterwards.
+    #[schema(format = DateTime)]
     expires_at: String,
+    /// The size the ticket was issued for: the upload must be exactly this many bytes.
+    #[schema(minimum = 1)]
     max_bytes: u64,
 }
 
-async fn create_image_upload(state: &AppState, ctx: &RequestCtx) -> HttpResponse {
-    let claims = ctx.require_role(&state.tokens, &[Role::Farmer])?;
-    let body: UploadBody = ctx.json()?;
+/// Ask for a presigned upload of one product photo (the product's farmer).
+#[utoipa::path(post, path = "/products/{id}/images", tag = "products", operation_id = "createProductImageUpload",
+    security(("bearerAuth" = [])),
+    params(ProductPath),
+    request_body = UploadBody,
+    responses(
+        (status = 201, description = "An upload ticket; the image appears on the product once the upload passed the checks.", body = TicketView),
+        (status = 403, description = "Only the product's farmer adds photos."),
+        (status = 404, description = "No such listed product."),
+        (status = 409, description = "The product already has the most images allowed (8)."),
+        (status = 413, description = "`size` is over 5 MiB."),
+        (status = 415, description = "`contentType` is not image/jpeg, image/png or image/webp."),
+    ))]
+async fn create_image_upload(
+    State(state): State<Arc<AppState>>,
+    farmer: Authorized<Farmers>,
+    PathParams(path): PathParams<ProductPath>,
+    JsonBody { value: body, .. }: JsonBody<UploadBody>,
+) -> Result<Reply<TicketView>, ApiError> {
     let format = ImageFormat::from_content_type(&body.content_type).ok_or_else(|| {
         ApiError::UnsupportedMediaType(format!(
             "images must be image/jpeg, image/png or image/webp, not {:?}",
@@ -574,8 +698,8 @@ async fn create_image_upload(state: &AppState, ctx: &RequestCtx) -> HttpResponse
     if size > ImageFormat::MAX_BYTES {
         return Err(ApiError::PayloadTooLarge { limit: ImageFormat::MAX_BYTES as usize });
     }
-    let product = load(state, ctx).await?;
-    require_owner(&claims, &product, false)?;
+    let product = load(&state, &path.id).await?;
+    require_owner(&farmer.claims, &product, false)?;
     if product.images.len() >= MAX_IMAGES_PER_PRODUCT {
         return Err(ApiError::Conflict(format!("a product has at most {MAX_IMAGES_PER_PRODUCT} images")));
     }
@@ -596,23 +720,36 @@ async fn create_image_upload(state: &AppState, ctx: &RequestCtx) -> HttpResponse
     let upload = blobs.presign_put(&object_key, format.content_type(), size, UPLOAD_URL_TTL).await?;
     tracing::info!(product_id = %product.id, image_id = %image_id, "image upload ticket issued");
     let body = TicketView {
-        image_id: image_id.to_string(),
+        image_id,
         upload_url: upload.url,
         method: "PUT",
-        headers: upload.headers.into_iter().map(|(name, value)| (name, Value::String(value))).collect(),
+        headers: upload.headers.into_iter().collect(),
         expires_at: upload.expires_at.format(&Rfc3339).unwrap_or_default(),
         max_bytes: size,
     };
-    json(StatusCode::CREATED, &body)
+    Ok(Reply::with_status(StatusCode::CREATED, body))
 }
 
-async fn delete_image(state: &AppState, ctx: &RequestCtx) -> HttpResponse {
-    let claims = ctx.require_role(&state.tokens, &[Role::Farmer])?;
-    let not_found = || ApiError::NotFound(format!("no image {:?} on this product", ctx.param("imageId")));
-    let image_id = ImageId::parse(ctx.param("imageId")).ok_or_else(not_found)?;
+/// Remove a photo from a product (the product's farmer).
+#[utoipa::path(delete, path = "/products/{id}/images/{imageId}", tag = "products", operation_id = "deleteProductImage",
+    security(("bearerAuth" = [])),
+    params(ImagePath),
+    responses(
+        (status = 204, description = "Removed from the product."),
+        (status = 403, description = "Only the product's farmer removes photos."),
+        (status = 404, description = "No such listed product, or no such image on it."),
+        (status = 409, description = "The product or its category kept changing concurrently; nothing changed. Retry."),
+    ))]
+async fn delete_image(
+    State(state): State<Arc<AppState>>,
+    farmer: Authorized<Farmers>,
+    PathParams(path): PathParams<ImagePath>,
+) -> Result<NoContent, ApiError> {
+    let not_found = || ApiError::NotFound(format!("no image {:?} on this product", path.image_id));
+    let image_id = ImageId::parse(&path.image_id).ok_or_else(not_found)?;
     for _ in 0..UPDATE_ATTEMPTS {
-        let current = load(state, ctx).await?;
-        require_owner(&claims, &current, false)?;
+        let current = load(&state, &path.id).await?;
+        require_owner(&farmer.claims, &current, false)?;
         if !products::has_image(&current, image_id) {
             return Err(not_found());
         }
@@ -623,7 +760,7 @@ async fn delete_image(state: &AppState, ctx: &RequestCtx) -> HttpResponse {
         match products::save(state.store.as_ref(), Some(&current), &next).await {
             // The public objects stay: their keys are content-addressed and may be
             // shared with another product showing the same photo.
-            Ok(()) => return no_content(),
+            Ok(()) => return Ok(NoContent),
             Err(ProductWriteError::Changed) => continue,
             Err(other) => return Err(write_error(other)),
         }

@@ -1,17 +1,10 @@
 //! `/products` routes, API Gateway HTTP API: builds the state once and serves events.
 
-use std::sync::Arc;
-
-use lambda_http::{run, service_fn, Error};
 use shared::config::{AppState, KeyUse};
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn main() -> Result<(), lambda_http::Error> {
     shared::telemetry::init();
-    let state = Arc::new(AppState::from_env(KeyUse::Verify).await?);
-    run(service_fn(move |req| {
-        let state = Arc::clone(&state);
-        async move { Ok::<_, Error>(products::handle(&state, req).await) }
-    }))
-    .await
+    let state = AppState::from_env(KeyUse::Verify).await?;
+    shared::http::run(products::routes(), state).await
 }

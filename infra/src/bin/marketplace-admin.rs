@@ -1,7 +1,9 @@
 //! `marketplace-admin`: operator commands. `create-admin` creates an admin account
 //! (admins cannot self-register) in the configured store, the embedded one locally or
 //! DynamoDB when `TABLE_NAME` is set, with the password from `ADMIN_PASSWORD` or
-//! standard input (never the command line); `generate-signing-key` prints a new token key pair.
+//! standard input (never the command line); `generate-signing-key` prints a new token key pair;
+//! `api-contract` rewrites `openapi.json` and cargo-lambda's watch router in `Cargo.toml`
+//! from the functions' routes.
 
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -32,6 +34,9 @@ enum Command {
     /// Print a new Ed25519 token key pair as JSON: `privateKeyPkcs8Base64` (the
     /// signing key secret's value) and `publicKeyBase64` (TOKEN_PUBLIC_KEY).
     GenerateSigningKey,
+    /// Regenerate `openapi.json` and the `cargo lambda watch` router table of
+    /// `Cargo.toml` (in the current directory, the repository root) from the routes.
+    ApiContract,
 }
 
 /// The password from `ADMIN_PASSWORD`, or else one line of standard input.
@@ -55,7 +60,18 @@ async fn main() -> anyhow::Result<()> {
     match Args::parse().command {
         Command::CreateAdmin { email, display_name } => create_admin(&email, &display_name).await,
         Command::GenerateSigningKey => generate_signing_key(),
+        Command::ApiContract => write_api_contract(),
     }
+}
+
+fn write_api_contract() -> anyhow::Result<()> {
+    std::fs::write("openapi.json", infra::functions::openapi_json()).context("write openapi.json")?;
+    let cargo_toml = std::fs::read_to_string("Cargo.toml").context("read Cargo.toml")?;
+    let updated = infra::functions::with_generated_watch_router(&cargo_toml)
+        .with_context(|| format!("Cargo.toml has no {}", infra::functions::WATCH_ROUTER_HEADER))?;
+    std::fs::write("Cargo.toml", updated).context("write Cargo.toml")?;
+    println!("Wrote openapi.json and the watch router of Cargo.toml.");
+    Ok(())
 }
 
 fn generate_signing_key() -> anyhow::Result<()> {

@@ -26,7 +26,7 @@ struct Args {
     /// Directory of the embedded store, blobs and the local signing key.
     #[arg(long, env = "DATA_DIR", default_value = ".data")]
     data_dir: PathBuf,
-    /// The SAM template whose HttpApi routes are served (openapi.json sits beside it).
+    /// The SAM template whose HttpApi routes are served.
     #[arg(long, default_value = "template.yaml")]
     template: PathBuf,
     /// Seed demo users and categories (always done when the data directory is new).
@@ -54,7 +54,7 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
-    let stack = LocalStack::start(state, &args.data_dir, &args.template, listener, PumpSettings::default())
+    let stack = LocalStack::start(state, &args.data_dir, &args.template, listener, PumpSettings::default(), None)
         .await
         .with_context(|| format!("start the local stack from {}", args.template.display()))?;
 

@@ -1,5 +1,6 @@
 //! Product categories: names, URL slugs and descriptions.
 
+use serde::Deserialize;
 use time::OffsetDateTime;
 
 ulid_id! {
@@ -7,18 +8,29 @@ ulid_id! {
     CategoryId
 }
 
-/// A category name: 1 to 60 characters after trimming, no control characters.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A category name: at most 60 characters as sent, not blank once trimmed, no
+/// control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
 pub struct CategoryName(String);
 
+domain_value!(
+    CategoryName,
+    String,
+    |raw| CategoryName::parse(&raw),
+    super::string_schema("Trimmed; no control characters.", 1, CategoryName::MAX_CHARS)
+);
+
 impl CategoryName {
+    pub const MAX_CHARS: usize = 60;
+
     pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.chars().count() > Self::MAX_CHARS {
+            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
+        }
         let name = raw.trim();
         if name.is_empty() {
             return Err("must not be empty".into());
-        }
-        if name.chars().count() > 60 {
-            return Err("must be at most 60 characters".into());
         }
         if name.chars().any(char::is_control) {
             return Err("must not contain control characters".into());
@@ -32,13 +44,25 @@ impl CategoryName {
 }
 
 /// A URL slug: 1 to 60 of `a-z`, `0-9` and single `-` between them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
 pub struct Slug(String);
 
+domain_value!(Slug, String, |raw| Slug::parse(&raw), {
+    let mut schema = super::string_schema("Lower-case letters, digits and single hyphens.", 1, Slug::MAX_CHARS);
+    schema.pattern = Some(Slug::PATTERN.into());
+    schema.examples = vec![serde_json::json!("leafy-greens")];
+    schema
+});
+
 impl Slug {
+    pub const MAX_CHARS: usize = 60;
+    /// The rule of `parse`, as a regular expression for the API document.
+    pub const PATTERN: &'static str = "^[a-z0-9]+(-[a-z0-9]+)*$";
+
     pub fn parse(raw: &str) -> Result<Self, String> {
         let ok = !raw.is_empty()
-            && raw.len() <= 60
+            && raw.len() <= Self::MAX_CHARS
             && raw.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !raw.starts_with('-')
             && !raw.ends_with('-')
@@ -71,16 +95,26 @@ impl Slug {
     }
 }
 
-/// A category description: at most 500 characters.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A category description: at most 500 characters as sent.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
 pub struct CategoryDescription(String);
 
+domain_value!(
+    CategoryDescription,
+    String,
+    |raw| CategoryDescription::parse(&raw),
+    super::string_schema("Trimmed.", 0, CategoryDescription::MAX_CHARS)
+);
+
 impl CategoryDescription {
+    pub const MAX_CHARS: usize = 500;
+
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let text = raw.trim();
-        if text.chars().count() > 500 {
-            return Err("must be at most 500 characters".into());
+        if raw.chars().count() > Self::MAX_CHARS {
+            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
         }
+        let text = raw.trim();
         Ok(Self(text.to_owned()))
     }
 

@@ -1,13 +1,14 @@
 //! Domain types and rules: plain values that validate on construction, no I/O.
 
-/// Declares an id newtype over a ULID: `new`, `parse` (`None` unless a ULID),
-/// `Default` (a fresh id), `Display` and transparent serde. ULIDs sort by
-/// creation time, which the listings rely on.
+/// Declares an id newtype over a ULID: `new`, `parse` (`None` unless a ULID in
+/// its canonical upper-case form), `Default` (a fresh id), `Display`, serde as
+/// that string, and the OpenAPI schema `Ulid`. ULIDs sort by creation time, which
+/// the listings rely on.
 macro_rules! ulid_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-        #[serde(transparent)]
+        #[serde(try_from = "String", into = "String")]
         pub struct $name(pub ulid::Ulid);
 
         impl $name {
@@ -15,8 +16,10 @@ macro_rules! ulid_id {
                 Self(ulid::Ulid::new())
             }
 
+            /// Only the canonical form (26 upper-case Crockford base-32 characters),
+            /// so every id has exactly one spelling.
             pub fn parse(raw: &str) -> Option<Self> {
-                ulid::Ulid::from_string(raw).ok().map(Self)
+                ulid::Ulid::from_string(raw).ok().filter(|id| id.to_string() == raw).map(Self)
             }
         }
 
@@ -31,7 +34,103 @@ macro_rules! ulid_id {
                 self.0.fmt(f)
             }
         }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+
+            fn try_from(raw: String) -> Result<Self, String> {
+                Self::parse(&raw).ok_or_else(|| "must be an id (a ULID)".to_owned())
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.to_string()
+            }
+        }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                crate::domain::ulid_schema()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {
+            fn name() -> std::borrow::Cow<'static, str> {
+                "Ulid".into()
+            }
+        }
     };
+}
+
+/// Implements the OpenAPI schema of a domain value (`schema` builds it), so its
+/// limits appear in the document because the type says so, and `TryFrom<$raw>`
+/// through `parse`, for `#[serde(try_from = ...)]`.
+macro_rules! domain_value {
+    ($name:ident, $raw:ty, $parse:expr, $schema:expr) => {
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                let schema: utoipa::openapi::schema::Object = $schema;
+                schema.into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
+
+        impl TryFrom<$raw> for $name {
+            type Error = String;
+
+            fn try_from(raw: $raw) -> Result<Self, String> {
+                let parse: fn($raw) -> Result<Self, String> = $parse;
+                parse(raw)
+            }
+        }
+    };
+}
+
+/// A string schema with a description and length limits (in characters).
+fn string_schema(description: &str, min: usize, max: usize) -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(description))
+        .min_length((min > 0).then_some(min))
+        .max_length(Some(max))
+        .build()
+}
+
+/// An integer schema with a description and inclusive bounds.
+fn integer_schema(description: &str, min: i64, max: i64) -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Int64)))
+        .description(Some(description))
+        .minimum(Some(min))
+        .maximum(Some(max))
+        .build()
+}
+
+/// A string schema listing its values.
+fn enum_schema<'a>(description: &str, values: impl IntoIterator<Item = &'a str>) -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(description))
+        .enum_values(Some(values.into_iter().collect::<Vec<_>>()))
+        .build()
+}
+
+/// The schema every id shares.
+fn ulid_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some("A ULID: 26 upper-case Crockford base-32 characters."))
+        .pattern(Some("^[0-7][0-9A-HJKMNP-TV-Z]{25}$"))
+        .examples([serde_json::json!("01JD7M2K4Q9R3S5T6V8W0X1Y2Z")])
+        .build()
+        .into()
 }
 
 mod category;
@@ -41,8 +140,8 @@ mod validation;
 
 pub use category::{Category, CategoryDescription, CategoryId, CategoryName, Slug};
 pub use product::{
-    format_date, parse_harvest_date, search_words, ImageFormat, ImageId, ListingStatus, Price, Product,
-    ProductDescription, ProductId, ProductImage, ProductName, Stock, Unit, MAX_IMAGES_PER_PRODUCT,
+    format_date, parse_harvest_date, search_words, ImageFormat, ImageId, ListingStatus, Price, PriceBound, Product,
+    ProductDescription, ProductId, ProductImage, ProductName, SearchText, Stock, Unit, MAX_IMAGES_PER_PRODUCT,
 };
 pub use user::{DisplayName, Email, Password, PasswordHash, Role, User, UserId};
 pub use validation::{FieldError, FieldErrors};

@@ -16,20 +16,29 @@ ulid_id! {
     ImageId
 }
 
-/// A product name: 1 to 120 characters after trimming, no control characters.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A product name: at most 120 characters as sent, not blank once trimmed, no
+/// control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
 pub struct ProductName(String);
+
+domain_value!(
+    ProductName,
+    String,
+    |raw| ProductName::parse(&raw),
+    super::string_schema("Trimmed; no control characters.", 1, ProductName::MAX_CHARS)
+);
 
 impl ProductName {
     pub const MAX_CHARS: usize = 120;
 
     pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.chars().count() > Self::MAX_CHARS {
+            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
+        }
         let name = raw.trim();
         if name.is_empty() {
             return Err("must not be empty".into());
-        }
-        if name.chars().count() > Self::MAX_CHARS {
-            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
         }
         if name.chars().any(char::is_control) {
             return Err("must not contain control characters".into());
@@ -52,18 +61,30 @@ pub fn search_words(text: &str) -> Vec<String> {
     text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect()
 }
 
-/// A product description: at most 2000 characters (may be empty).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// A product description: at most 2000 characters as sent (may be empty).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(try_from = "String")]
 pub struct ProductDescription(String);
+
+domain_value!(
+    ProductDescription,
+    String,
+    |raw| ProductDescription::parse(&raw),
+    super::string_schema(
+        "Trimmed; line breaks and tabs are the only control characters allowed.",
+        0,
+        ProductDescription::MAX_CHARS
+    )
+);
 
 impl ProductDescription {
     pub const MAX_CHARS: usize = 2000;
 
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let text = raw.trim();
-        if text.chars().count() > Self::MAX_CHARS {
+        if raw.chars().count() > Self::MAX_CHARS {
             return Err(format!("must be at most {} characters", Self::MAX_CHARS));
         }
+        let text = raw.trim();
         if text.chars().any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t') {
             return Err("must not contain control characters other than line breaks and tabs".into());
         }
@@ -76,8 +97,16 @@ impl ProductDescription {
 }
 
 /// A price in integer minor units (cents): 1 to `MAX`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "i64")]
 pub struct Price(i64);
+
+domain_value!(
+    Price,
+    i64,
+    Price::parse,
+    super::integer_schema("Price per `unit` in minor currency units (cents): 450 is 4.50.", 1, Price::MAX)
+);
 
 impl Price {
     /// 100 000.00 in major units.
@@ -98,7 +127,7 @@ impl Price {
 
 /// Units a product is sold in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum Unit {
     Kg,
     G,
@@ -107,6 +136,13 @@ pub enum Unit {
     Litre,
     Dozen,
 }
+
+domain_value!(
+    Unit,
+    String,
+    |raw| Unit::parse(&raw),
+    super::enum_schema("The unit `price` and `stock` count in.", Unit::ALL.map(Unit::as_str))
+);
 
 impl Unit {
     pub const ALL: [Unit; 6] = [Unit::Kg, Unit::G, Unit::Piece, Unit::Bunch, Unit::Litre, Unit::Dozen];
@@ -131,8 +167,11 @@ impl Unit {
 }
 
 /// Units in stock: 0 to `MAX`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "i64")]
 pub struct Stock(i64);
+
+domain_value!(Stock, i64, Stock::parse, super::integer_schema("How many `unit`s are for sale.", 0, Stock::MAX));
 
 impl Stock {
     pub const MAX: i64 = 1_000_000;
@@ -146,6 +185,63 @@ impl Stock {
     }
 
     pub fn count(self) -> i64 {
+        self.0
+    }
+}
+
+/// A price bound of a browse filter: 0 to `Price::MAX` minor units, inclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "i64")]
+pub struct PriceBound(i64);
+
+domain_value!(
+    PriceBound,
+    i64,
+    PriceBound::parse,
+    super::integer_schema("A price in minor currency units (cents), inclusive.", 0, Price::MAX)
+);
+
+impl PriceBound {
+    pub fn parse(raw: i64) -> Result<Self, String> {
+        if (0..=Price::MAX).contains(&raw) {
+            Ok(Self(raw))
+        } else {
+            Err(format!("must be an integer number of minor units from 0 to {}", Price::MAX))
+        }
+    }
+
+    pub fn minor_units(self) -> i64 {
+        self.0
+    }
+}
+
+/// Browse search text: at most 100 characters, matched as lower-cased words.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct SearchText(Vec<String>);
+
+domain_value!(
+    SearchText,
+    String,
+    |raw| SearchText::parse(&raw),
+    super::string_schema(
+        "Every word must appear as a whole word of the product name, ignoring case.",
+        0,
+        SearchText::MAX_CHARS
+    )
+);
+
+impl SearchText {
+    pub const MAX_CHARS: usize = 100;
+
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.chars().count() > Self::MAX_CHARS {
+            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
+        }
+        Ok(Self(search_words(raw)))
+    }
+
+    pub fn into_words(self) -> Vec<String> {
         self.0
     }
 }

@@ -13,18 +13,32 @@ ulid_id! {
 }
 
 /// An email address, trimmed and lower-cased so uniqueness ignores letter case.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
 pub struct Email(String);
 
+domain_value!(
+    Email,
+    String,
+    |raw| Email::parse(&raw),
+    super::string_schema(
+        "An email address like name@example.com; stored lower-cased, unique in any letter case.",
+        3,
+        Email::MAX_CHARS
+    )
+);
+
 impl Email {
-    /// Accepts `local@domain.tld` shapes of at most 254 characters.
+    pub const MAX_CHARS: usize = 254;
+
+    /// Accepts `local@domain.tld` shapes of at most 254 characters as sent.
     pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.chars().count() > Self::MAX_CHARS {
+            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
+        }
         let email = raw.trim().to_lowercase();
         if email.is_empty() {
             return Err("must not be empty".into());
-        }
-        if email.chars().count() > 254 {
-            return Err("must be at most 254 characters".into());
         }
         let Some((local, domain)) = email.split_once('@') else {
             return Err("must be an email address like name@example.com".into());
@@ -54,9 +68,17 @@ impl fmt::Display for Email {
     }
 }
 
-/// A plaintext password. Its `Debug` never shows the secret.
-#[derive(Clone)]
+/// A plaintext password. Its `Debug` never shows the secret. Deserialized (and
+/// documented) with the rules for new passwords.
+#[derive(Clone, Deserialize)]
+#[serde(try_from = "String")]
 pub struct Password(String);
+
+domain_value!(Password, String, Password::parse, {
+    let mut schema = super::string_schema("Any characters.", Password::MIN_CHARS, Password::MAX_CHARS);
+    schema.write_only = Some(true);
+    schema
+});
 
 impl Password {
     pub const MIN_CHARS: usize = 10;
@@ -136,18 +158,29 @@ impl fmt::Debug for PasswordHash {
     }
 }
 
-/// A display name: 1 to 80 characters after trimming, no control characters.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A display name: at most 80 characters as sent, not blank once trimmed, no
+/// control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
 pub struct DisplayName(String);
 
+domain_value!(
+    DisplayName,
+    String,
+    |raw| DisplayName::parse(&raw),
+    super::string_schema("Trimmed; no control characters.", 1, DisplayName::MAX_CHARS)
+);
+
 impl DisplayName {
+    pub const MAX_CHARS: usize = 80;
+
     pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.chars().count() > Self::MAX_CHARS {
+            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
+        }
         let name = raw.trim();
         if name.is_empty() {
             return Err("must not be empty".into());
-        }
-        if name.chars().count() > 80 {
-            return Err("must be at most 80 characters".into());
         }
         if name.chars().any(char::is_control) {
             return Err("must not contain control characters".into());
@@ -162,7 +195,7 @@ impl DisplayName {
 
 /// What a user may do. Nobody registers as `Admin`: admins are created by the
 /// `marketplace-admin` command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Customer,

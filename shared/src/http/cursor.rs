@@ -10,12 +10,75 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+use utoipa::IntoParams;
 
 use super::ApiError;
 use crate::ports::{Item, ItemKey, Query};
 
 /// Bytes of SHA-256 appended to the payload as its checksum.
 const CHECKSUM_BYTES: usize = 8;
+/// Longest cursor accepted (longer ones answer 400).
+const MAX_CURSOR_CHARS: usize = 2048;
+
+/// A page size: 1 to `MAX`, `DEFAULT` when absent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "u32")]
+pub struct Limit(usize);
+
+impl Limit {
+    pub const DEFAULT: usize = 20;
+    pub const MAX: usize = 100;
+
+    pub fn get(self) -> usize {
+        self.0
+    }
+}
+
+impl TryFrom<u32> for Limit {
+    type Error = String;
+
+    fn try_from(raw: u32) -> Result<Self, String> {
+        let n = raw as usize;
+        if (1..=Self::MAX).contains(&n) {
+            Ok(Self(n))
+        } else {
+            Err(format!("must be an integer from 1 to {}", Self::MAX))
+        }
+    }
+}
+
+impl utoipa::PartialSchema for Limit {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Integer)
+            .minimum(Some(1))
+            .maximum(Some(Self::MAX))
+            .default(Some(Self::DEFAULT.into()))
+            .description(Some("Page size."))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Limit {}
+
+/// `?limit=&cursor=` of every list.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// Page size (1 to 100, default 20).
+    #[param(inline, nullable = false)]
+    pub limit: Option<Limit>,
+    /// The `nextCursor` of the previous page (opaque). One that was edited or
+    /// belongs to another query answers 400.
+    #[param(nullable = false, max_length = 2048)]
+    pub cursor: Option<String>,
+}
+
+impl PageParams {
+    pub fn limit(&self) -> usize {
+        self.limit.map_or(Limit::DEFAULT, Limit::get)
+    }
+}
 
 /// Cursor encoding and decoding for one `Query`.
 pub struct Cursor;
@@ -73,7 +136,7 @@ impl Cursor {
     /// query produced.
     pub fn decode(scope: &str, query: &Query, raw: &str) -> Result<Item, ApiError> {
         let bad = || ApiError::BadRequest("the cursor is invalid or belongs to another query".into());
-        if raw.len() > 2048 {
+        if raw.len() > MAX_CURSOR_CHARS {
             return Err(bad());
         }
         let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| bad())?;
@@ -87,6 +150,8 @@ impl Cursor {
             return Err(bad());
         }
         let text = |name: &str| payload.k.get(name).and_then(Value::as_str).map(str::to_owned);
+        // Empty key parts are no position at all (and a store would refuse them).
+        let text = |name: &str| text(name).filter(|value| !value.is_empty());
         let (pk, sk) = (text("pk").ok_or_else(bad)?, text("sk").ok_or_else(bad)?);
         let (partition, sort) = match query.index {
             None => (Some(pk.clone()), Some(sk.clone())),
@@ -147,6 +212,14 @@ mod tests {
         let checksum = Sha256::digest(&forged);
         forged.extend_from_slice(&checksum[..CHECKSUM_BYTES]);
         assert!(Cursor::decode("categories", &query, &URL_SAFE_NO_PAD.encode(forged)).is_err());
+        // A valid checksum over a key with an empty `pk` (or `sk`) in the right partition.
+        for (pk, sk) in [("", "CATEGORY"), ("CATEGORY#1", "")] {
+            let payload = serde_json::json!({"q": fingerprint("categories", &query), "k": {"pk": pk, "sk": sk, "gsi1pk": "CATEGORIES", "gsi1sk": "a"}});
+            let mut forged = payload.to_string().into_bytes();
+            let checksum = Sha256::digest(&forged);
+            forged.extend_from_slice(&checksum[..CHECKSUM_BYTES]);
+            assert!(Cursor::decode("categories", &query, &URL_SAFE_NO_PAD.encode(forged)).is_err(), "{pk:?} {sk:?}");
+        }
         // One changed character inside the key (still well-formed, same partition).
         let mut edited = URL_SAFE_NO_PAD.decode(&cursor).unwrap();
         let position = edited.windows(2).position(|w| w == b"01").unwrap();

@@ -1,17 +1,20 @@
-//! The HTTP kit every function uses: routing, request parsing, the auth guard,
-//! problem+json errors, JSON responses with cache headers and ETags, and cursors.
+//! The HTTP kit every function uses: the application around a function's typed
+//! routes, extractors (strict JSON bodies, queries, the bearer-token guard),
+//! problem+json errors, typed responses with cache headers and ETags, cursors,
+//! and the OpenAPI document built from the routes.
 
+mod app;
 mod cursor;
+mod extract;
+mod openapi;
 mod problem;
-mod request;
 mod response;
-mod router;
 
-pub use cursor::Cursor;
-pub use problem::ApiError;
-pub use request::{explicit, RequestCtx, MAX_JSON_BODY_BYTES};
-pub use response::{
-    etag_of, json, json_cacheable, json_cacheable_tagged, no_content, none_match_hits, HttpResponse, PRIVATE_NO_STORE,
-    PUBLIC_CATALOGUE_CACHE,
+pub use app::{app, run, Routes};
+pub use cursor::{Cursor, Limit, PageParams};
+pub use extract::{
+    non_null, nullable, Admins, Allowed, Authorized, Caller, Farmers, JsonBody, PathParams, Query, MAX_JSON_BODY_BYTES,
 };
-pub use router::{serve, Route};
+pub use openapi::{document, BEARER};
+pub use problem::{ApiError, Problem};
+pub use response::{etag_of, none_match_hits, NoContent, Reply, PRIVATE_NO_STORE, PUBLIC_CATALOGUE_CACHE};

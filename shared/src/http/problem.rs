@@ -1,14 +1,38 @@
-//! `ApiError`, the one error type handlers return, and its mapping to RFC 9457
-//! problem+json responses. Storage and other internal errors are logged with
-//! their full cause chain and reach the client as an opaque 500.
+//! `ApiError`, the one error type handlers and extractors return, and its mapping
+//! to RFC 9457 problem+json responses carrying the request id. Storage and other
+//! internal errors are logged with their full cause chain and reach the client as
+//! an opaque 500.
 
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, StatusCode};
-use lambda_http::{Body, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::domain::FieldError;
 use crate::ports::{BlobError, JobError, StoreError};
 use crate::tokens::TokenError;
+
+/// An RFC 9457 problem, the body of every error response. Validation problems
+/// (422) list each bad field in `errors`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Problem {
+    /// Stable identifier of the kind of problem.
+    #[serde(rename = "type")]
+    #[schema(format = "uri-reference", examples("/problems/validation"))]
+    pub kind: &'static str,
+    #[schema(examples("Unprocessable Entity"))]
+    pub title: &'static str,
+    #[schema(minimum = 400, maximum = 599)]
+    pub status: u16,
+    pub detail: String,
+    /// The request id, also in the `x-request-id` header; quote it when reporting a problem.
+    pub request_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub errors: Option<Vec<FieldError>>,
+}
 
 /// Every error a handler can answer with. Each variant's doc names its status.
 #[derive(Debug, thiserror::Error)]
@@ -96,9 +120,9 @@ impl ApiError {
         }
     }
 
-    /// The problem+json response, carrying the request id. Internal errors are
+    /// The problem+json response, carrying `request_id`. Internal errors are
     /// logged here with their whole cause chain and never shown to the client.
-    pub fn into_response(self, request_id: &str) -> Response<Body> {
+    pub fn problem(self, request_id: &str) -> Response {
         let status = self.status();
         let detail = match &self {
             ApiError::Internal(source) => {
@@ -116,26 +140,37 @@ impl ApiError {
             ApiError::TooManyRequests { detail, .. } => detail.clone(),
             other => other.to_string(),
         };
-        let mut body = json!({
-            "type": self.type_uri(),
-            "title": status.canonical_reason().unwrap_or("Error"),
-            "status": status.as_u16(),
-            "detail": detail,
-            "requestId": request_id,
-        });
-        if let ApiError::Validation(errors) = &self {
-            body["errors"] = json!(errors);
-        }
+        let errors = match &self {
+            ApiError::Validation(errors) => Some(errors.clone()),
+            _ => None,
+        };
+        let body = Problem {
+            kind: self.type_uri(),
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail,
+            request_id: request_id.to_owned(),
+            errors,
+        };
+        let body = serde_json::to_string(&body).expect("a problem serializes");
         let mut response = Response::builder()
             .status(status)
             .header(header::CONTENT_TYPE, "application/problem+json")
             .header(header::CACHE_CONTROL, "no-store")
-            .body(Body::Text(body.to_string()))
+            .body(Body::from(body))
             .expect("static response parts are valid");
         if let ApiError::TooManyRequests { retry_after_secs, .. } = self {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs.max(1)));
         }
         response
+    }
+}
+
+/// Inside a request served by `http::app`, the problem carries that request's id.
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let request_id = super::app::current_request_id();
+        self.problem(&request_id)
     }
 }
 

@@ -1,34 +1,20 @@
-//! JSON responses: personal data is `private, no-store`; public catalogue reads
-//! carry a strong ETag and shared-cache headers, and answer `If-None-Match` with 304.
+//! Typed JSON responses. `Reply<T>` is what a handler answers with: personal data
+//! and writes are `private, no-store`; public catalogue reads carry a strong ETag
+//! and shared-cache headers, and answer `If-None-Match` with 304. `NoContent` is
+//! the 204 of deletes and logouts.
 
-use http::{header, HeaderValue, StatusCode};
-use lambda_http::{Body, Response};
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{ApiError, RequestCtx};
-
-/// What handlers return.
-pub type HttpResponse = Result<Response<Body>, ApiError>;
+use super::ApiError;
 
 /// Cache policy for personal data and writes.
 pub const PRIVATE_NO_STORE: &str = "private, no-store";
 /// Cache policy for public catalogue reads.
 pub const PUBLIC_CATALOGUE_CACHE: &str = "public, max-age=60, stale-while-revalidate=300";
-
-fn encode(value: &impl Serialize) -> Result<String, ApiError> {
-    serde_json::to_string(value).map_err(ApiError::internal)
-}
-
-/// A JSON response with `Cache-Control: private, no-store`.
-pub fn json(status: StatusCode, value: &impl Serialize) -> HttpResponse {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::CACHE_CONTROL, PRIVATE_NO_STORE)
-        .body(Body::Text(encode(value)?))
-        .map_err(ApiError::internal)
-}
 
 /// A strong ETag over `bytes`: the first 128 bits of their SHA-256, quoted.
 pub fn etag_of(bytes: &[u8]) -> String {
@@ -43,38 +29,93 @@ pub fn none_match_hits(if_none_match: Option<&str>, etag: &str) -> bool {
     })
 }
 
-/// A public, cacheable 200 with a strong ETag over the body; 304 (no body) when
-/// the request's `If-None-Match` lists that ETag or is `*`.
-pub fn json_cacheable(ctx: &RequestCtx, value: &impl Serialize) -> HttpResponse {
-    let body = encode(value)?;
-    let etag = etag_of(body.as_bytes());
-    cacheable(ctx, body, &etag)
+/// A JSON response with its status, cache policy and headers.
+#[derive(Debug)]
+#[must_use]
+pub struct Reply<T> {
+    status: StatusCode,
+    body: T,
+    /// `Some(If-None-Match)` for a public, cacheable read; `None` for private data.
+    public: Option<Option<String>>,
+    etag: Option<String>,
+    headers: Vec<(HeaderName, String)>,
 }
 
-/// Like `json_cacheable`, with the entity's own ETag (e.g. its version) instead
-/// of a hash of the body.
-pub fn json_cacheable_tagged(ctx: &RequestCtx, value: &impl Serialize, etag: &str) -> HttpResponse {
-    cacheable(ctx, encode(value)?, etag)
+impl<T: Serialize> Reply<T> {
+    /// `status` with `body`, `Cache-Control: private, no-store`.
+    pub fn with_status(status: StatusCode, body: T) -> Self {
+        Self { status, body, public: None, etag: None, headers: Vec::new() }
+    }
+
+    /// 200, private.
+    pub fn ok(body: T) -> Self {
+        Self::with_status(StatusCode::OK, body)
+    }
+
+    /// 201, private, with `Location`.
+    pub fn created(body: T, location: String) -> Self {
+        Self::with_status(StatusCode::CREATED, body).header(header::LOCATION, location)
+    }
+
+    /// 200 for a public catalogue read: shared caching and an ETag (over the body
+    /// unless `etag` sets the entity's own); 304 without a body when the
+    /// `If-None-Match` of `request` lists it.
+    pub fn public(body: T, request: &HeaderMap) -> Self {
+        let if_none_match = request.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        Self { public: Some(if_none_match), ..Self::ok(body) }
+    }
+
+    /// Sets the ETag (e.g. the entity's version) instead of one over the body.
+    pub fn etag(mut self, etag: String) -> Self {
+        self.etag = Some(etag);
+        self
+    }
+
+    pub fn header(mut self, name: HeaderName, value: String) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    fn build(self) -> Result<Response, ApiError> {
+        let body = serde_json::to_string(&self.body).map_err(ApiError::internal)?;
+        let etag = match (&self.etag, &self.public) {
+            (Some(etag), _) => Some(etag.clone()),
+            (None, Some(_)) => Some(etag_of(body.as_bytes())),
+            (None, None) => None,
+        };
+        let not_modified = match (&self.public, &etag) {
+            (Some(if_none_match), Some(etag)) => none_match_hits(if_none_match.as_deref(), etag),
+            _ => false,
+        };
+        let cache = if self.public.is_some() { PUBLIC_CATALOGUE_CACHE } else { PRIVATE_NO_STORE };
+        let mut builder = Response::builder().header(header::CACHE_CONTROL, cache);
+        if let Some(etag) = etag {
+            builder = builder.header(header::ETAG, HeaderValue::from_str(&etag).map_err(ApiError::internal)?);
+        }
+        for (name, value) in self.headers {
+            builder = builder.header(name, HeaderValue::from_str(&value).map_err(ApiError::internal)?);
+        }
+        let response = if not_modified {
+            builder.status(StatusCode::NOT_MODIFIED).body(Body::empty())
+        } else {
+            builder.status(self.status).header(header::CONTENT_TYPE, "application/json").body(Body::from(body))
+        };
+        response.map_err(ApiError::internal)
+    }
 }
 
-fn cacheable(ctx: &RequestCtx, body: String, etag: &str) -> HttpResponse {
-    let not_modified = none_match_hits(ctx.header(header::IF_NONE_MATCH), etag);
-    let builder = Response::builder()
-        .header(header::ETAG, HeaderValue::from_str(etag).map_err(ApiError::internal)?)
-        .header(header::CACHE_CONTROL, PUBLIC_CATALOGUE_CACHE);
-    let response = if not_modified {
-        builder.status(StatusCode::NOT_MODIFIED).body(Body::Empty)
-    } else {
-        builder.status(StatusCode::OK).header(header::CONTENT_TYPE, "application/json").body(Body::Text(body))
-    };
-    response.map_err(ApiError::internal)
+impl<T: Serialize> IntoResponse for Reply<T> {
+    fn into_response(self) -> Response {
+        self.build().unwrap_or_else(IntoResponse::into_response)
+    }
 }
 
-/// 204 No Content.
-pub fn no_content() -> HttpResponse {
-    Response::builder()
-        .status(StatusCode::NO_CONTENT)
-        .header(header::CACHE_CONTROL, PRIVATE_NO_STORE)
-        .body(Body::Empty)
-        .map_err(ApiError::internal)
+/// 204 No Content, private.
+#[derive(Debug)]
+pub struct NoContent;
+
+impl IntoResponse for NoContent {
+    fn into_response(self) -> Response {
+        (StatusCode::NO_CONTENT, [(header::CACHE_CONTROL, PRIVATE_NO_STORE)]).into_response()
+    }
 }
