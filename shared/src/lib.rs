@@ -2,7 +2,9 @@
 //! the HTTP kit every function uses, and telemetry.
 //!
 //! # Layout
-//! - `domain`: plain types and rules, no I/O (users, categories, validation).
+//! - `domain`: plain types and rules, no I/O (users, categories, products, validation).
+//! - `accounts`: the accounts' use cases (register, sign in, refresh, sign out).
+//! - `catalogue`: the catalogue's use cases (categories, products, photo uploads).
 //! - `ports`: async traits the handlers talk to (store, blob store, job queue, clock).
 //! - `adapters`: the `embedded` (SQLite, directory) and `aws` (DynamoDB, S3, SQS) backends.
 //! - `config`: configuration read once at start-up, and the `AppState` built from it.
@@ -11,7 +13,9 @@
 //! - `telemetry`: log set-up (JSON in Lambda, readable lines locally).
 //! - `repo`: item layouts of the single table (keys, index keys) for each entity.
 
+pub mod accounts;
 pub mod adapters;
+pub mod catalogue;
 pub mod config;
 pub mod domain;
 pub mod http;

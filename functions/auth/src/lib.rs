@@ -7,11 +7,9 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
-use shared::domain::{DisplayName, Email, Password, PasswordHash, Role, User, UserId};
+use shared::accounts::{self, NewAccount, Signed};
+use shared::domain::{Email, Password, Role, User, UserId};
 use shared::http::{ApiError, Caller, JsonBody, NoContent, Reply, Routes};
-use shared::repo::sessions::{self, Session, SessionError};
-use shared::repo::users::{self, CreateUserError};
-use shared::tokens::{Claims, AUDIENCE, ISSUER};
 use shared::AppState;
 use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
@@ -25,25 +23,6 @@ pub fn routes() -> Routes {
         .routes(routes!(refresh))
         .routes(routes!(logout))
         .routes(routes!(me))
-}
-
-/// Roles a person may choose when registering (never `admin`).
-#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-enum SelfServiceRole {
-    Customer,
-    Farmer,
-}
-
-/// A new account.
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-#[schema(as = RegisterRequest)]
-struct RegisterBody {
-    email: Email,
-    password: Password,
-    display_name: DisplayName,
-    role: SelfServiceRole,
 }
 
 /// Credentials. Any password up to the maximum length is checked, so a short
@@ -117,38 +96,28 @@ struct AuthSession {
     refresh_token_expires_at: String,
 }
 
-fn issue(state: &AppState, user: &User, session: Session) -> Result<AuthSession, ApiError> {
-    let now = state.clock.now().unix_timestamp();
-    let ttl = state.token_settings.access_ttl.as_secs();
-    let claims = Claims {
-        sub: user.id.to_string(),
-        role: user.role,
-        sid: session.id.clone(),
-        iat: now,
-        exp: now + ttl as i64,
-        iss: ISSUER.into(),
-        aud: AUDIENCE.into(),
-    };
-    Ok(AuthSession {
-        user: UserView::from(user),
-        access_token: state.tokens.sign(&claims)?,
-        token_type: "Bearer",
-        expires_in: ttl,
-        refresh_token: session.refresh_token,
-        refresh_token_expires_at: time::OffsetDateTime::from_unix_timestamp(session.expires_at)
+impl TryFrom<Signed> for AuthSession {
+    type Error = ApiError;
+
+    fn try_from(signed: Signed) -> Result<Self, ApiError> {
+        let expires_at = time::OffsetDateTime::from_unix_timestamp(signed.session.expires_at)
             .map_err(ApiError::internal)?
             .format(&Rfc3339)
-            .map_err(ApiError::internal)?,
-    })
-}
-
-fn refresh_ttl(state: &AppState) -> i64 {
-    state.token_settings.refresh_ttl.as_secs() as i64
+            .map_err(ApiError::internal)?;
+        Ok(AuthSession {
+            user: UserView::from(&signed.user),
+            access_token: signed.access_token,
+            token_type: "Bearer",
+            expires_in: signed.access_ttl_secs,
+            refresh_token: signed.session.refresh_token,
+            refresh_token_expires_at: expires_at,
+        })
+    }
 }
 
 /// Create an account (customer or farmer) and sign in.
 #[utoipa::path(post, path = "/auth/register", tag = "auth", operation_id = "register",
-    request_body = RegisterBody,
+    request_body = NewAccount,
     responses(
         (status = 201, description = "Registered and signed in.", body = AuthSession,
             headers(("Location" = String, description = "`/auth/me`"))),
@@ -156,41 +125,10 @@ fn refresh_ttl(state: &AppState) -> i64 {
     ))]
 async fn register(
     State(state): State<Arc<AppState>>,
-    JsonBody { value: body, .. }: JsonBody<RegisterBody>,
+    JsonBody { value: new, .. }: JsonBody<NewAccount>,
 ) -> Result<Reply<AuthSession>, ApiError> {
-    let RegisterBody { email, password, display_name, role } = body;
-    let password_hash = tokio::task::spawn_blocking(move || PasswordHash::create(&password)).await?;
-    let user = User {
-        id: UserId::new(),
-        email,
-        display_name,
-        role: match role {
-            SelfServiceRole::Customer => Role::Customer,
-            SelfServiceRole::Farmer => Role::Farmer,
-        },
-        password_hash,
-        created_at: state.clock.now(),
-    };
-    match users::create(state.store.as_ref(), &user).await {
-        Ok(()) => {}
-        Err(CreateUserError::DuplicateEmail) => {
-            return Err(ApiError::Conflict("an account with this email already exists".into()))
-        }
-        Err(CreateUserError::Store(e)) => return Err(e.into()),
-    }
-    tracing::info!(user_id = %user.id, role = user.role.as_str(), "user registered");
-    let session =
-        sessions::create(state.store.as_ref(), user.id, user.role, refresh_ttl(&state), state.clock.now()).await?;
-    Ok(Reply::created(issue(&state, &user, session)?, "/auth/me".into()))
-}
-
-/// A hash that never matches, verified when the email is unknown so that unknown
-/// and known emails take the same time to answer.
-fn decoy_hash() -> &'static PasswordHash {
-    static DECOY: std::sync::OnceLock<PasswordHash> = std::sync::OnceLock::new();
-    DECOY.get_or_init(|| {
-        PasswordHash::create(&Password::for_login("decoy password never used".into()).expect("short enough"))
-    })
+    let signed = accounts::register(&state, new).await?;
+    Ok(Reply::created(signed.try_into()?, "/auth/me".into()))
 }
 
 /// Sign in with email and password.
@@ -205,41 +143,8 @@ async fn login(
     State(state): State<Arc<AppState>>,
     JsonBody { value: body, .. }: JsonBody<LoginBody>,
 ) -> Result<Reply<AuthSession>, ApiError> {
-    let email = body.email;
-    let password = Password::for_login(body.password).map_err(|message| ApiError::field("password", message))?;
-    let store = state.store.as_ref();
-    if let Some(retry_after_secs) = users::login_retry_after(store, &email, state.clock.now()).await? {
-        return Err(ApiError::TooManyRequests {
-            retry_after_secs,
-            detail: "too many failed logins for this email; try again later".into(),
-        });
-    }
-    let user = users::find_by_email(store, &email).await?;
-    let stored = user.as_ref().map(|u| u.password_hash.clone());
-    let verified = tokio::task::spawn_blocking(move || match stored {
-        Some(hash) => hash.verify(&password),
-        None => {
-            decoy_hash().verify(&password);
-            false
-        }
-    })
-    .await?;
-    let Some(user) = user.filter(|_| verified) else {
-        users::record_login_failure(store, &email, state.clock.now()).await?;
-        tracing::info!("failed login");
-        return Err(ApiError::Unauthorized("the email or password is wrong".into()));
-    };
-    users::clear_login_failures(store, &email).await?;
-    let session = sessions::create(store, user.id, user.role, refresh_ttl(&state), state.clock.now()).await?;
-    tracing::info!(user_id = %user.id, "logged in");
-    Ok(Reply::ok(issue(&state, &user, session)?))
-}
-
-fn session_error(error: SessionError) -> ApiError {
-    match error {
-        SessionError::Store(e) => e.into(),
-        other => ApiError::Unauthorized(other.to_string()),
-    }
+    let signed = accounts::login(&state, body.email, body.password).await?;
+    Ok(Reply::ok(signed.try_into()?))
 }
 
 /// Exchange a refresh token for new tokens (the refresh token rotates).
@@ -253,14 +158,8 @@ async fn refresh(
     State(state): State<Arc<AppState>>,
     JsonBody { value: body, .. }: JsonBody<RefreshBody>,
 ) -> Result<Reply<AuthSession>, ApiError> {
-    let store = state.store.as_ref();
-    let session = sessions::rotate(store, &body.refresh_token, refresh_ttl(&state), state.clock.now())
-        .await
-        .map_err(session_error)?;
-    let user = users::get(store, session.user_id)
-        .await?
-        .ok_or_else(|| ApiError::Unauthorized("the account no longer exists".into()))?;
-    Ok(Reply::ok(issue(&state, &user, session)?))
+    let signed = accounts::refresh(&state, &body.refresh_token).await?;
+    Ok(Reply::ok(signed.try_into()?))
 }
 
 /// Sign out: revoke the session of a refresh token.
@@ -274,7 +173,7 @@ async fn logout(
     State(state): State<Arc<AppState>>,
     JsonBody { value: body, .. }: JsonBody<RefreshBody>,
 ) -> Result<NoContent, ApiError> {
-    sessions::revoke(state.store.as_ref(), &body.refresh_token).await.map_err(session_error)?;
+    accounts::logout(&state, &body.refresh_token).await?;
     Ok(NoContent)
 }
 
@@ -286,8 +185,6 @@ async fn logout(
         (status = 401, description = "No valid access token, or its account no longer exists."),
     ))]
 async fn me(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Reply<UserView>, ApiError> {
-    let user = users::get(state.store.as_ref(), caller.user_id()?)
-        .await?
-        .ok_or_else(|| ApiError::Unauthorized("the account no longer exists".into()))?;
+    let user = accounts::current_user(&state, caller.user_id()?).await?;
     Ok(Reply::ok(UserView::from(&user)))
 }

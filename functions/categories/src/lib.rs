@@ -7,12 +7,12 @@ use std::sync::Arc;
 use axum::extract::State;
 use http::HeaderMap;
 use serde::{Deserialize, Serialize};
-use shared::domain::{Category, CategoryDescription, CategoryId, CategoryName, Slug};
+use shared::catalogue::{self, CategoryChanges, NewCategory};
+use shared::domain::{Category, CategoryId};
 use shared::http::{
-    non_null, nullable, Admins, ApiError, Authorized, Cursor, JsonBody, NoContent, PageParams, PathParams, Query,
-    Reply, Routes,
+    Admins, ApiError, Authorized, Cursor, JsonBody, NoContent, PageParams, PathParams, Query, Reply, Routes,
 };
-use shared::repo::categories::{self, CategoryWriteError};
+use shared::repo::categories;
 use shared::AppState;
 use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
@@ -20,8 +20,6 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// Cursor scope of the listing.
 const LIST_SCOPE: &str = "categories";
-/// Attempts of a read-modify-write that lost a version race.
-const UPDATE_ATTEMPTS: usize = 3;
 
 /// The function's routes (the template's `Categories` events name the same).
 pub fn routes() -> Routes {
@@ -75,46 +73,12 @@ struct CategoryList {
     next_cursor: Option<String>,
 }
 
-/// A new category. Without a slug, one is derived from the name.
-#[derive(Deserialize, ToSchema)]
-#[schema(as = CreateCategoryRequest)]
-struct CreateBody {
-    name: CategoryName,
-    #[serde(default, deserialize_with = "non_null")]
-    #[schema(nullable = false)]
-    slug: Option<Slug>,
-    #[serde(default, deserialize_with = "non_null")]
-    #[schema(nullable = false)]
-    description: Option<CategoryDescription>,
-}
-
-/// Absent fields are left unchanged; `description: null` clears the description.
-#[derive(Deserialize, ToSchema)]
-#[schema(as = UpdateCategoryRequest)]
-struct UpdateBody {
-    #[serde(default, deserialize_with = "non_null")]
-    #[schema(nullable = false)]
-    name: Option<CategoryName>,
-    #[serde(default, deserialize_with = "non_null")]
-    #[schema(nullable = false)]
-    slug: Option<Slug>,
-    #[serde(default, deserialize_with = "nullable")]
-    description: Option<Option<CategoryDescription>>,
-}
-
 /// The category id in the path.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Path)]
 struct CategoryPath {
     /// The category's id (a ULID); anything else answers 404.
     id: String,
-}
-
-fn write_error(error: CategoryWriteError) -> ApiError {
-    match error {
-        CategoryWriteError::Store(e) => e.into(),
-        other => ApiError::Conflict(other.to_string()),
-    }
 }
 
 /// List categories, by name.
@@ -143,12 +107,6 @@ async fn list(
     Ok(Reply::public(body, &headers))
 }
 
-async fn load(state: &AppState, raw_id: &str) -> Result<Category, ApiError> {
-    let not_found = || ApiError::NotFound(format!("no category with id {raw_id:?}"));
-    let id = CategoryId::parse(raw_id).ok_or_else(not_found)?;
-    categories::get(state.store.as_ref(), id).await?.ok_or_else(not_found)
-}
-
 /// Read one category.
 #[utoipa::path(get, path = "/categories/{id}", tag = "categories", operation_id = "getCategory",
     params(CategoryPath, ("If-None-Match" = Option<String>, Header, description = "ETags from an earlier response; a match answers 304.")),
@@ -162,14 +120,14 @@ async fn read(
     PathParams(path): PathParams<CategoryPath>,
     headers: HeaderMap,
 ) -> Result<Reply<CategoryView>, ApiError> {
-    let category = load(&state, &path.id).await?;
+    let category = catalogue::category(&state, &path.id).await?;
     Ok(Reply::public(CategoryView::from(&category), &headers))
 }
 
 /// Create a category (admins).
 #[utoipa::path(post, path = "/categories", tag = "categories", operation_id = "createCategory",
     security(("bearerAuth" = [])),
-    request_body = CreateBody,
+    request_body = NewCategory,
     responses(
         (status = 201, description = "Created; `Location` names it.", body = CategoryView,
             headers(("Location" = String, description = "The category's URL path."))),
@@ -179,25 +137,9 @@ async fn read(
 async fn create(
     State(state): State<Arc<AppState>>,
     _admin: Authorized<Admins>,
-    JsonBody { value: body, .. }: JsonBody<CreateBody>,
+    JsonBody { value: new, .. }: JsonBody<NewCategory>,
 ) -> Result<Reply<CategoryView>, ApiError> {
-    let slug = match body.slug {
-        Some(slug) => slug,
-        None => Slug::from_name(&body.name).map_err(|message| ApiError::field("slug", message))?,
-    };
-    let now = state.clock.now();
-    let category = Category {
-        id: CategoryId::new(),
-        name: body.name,
-        slug,
-        description: body.description,
-        created_at: now,
-        updated_at: now,
-        version: 1,
-        product_count: 0,
-    };
-    categories::create(state.store.as_ref(), &category).await.map_err(write_error)?;
-    tracing::info!(category_id = %category.id, "category created");
+    let category = catalogue::create_category(&state, new).await?;
     Ok(Reply::created(CategoryView::from(&category), format!("/categories/{}", category.id)))
 }
 
@@ -205,7 +147,7 @@ async fn create(
 #[utoipa::path(patch, path = "/categories/{id}", tag = "categories", operation_id = "updateCategory",
     security(("bearerAuth" = [])),
     params(CategoryPath),
-    request_body = UpdateBody,
+    request_body = CategoryChanges,
     responses(
         (status = 200, description = "The updated category.", body = CategoryView),
         (status = 403, description = "Only admins change categories."),
@@ -216,29 +158,10 @@ async fn update(
     State(state): State<Arc<AppState>>,
     _admin: Authorized<Admins>,
     PathParams(path): PathParams<CategoryPath>,
-    JsonBody { value: patch, .. }: JsonBody<UpdateBody>,
+    JsonBody { value: changes, .. }: JsonBody<CategoryChanges>,
 ) -> Result<Reply<CategoryView>, ApiError> {
-    for _ in 0..UPDATE_ATTEMPTS {
-        let current = load(&state, &path.id).await?;
-        let mut next = current.clone();
-        if let Some(name) = &patch.name {
-            next.name = name.clone();
-        }
-        if let Some(slug) = &patch.slug {
-            next.slug = slug.clone();
-        }
-        if let Some(description) = &patch.description {
-            next.description = description.clone();
-        }
-        next.updated_at = state.clock.now();
-        next.version = current.version + 1;
-        match categories::update(state.store.as_ref(), &current, &next).await {
-            Ok(()) => return Ok(Reply::ok(CategoryView::from(&next))),
-            Err(CategoryWriteError::Changed) => continue,
-            Err(other) => return Err(write_error(other)),
-        }
-    }
-    Err(ApiError::Conflict("the category is being changed concurrently; try again".into()))
+    let category = catalogue::update_category(&state, &path.id, changes).await?;
+    Ok(Reply::ok(CategoryView::from(&category)))
 }
 
 /// Delete a category that lists no products (admins).
@@ -256,17 +179,6 @@ async fn delete(
     _admin: Authorized<Admins>,
     PathParams(path): PathParams<CategoryPath>,
 ) -> Result<NoContent, ApiError> {
-    for _ in 0..UPDATE_ATTEMPTS {
-        let category = load(&state, &path.id).await?;
-        match categories::delete(state.store.as_ref(), &category).await {
-            Ok(()) => {
-                tracing::info!(category_id = %category.id, "category deleted");
-                return Ok(NoContent);
-            }
-            // Changed meanwhile (a product listed or unlisted, a rename): look again.
-            Err(CategoryWriteError::Changed) => continue,
-            Err(other) => return Err(write_error(other)),
-        }
-    }
-    Err(ApiError::Conflict("the category is being changed concurrently; try again".into()))
+    catalogue::delete_category(&state, &path.id).await?;
+    Ok(NoContent)
 }

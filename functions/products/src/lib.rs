@@ -5,37 +5,25 @@
 //! upload tickets. The `worker` function checks uploaded images and attaches them.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::State;
 use http::{header, HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
-use shared::domain::{
-    format_date, parse_harvest_date, CategoryId, ImageFormat, ImageId, ListingStatus, Price, PriceBound, Product,
-    ProductDescription, ProductId, ProductName, Role, SearchText, Stock, Unit, UserId, MAX_IMAGES_PER_PRODUCT,
-};
+use shared::catalogue::{self, etag, Idempotent, ImageUpload, NewProduct, ProductChanges};
+use shared::domain::{format_date, CategoryId, ImageId, PriceBound, Product, ProductId, SearchText, Unit, UserId};
 use shared::http::{
-    non_null, nullable, ApiError, Authorized, Caller, Cursor, Farmers, JsonBody, NoContent, PageParams, PathParams,
-    Query, Reply, Routes,
+    ApiError, Authorized, Caller, Cursor, Farmers, JsonBody, NoContent, PageParams, PathParams, Query, Reply, Routes,
 };
 use shared::repo::idempotency::{self, IdempotencyKey};
-use shared::repo::products::{self, Browse, ProductWriteError, Sort, UploadTicket};
-use shared::tokens::Claims;
+use shared::repo::products::{self, Browse, Sort};
 use shared::AppState;
 use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// Index entries one browse request may evaluate when filters apply after the
 /// lookup; past it the page comes back short, with a cursor.
 const BROWSE_BUDGET: usize = 500;
-/// Attempts of a read-modify-write without `If-Match` that lost a version race.
-const UPDATE_ATTEMPTS: usize = 3;
-/// How long an upload URL stays valid.
-const UPLOAD_URL_TTL: Duration = Duration::from_secs(15 * 60);
-/// How long the ticket record outlives the URL: as long as incoming objects live.
-const TICKET_RECORD_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// The function's routes (the template's `Products` events name the same).
 pub fn routes() -> Routes {
@@ -142,11 +130,6 @@ fn view(state: &AppState, p: &Product) -> ProductView {
     }
 }
 
-/// The product's ETag: its version, quoted.
-fn etag(product: &Product) -> String {
-    format!("\"{}\"", product.version)
-}
-
 /// A private answer carrying the product's ETag.
 fn product_reply(state: &AppState, status: StatusCode, product: &Product) -> Reply<ProductView> {
     Reply::with_status(status, view(state, product)).etag(etag(product))
@@ -160,18 +143,6 @@ struct ProductList {
     /// The cursor of the next page; `null` on the last. A page cut short by the
     /// read budget still carries one.
     next_cursor: Option<String>,
-}
-
-fn write_error(error: ProductWriteError) -> ApiError {
-    match error {
-        ProductWriteError::NoSuchCategory => ApiError::field("categoryId", "no such category"),
-        ProductWriteError::Changed => {
-            ApiError::PreconditionFailed("the product was changed by someone else; read it again".into())
-        }
-        ProductWriteError::CategoryBusy => ApiError::Conflict(error.to_string()),
-        ProductWriteError::ExtraConditionFailed => ApiError::internal(error),
-        ProductWriteError::Store(e) => e.into(),
-    }
 }
 
 /// Browse orders.
@@ -291,14 +262,6 @@ struct ImagePath {
     image_id: String,
 }
 
-/// The listed product `raw_id` names (unlisted ones are gone for everyone but
-/// their stored orders).
-async fn load(state: &AppState, raw_id: &str) -> Result<Product, ApiError> {
-    let not_found = || ApiError::NotFound(format!("no product with id {raw_id:?}"));
-    let id = ProductId::parse(raw_id).ok_or_else(not_found)?;
-    products::get(state.store.as_ref(), id).await?.filter(Product::is_listed).ok_or_else(not_found)
-}
-
 /// Read one listed product.
 #[utoipa::path(get, path = "/products/{id}", tag = "products", operation_id = "getProduct",
     params(ProductPath, ("If-None-Match" = Option<String>, Header, description = "ETags from an earlier response; a match answers 304.")),
@@ -312,29 +275,8 @@ async fn read(
     PathParams(path): PathParams<ProductPath>,
     headers: HeaderMap,
 ) -> Result<Reply<ProductView>, ApiError> {
-    let product = load(&state, &path.id).await?;
+    let product = catalogue::listed_product(&state, &path.id).await?;
     Ok(Reply::public(view(&state, &product), &headers).etag(etag(&product)))
-}
-
-/// A new product. Unknown fields are ignored; the caller becomes its farmer.
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-#[schema(as = CreateProduct)]
-struct CreateBody {
-    name: ProductName,
-    /// Empty when absent.
-    #[serde(default, deserialize_with = "non_null")]
-    #[schema(nullable = false)]
-    description: Option<ProductDescription>,
-    /// An existing category; an unknown one answers 422 on `categoryId`.
-    category_id: CategoryId,
-    price: Price,
-    unit: Unit,
-    stock: Stock,
-    /// Between 2000-01-01 and a year from today; `null` or absent when unknown.
-    #[serde(default)]
-    #[schema(format = Date, examples("2026-06-30"))]
-    harvest_date: Option<String>,
 }
 
 /// The `Idempotency-Key` header, if sent: 400 when malformed.
@@ -348,36 +290,11 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiErr
     }
 }
 
-/// The answer to a repeated create: the product the first request made (201, as
-/// then, marked `Idempotent-Replayed`), or 422 when the key came with another body.
-async fn replay(
-    state: &AppState,
-    raw_body: &[u8],
-    record: &idempotency::Record,
-) -> Result<Reply<ProductView>, ApiError> {
-    if record.fingerprint != idempotency::fingerprint(raw_body) {
-        return Err(ApiError::field(
-            "Idempotency-Key",
-            "this key was already used for a different request body; use a new key for a new product",
-        ));
-    }
-    let id = ProductId::parse(&record.resource_id).ok_or_else(|| ApiError::internal("bad idempotency record"))?;
-    let product = products::get(state.store.as_ref(), id).await?.ok_or_else(|| {
-        ApiError::Conflict("the product this key created is gone; use a new key for a new product".into())
-    })?;
-    Ok(created(state, &product).header(header::HeaderName::from_static("idempotent-replayed"), "true".into()))
-}
-
-/// 201 with the product, its `Location` and `ETag`.
-fn created(state: &AppState, product: &Product) -> Reply<ProductView> {
-    product_reply(state, StatusCode::CREATED, product).header(header::LOCATION, format!("/products/{}", product.id))
-}
-
 /// List a product (farmers).
 #[utoipa::path(post, path = "/products", tag = "products", operation_id = "createProduct",
     security(("bearerAuth" = [])),
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes the create safe to retry: the same key (per farmer, remembered for 24 hours) with the same body answers 201 with the product the first request made, marked `Idempotent-Replayed: true`; the same key with a different body answers 422 on the field `Idempotency-Key`. 1 to 128 visible ASCII characters; a malformed key answers 400.")),
-    request_body = CreateBody,
+    request_body = NewProduct,
     responses(
         (status = 201, description = "Listed; `Location` names it, `ETag` is its version.", body = ProductView,
             headers(("Location" = String, description = "The product's URL path."), ("ETag" = String, description = "The version, quoted."))),
@@ -388,156 +305,26 @@ async fn create(
     State(state): State<Arc<AppState>>,
     farmer: Authorized<Farmers>,
     headers: HeaderMap,
-    body: JsonBody<CreateBody>,
+    body: JsonBody<NewProduct>,
 ) -> Result<Reply<ProductView>, ApiError> {
-    let farmer_id = farmer.user_id()?;
-    let idempotency_key = idempotency_key(&headers)?;
-    let scope = format!("products.create#{farmer_id}");
-    if let Some(key) = &idempotency_key {
-        if let Some(record) = idempotency::recall(state.store.as_ref(), &scope, key).await? {
-            return replay(&state, &body.raw, &record).await;
-        }
-    }
-    let now = state.clock.now();
-    let fields = body.value;
-    let harvest_date = fields
-        .harvest_date
-        .as_deref()
-        .map(|raw| parse_harvest_date(raw, now.date()))
-        .transpose()
-        .map_err(|message| ApiError::field("harvestDate", message))?;
-    let product = Product {
-        id: ProductId::new(),
-        farmer_id,
-        category_id: fields.category_id,
-        name: fields.name,
-        description: fields.description.unwrap_or_default(),
-        price: fields.price,
-        unit: fields.unit,
-        stock: fields.stock,
-        harvest_date,
-        images: Vec::new(),
-        status: ListingStatus::Listed,
-        created_at: now,
-        updated_at: now,
-        version: 1,
-    };
-    let remember = idempotency_key.as_ref().map(|key| {
-        let record = idempotency::Record {
-            fingerprint: idempotency::fingerprint(&body.raw),
-            resource_id: product.id.to_string(),
-        };
-        (key, record)
-    });
-    let extra =
-        remember.iter().map(|(key, record)| idempotency::remember(&scope, key, record, now.unix_timestamp())).collect();
-    match products::create(state.store.as_ref(), &product, extra).await {
-        Ok(()) => {}
-        // The same key won a race a moment ago: answer as it did.
-        Err(ProductWriteError::ExtraConditionFailed) => {
-            let (key, _) = remember.as_ref().ok_or_else(|| ApiError::internal("extra write without a key"))?;
-            let record = idempotency::recall(state.store.as_ref(), &scope, key)
-                .await?
-                .ok_or_else(|| ApiError::internal("idempotency record vanished"))?;
-            return replay(&state, &body.raw, &record).await;
-        }
-        Err(other) => return Err(write_error(other)),
-    }
-    tracing::info!(product_id = %product.id, "product created");
-    Ok(created(&state, &product))
-}
-
-/// 403 unless the caller owns the product (or, where `admin_may`, is an admin).
-fn require_owner(claims: &Claims, product: &Product, admin_may: bool) -> Result<(), ApiError> {
-    let owner = claims.role == Role::Farmer && claims.sub == product.farmer_id.to_string();
-    if owner || (admin_may && claims.role == Role::Admin) {
-        Ok(())
+    let idempotent =
+        idempotency_key(&headers)?.map(|key| Idempotent { key, fingerprint: idempotency::fingerprint(&body.raw) });
+    let created = catalogue::create_product(&state, farmer.user_id()?, body.value, idempotent).await?;
+    let product = &created.product;
+    let reply = product_reply(&state, StatusCode::CREATED, product)
+        .header(header::LOCATION, format!("/products/{}", product.id));
+    Ok(if created.replayed {
+        reply.header(header::HeaderName::from_static("idempotent-replayed"), "true".into())
     } else {
-        Err(ApiError::Forbidden("this product belongs to another farmer".into()))
-    }
-}
-
-/// Absent fields are left unchanged; `description: null` clears the description
-/// and `harvestDate: null` the harvest date.
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-#[schema(as = UpdateProduct)]
-struct UpdateBody {
-    #[serde(default, deserialize_with = "non_null")]
-    #[schema(nullable = false)]
-    name: Option<ProductName>,
-    #[serde(default, deserialize_with = "nullable")]
-    description: Option<Option<ProductDescription>>,
-    #[serde(default, deserialize_with = "non_null")]
-    #[schema(nullable = false)]
-    category_id: Option<CategoryId>,
-    #[serde(default, deserialize_with = "non_null")]
-    #[schema(nullable = false)]
-    price: Option<Price>,
-    #[serde(default, deserialize_with = "non_null")]
-    #[schema(nullable = false)]
-    unit: Option<Unit>,
-    #[serde(default, deserialize_with = "non_null")]
-    #[schema(nullable = false)]
-    stock: Option<Stock>,
-    #[serde(default, deserialize_with = "nullable")]
-    #[schema(format = Date, examples("2026-06-30"))]
-    harvest_date: Option<Option<String>>,
-}
-
-/// A validated patch.
-struct Patch {
-    body: UpdateBody,
-    harvest_date: Option<Option<time::Date>>,
-}
-
-impl Patch {
-    fn parse(body: UpdateBody, today: time::Date) -> Result<Self, ApiError> {
-        let harvest_date = match &body.harvest_date {
-            None => None,
-            Some(None) => Some(None),
-            Some(Some(raw)) => {
-                Some(Some(parse_harvest_date(raw, today).map_err(|message| ApiError::field("harvestDate", message))?))
-            }
-        };
-        Ok(Self { body, harvest_date })
-    }
-
-    fn apply(&self, current: &Product, now: OffsetDateTime) -> Product {
-        let body = &self.body;
-        let mut next = current.clone();
-        if let Some(name) = &body.name {
-            next.name = name.clone();
-        }
-        if let Some(description) = &body.description {
-            next.description = description.clone().unwrap_or_default();
-        }
-        if let Some(category_id) = body.category_id {
-            next.category_id = category_id;
-        }
-        if let Some(price) = body.price {
-            next.price = price;
-        }
-        if let Some(unit) = body.unit {
-            next.unit = unit;
-        }
-        if let Some(stock) = body.stock {
-            next.stock = stock;
-        }
-        if let Some(harvest_date) = self.harvest_date {
-            next.harvest_date = harvest_date;
-        }
-        next.updated_at = now;
-        next.version = current.version + 1;
-        next
-    }
+        reply
+    })
 }
 
 /// Change a product (its farmer or an admin).
 #[utoipa::path(patch, path = "/products/{id}", tag = "products", operation_id = "updateProduct",
     security(("bearerAuth" = [])),
     params(ProductPath, ("If-Match" = Option<String>, Header, description = "The ETag of the version the change is based on (`\"3\"`). If it does not name the current version the answer is 412 and nothing changes; without it the change applies to whatever version is current.")),
-    request_body = UpdateBody,
+    request_body = ProductChanges,
     responses(
         (status = 200, description = "The updated product; `ETag` is its new version.", body = ProductView),
         (status = 403, description = "The caller is neither the product's farmer nor an admin."),
@@ -550,30 +337,11 @@ async fn update(
     caller: Caller,
     PathParams(path): PathParams<ProductPath>,
     headers: HeaderMap,
-    JsonBody { value: body, .. }: JsonBody<UpdateBody>,
+    JsonBody { value: changes, .. }: JsonBody<ProductChanges>,
 ) -> Result<Reply<ProductView>, ApiError> {
-    let patch = Patch::parse(body, state.clock.now().date())?;
-    let if_match = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    for _ in 0..UPDATE_ATTEMPTS {
-        let current = load(&state, &path.id).await?;
-        require_owner(&caller.0, &current, true)?;
-        if let Some(wanted) = &if_match {
-            let current_tag = etag(&current);
-            if !wanted.split(',').map(str::trim).any(|tag| tag == "*" || tag == current_tag) {
-                return Err(ApiError::PreconditionFailed(format!(
-                    "If-Match {wanted} does not match the current version {current_tag}; nothing was changed"
-                )));
-            }
-        }
-        let next = patch.apply(&current, state.clock.now());
-        match products::save(state.store.as_ref(), Some(&current), &next).await {
-            Ok(()) => return Ok(product_reply(&state, StatusCode::OK, &next)),
-            // Without If-Match the caller asked for "apply to whatever is current".
-            Err(ProductWriteError::Changed) if if_match.is_none() => continue,
-            Err(other) => return Err(write_error(other)),
-        }
-    }
-    Err(ApiError::Conflict("the product is being changed concurrently; try again".into()))
+    let if_match = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok());
+    let product = catalogue::update_product(&state, &caller.0, &path.id, changes, if_match).await?;
+    Ok(product_reply(&state, StatusCode::OK, &product))
 }
 
 /// Unlist a product (its farmer or an admin): it leaves every listing and can no
@@ -592,56 +360,8 @@ async fn unlist(
     caller: Caller,
     PathParams(path): PathParams<ProductPath>,
 ) -> Result<NoContent, ApiError> {
-    let not_found = || ApiError::NotFound(format!("no product with id {:?}", path.id));
-    let id = ProductId::parse(&path.id).ok_or_else(not_found)?;
-    for _ in 0..UPDATE_ATTEMPTS {
-        let current = products::get(state.store.as_ref(), id).await?.ok_or_else(not_found)?;
-        require_owner(&caller.0, &current, true)?;
-        if !current.is_listed() {
-            return Ok(NoContent);
-        }
-        let mut next = current.clone();
-        next.status = ListingStatus::Unlisted;
-        next.updated_at = state.clock.now();
-        next.version = current.version + 1;
-        match products::save(state.store.as_ref(), Some(&current), &next).await {
-            Ok(()) => {
-                tracing::info!(product_id = %id, "product unlisted");
-                return Ok(NoContent);
-            }
-            Err(ProductWriteError::Changed) => continue,
-            Err(other) => return Err(write_error(other)),
-        }
-    }
-    Err(ApiError::Conflict("the product is being changed concurrently; try again".into()))
-}
-
-/// One image file to upload.
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-#[schema(as = CreateImageUpload)]
-struct UploadBody {
-    /// The file's media type; any other answers 415.
-    #[schema(schema_with = image_content_type_schema)]
-    content_type: String,
-    /// The file's exact size in bytes; over 5 MiB answers 413.
-    #[schema(schema_with = image_size_schema)]
-    size: i64,
-}
-
-fn image_content_type_schema() -> utoipa::openapi::schema::Object {
-    utoipa::openapi::schema::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::Type::String)
-        .enum_values(Some(ImageFormat::ALL.map(ImageFormat::content_type)))
-        .build()
-}
-
-fn image_size_schema() -> utoipa::openapi::schema::Object {
-    utoipa::openapi::schema::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::Type::Integer)
-        .minimum(Some(1))
-        .maximum(Some(ImageFormat::MAX_BYTES))
-        .build()
+    catalogue::unlist_product(&state, &caller.0, &path.id).await?;
+    Ok(NoContent)
 }
 
 /// Where and how to upload one image file.
@@ -672,7 +392,7 @@ struct TicketView {
 #[utoipa::path(post, path = "/products/{id}/images", tag = "products", operation_id = "createProductImageUpload",
     security(("bearerAuth" = [])),
     params(ProductPath),
-    request_body = UploadBody,
+    request_body = ImageUpload,
     responses(
         (status = 201, description = "An upload ticket; the image appears on the product once the upload passed the checks.", body = TicketView),
         (status = 403, description = "Only the product's farmer adds photos."),
@@ -685,47 +405,17 @@ async fn create_image_upload(
     State(state): State<Arc<AppState>>,
     farmer: Authorized<Farmers>,
     PathParams(path): PathParams<ProductPath>,
-    JsonBody { value: body, .. }: JsonBody<UploadBody>,
+    JsonBody { value: upload, .. }: JsonBody<ImageUpload>,
 ) -> Result<Reply<TicketView>, ApiError> {
-    let format = ImageFormat::from_content_type(&body.content_type).ok_or_else(|| {
-        ApiError::UnsupportedMediaType(format!(
-            "images must be image/jpeg, image/png or image/webp, not {:?}",
-            body.content_type
-        ))
-    })?;
-    let size =
-        u64::try_from(body.size).ok().filter(|s| *s > 0).ok_or_else(|| ApiError::field("size", "must be > 0"))?;
-    if size > ImageFormat::MAX_BYTES {
-        return Err(ApiError::PayloadTooLarge { limit: ImageFormat::MAX_BYTES as usize });
-    }
-    let product = load(&state, &path.id).await?;
-    require_owner(&farmer.claims, &product, false)?;
-    if product.images.len() >= MAX_IMAGES_PER_PRODUCT {
-        return Err(ApiError::Conflict(format!("a product has at most {MAX_IMAGES_PER_PRODUCT} images")));
-    }
-    let blobs = state.blobs.as_ref().ok_or_else(|| ApiError::internal("no blob store is configured"))?;
-    let image_id = ImageId::new();
-    let object_key = products::upload_object_key(product.id, image_id);
-    let now = state.clock.now();
-    let ticket = UploadTicket {
-        image_id,
-        product_id: product.id,
-        farmer_id: product.farmer_id,
-        object_key: object_key.clone(),
-        content_type: format.content_type().to_owned(),
-        size,
-        expires_at: (now + TICKET_RECORD_TTL).unix_timestamp(),
-    };
-    products::put_ticket(state.store.as_ref(), &ticket).await?;
-    let upload = blobs.presign_put(&object_key, format.content_type(), size, UPLOAD_URL_TTL).await?;
-    tracing::info!(product_id = %product.id, image_id = %image_id, "image upload ticket issued");
+    let max_bytes = upload.size.max(0) as u64;
+    let (image_id, presigned) = catalogue::issue_image_upload(&state, &farmer.claims, &path.id, upload).await?;
     let body = TicketView {
         image_id,
-        upload_url: upload.url,
+        upload_url: presigned.url,
         method: "PUT",
-        headers: upload.headers.into_iter().collect(),
-        expires_at: upload.expires_at.format(&Rfc3339).unwrap_or_default(),
-        max_bytes: size,
+        headers: presigned.headers.into_iter().collect(),
+        expires_at: presigned.expires_at.format(&Rfc3339).unwrap_or_default(),
+        max_bytes,
     };
     Ok(Reply::with_status(StatusCode::CREATED, body))
 }
@@ -745,25 +435,6 @@ async fn delete_image(
     farmer: Authorized<Farmers>,
     PathParams(path): PathParams<ImagePath>,
 ) -> Result<NoContent, ApiError> {
-    let not_found = || ApiError::NotFound(format!("no image {:?} on this product", path.image_id));
-    let image_id = ImageId::parse(&path.image_id).ok_or_else(not_found)?;
-    for _ in 0..UPDATE_ATTEMPTS {
-        let current = load(&state, &path.id).await?;
-        require_owner(&farmer.claims, &current, false)?;
-        if !products::has_image(&current, image_id) {
-            return Err(not_found());
-        }
-        let mut next = current.clone();
-        next.images.retain(|image| image.id != image_id);
-        next.updated_at = state.clock.now();
-        next.version = current.version + 1;
-        match products::save(state.store.as_ref(), Some(&current), &next).await {
-            // The public objects stay: their keys are content-addressed and may be
-            // shared with another product showing the same photo.
-            Ok(()) => return Ok(NoContent),
-            Err(ProductWriteError::Changed) => continue,
-            Err(other) => return Err(write_error(other)),
-        }
-    }
-    Err(ApiError::Conflict("the product is being changed concurrently; try again".into()))
+    catalogue::remove_image(&state, &farmer.claims, &path.id, &path.image_id).await?;
+    Ok(NoContent)
 }

@@ -9,6 +9,8 @@ use http::{header, HeaderValue, StatusCode};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::accounts::AccountError;
+use crate::catalogue::CatalogueError;
 use crate::domain::FieldError;
 use crate::ports::{BlobError, JobError, StoreError};
 use crate::tokens::TokenError;
@@ -171,6 +173,35 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let request_id = super::app::current_request_id();
         self.problem(&request_id)
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::DuplicateEmail => ApiError::Conflict(e.to_string()),
+            AccountError::Unauthenticated(detail) => ApiError::Unauthorized(detail),
+            AccountError::Throttled { retry_after_secs } => {
+                ApiError::TooManyRequests { retry_after_secs, detail: e.to_string() }
+            }
+            AccountError::Invalid { field, message } => ApiError::field(field, message),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<CatalogueError> for ApiError {
+    fn from(e: CatalogueError) -> Self {
+        match e {
+            CatalogueError::NotFound(detail) => ApiError::NotFound(detail),
+            CatalogueError::Forbidden(detail) => ApiError::Forbidden(detail),
+            CatalogueError::Conflict(detail) => ApiError::Conflict(detail),
+            CatalogueError::Stale(detail) => ApiError::PreconditionFailed(detail),
+            CatalogueError::Invalid { field, message } => ApiError::field(field, message),
+            CatalogueError::TooLarge { limit } => ApiError::PayloadTooLarge { limit: limit as usize },
+            CatalogueError::UnsupportedImage(detail) => ApiError::UnsupportedMediaType(detail),
+            other => ApiError::internal(other),
+        }
     }
 }
 

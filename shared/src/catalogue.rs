@@ -1,0 +1,525 @@
+//! The catalogue's use cases, one function per business action over the ports:
+//! categories (create, change, delete) and products (create with an optional
+//! idempotency key, change under optimistic concurrency, unlist, photo upload
+//! tickets, photo removal). Handlers parse, authorise, call one of these and map
+//! the result to HTTP; the commands here are also the request bodies' schemas.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use crate::domain::{
+    parse_harvest_date, Category, CategoryDescription, CategoryId, CategoryName, ImageFormat, ImageId, ListingStatus,
+    Price, Product, ProductDescription, ProductId, ProductName, Role, Slug, Stock, Unit, UserId,
+    MAX_IMAGES_PER_PRODUCT,
+};
+use crate::http::{non_null, nullable};
+use crate::ports::{BlobError, PresignedUpload, StoreError};
+use crate::repo::categories::{self, CategoryWriteError};
+use crate::repo::idempotency::{self, IdempotencyKey};
+use crate::repo::products::{self, ProductWriteError, UploadTicket};
+use crate::tokens::Claims;
+use crate::AppState;
+
+/// Attempts of a read-modify-write that lost a version race.
+const UPDATE_ATTEMPTS: usize = 3;
+/// How long an upload URL stays valid.
+const UPLOAD_URL_TTL: Duration = Duration::from_secs(15 * 60);
+/// How long the ticket record outlives the URL: as long as incoming objects live.
+const TICKET_RECORD_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Why a catalogue action failed. Each variant's doc names its HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogueError {
+    /// 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// 403.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 409: conflicts with the current state (duplicate slug, still in use, busy).
+    #[error("{0}")]
+    Conflict(String),
+    /// 412: the caller's `If-Match` names an older version.
+    #[error("{0}")]
+    Stale(String),
+    /// 422 on `field`.
+    #[error("{field}: {message}")]
+    Invalid { field: &'static str, message: String },
+    /// 413.
+    #[error("an image may be at most {limit} bytes")]
+    TooLarge { limit: u64 },
+    /// 415.
+    #[error("{0}")]
+    UnsupportedImage(String),
+    /// 500.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// 500.
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    /// 500: a broken invariant.
+    #[error("{0}")]
+    Internal(&'static str),
+}
+
+type Result<T> = std::result::Result<T, CatalogueError>;
+
+fn busy(what: &str) -> CatalogueError {
+    CatalogueError::Conflict(format!("the {what} is being changed concurrently; try again"))
+}
+
+// --- categories ---------------------------------------------------------------
+
+/// A new category. Without a slug, one is derived from the name.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = CreateCategoryRequest)]
+pub struct NewCategory {
+    pub name: CategoryName,
+    #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false)]
+    pub slug: Option<Slug>,
+    #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false)]
+    pub description: Option<CategoryDescription>,
+}
+
+/// Absent fields are left unchanged; `description: null` clears the description.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = UpdateCategoryRequest)]
+pub struct CategoryChanges {
+    #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false)]
+    pub name: Option<CategoryName>,
+    #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false)]
+    pub slug: Option<Slug>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub description: Option<Option<CategoryDescription>>,
+}
+
+fn category_write_error(error: CategoryWriteError) -> CatalogueError {
+    match error {
+        CategoryWriteError::Store(e) => e.into(),
+        other => CatalogueError::Conflict(other.to_string()),
+    }
+}
+
+/// The category `raw_id` names.
+pub async fn category(state: &AppState, raw_id: &str) -> Result<Category> {
+    let not_found = || CatalogueError::NotFound(format!("no category with id {raw_id:?}"));
+    let id = CategoryId::parse(raw_id).ok_or_else(not_found)?;
+    categories::get(state.store.as_ref(), id).await?.ok_or_else(not_found)
+}
+
+pub async fn create_category(state: &AppState, new: NewCategory) -> Result<Category> {
+    let slug = match new.slug {
+        Some(slug) => slug,
+        None => Slug::from_name(&new.name).map_err(|message| CatalogueError::Invalid { field: "slug", message })?,
+    };
+    let now = state.clock.now();
+    let category = Category {
+        id: CategoryId::new(),
+        name: new.name,
+        slug,
+        description: new.description,
+        created_at: now,
+        updated_at: now,
+        version: 1,
+        product_count: 0,
+    };
+    categories::create(state.store.as_ref(), &category).await.map_err(category_write_error)?;
+    tracing::info!(category_id = %category.id, "category created");
+    Ok(category)
+}
+
+pub async fn update_category(state: &AppState, raw_id: &str, changes: CategoryChanges) -> Result<Category> {
+    for _ in 0..UPDATE_ATTEMPTS {
+        let current = category(state, raw_id).await?;
+        let mut next = current.clone();
+        if let Some(name) = &changes.name {
+            next.name = name.clone();
+        }
+        if let Some(slug) = &changes.slug {
+            next.slug = slug.clone();
+        }
+        if let Some(description) = &changes.description {
+            next.description = description.clone();
+        }
+        next.updated_at = state.clock.now();
+        next.version = current.version + 1;
+        match categories::update(state.store.as_ref(), &current, &next).await {
+            Ok(()) => return Ok(next),
+            Err(CategoryWriteError::Changed) => continue,
+            Err(other) => return Err(category_write_error(other)),
+        }
+    }
+    Err(busy("category"))
+}
+
+/// Deletes a category that lists no products (409 while it does).
+pub async fn delete_category(state: &AppState, raw_id: &str) -> Result<()> {
+    for _ in 0..UPDATE_ATTEMPTS {
+        let category = category(state, raw_id).await?;
+        match categories::delete(state.store.as_ref(), &category).await {
+            Ok(()) => {
+                tracing::info!(category_id = %category.id, "category deleted");
+                return Ok(());
+            }
+            // Changed meanwhile (a product listed or unlisted, a rename): look again.
+            Err(CategoryWriteError::Changed) => continue,
+            Err(other) => return Err(category_write_error(other)),
+        }
+    }
+    Err(busy("category"))
+}
+
+// --- products -----------------------------------------------------------------
+
+/// A new product. Unknown fields are ignored; the caller becomes its farmer.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = CreateProduct)]
+pub struct NewProduct {
+    pub name: ProductName,
+    /// Empty when absent.
+    #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false)]
+    pub description: Option<ProductDescription>,
+    /// An existing category; an unknown one answers 422 on `categoryId`.
+    pub category_id: CategoryId,
+    pub price: Price,
+    pub unit: Unit,
+    pub stock: Stock,
+    /// Between 2000-01-01 and a year from today; `null` or absent when unknown.
+    #[serde(default)]
+    #[schema(format = Date, examples("2026-06-30"))]
+    pub harvest_date: Option<String>,
+}
+
+/// Absent fields are left unchanged; `description: null` clears the description
+/// and `harvestDate: null` the harvest date.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = UpdateProduct)]
+pub struct ProductChanges {
+    #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false)]
+    pub name: Option<ProductName>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub description: Option<Option<ProductDescription>>,
+    #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false)]
+    pub category_id: Option<CategoryId>,
+    #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false)]
+    pub price: Option<Price>,
+    #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false)]
+    pub unit: Option<Unit>,
+    #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false)]
+    pub stock: Option<Stock>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(format = Date, examples("2026-06-30"))]
+    pub harvest_date: Option<Option<String>>,
+}
+
+/// An `Idempotency-Key` and the fingerprint of the body it came with.
+#[derive(Debug)]
+pub struct Idempotent {
+    pub key: IdempotencyKey,
+    pub fingerprint: String,
+}
+
+/// What `create_product` made, or found made by an earlier request with the same key.
+#[derive(Debug)]
+pub struct Created {
+    pub product: Product,
+    pub replayed: bool,
+}
+
+fn product_write_error(error: ProductWriteError) -> CatalogueError {
+    match error {
+        ProductWriteError::NoSuchCategory => {
+            CatalogueError::Invalid { field: "categoryId", message: "no such category".into() }
+        }
+        ProductWriteError::Changed => {
+            CatalogueError::Stale("the product was changed by someone else; read it again".into())
+        }
+        ProductWriteError::CategoryBusy => CatalogueError::Conflict(error.to_string()),
+        ProductWriteError::ExtraConditionFailed => CatalogueError::Internal("an unexpected extra write failed"),
+        ProductWriteError::Store(e) => e.into(),
+    }
+}
+
+fn harvest_date(raw: Option<&str>, today: time::Date) -> Result<Option<time::Date>> {
+    raw.map(|raw| parse_harvest_date(raw, today))
+        .transpose()
+        .map_err(|message| CatalogueError::Invalid { field: "harvestDate", message })
+}
+
+/// The listed product `raw_id` names (unlisted ones are gone for everyone but
+/// their stored orders).
+pub async fn listed_product(state: &AppState, raw_id: &str) -> Result<Product> {
+    let not_found = || CatalogueError::NotFound(format!("no product with id {raw_id:?}"));
+    let id = ProductId::parse(raw_id).ok_or_else(not_found)?;
+    products::get(state.store.as_ref(), id).await?.filter(Product::is_listed).ok_or_else(not_found)
+}
+
+/// The answer to a repeated create: the product the first request made, or 422
+/// when the key came with another body.
+async fn replay(state: &AppState, request: &Idempotent, record: &idempotency::Record) -> Result<Created> {
+    if record.fingerprint != request.fingerprint {
+        return Err(CatalogueError::Invalid {
+            field: "Idempotency-Key",
+            message: "this key was already used for a different request body; use a new key for a new product".into(),
+        });
+    }
+    let id = ProductId::parse(&record.resource_id).ok_or(CatalogueError::Internal("bad idempotency record"))?;
+    let product = products::get(state.store.as_ref(), id).await?.ok_or_else(|| {
+        CatalogueError::Conflict("the product this key created is gone; use a new key for a new product".into())
+    })?;
+    Ok(Created { product, replayed: true })
+}
+
+/// Lists a new product of `farmer_id`. With `idempotent`, the key is remembered
+/// in the product's own transaction, and a repeat answers with the first product.
+pub async fn create_product(
+    state: &AppState,
+    farmer_id: UserId,
+    new: NewProduct,
+    idempotent: Option<Idempotent>,
+) -> Result<Created> {
+    let scope = format!("products.create#{farmer_id}");
+    if let Some(request) = &idempotent {
+        if let Some(record) = idempotency::recall(state.store.as_ref(), &scope, &request.key).await? {
+            return replay(state, request, &record).await;
+        }
+    }
+    let now = state.clock.now();
+    let product = Product {
+        id: ProductId::new(),
+        farmer_id,
+        category_id: new.category_id,
+        name: new.name,
+        description: new.description.unwrap_or_default(),
+        price: new.price,
+        unit: new.unit,
+        stock: new.stock,
+        harvest_date: harvest_date(new.harvest_date.as_deref(), now.date())?,
+        images: Vec::new(),
+        status: ListingStatus::Listed,
+        created_at: now,
+        updated_at: now,
+        version: 1,
+    };
+    let extra = idempotent
+        .iter()
+        .map(|request| {
+            let record =
+                idempotency::Record { fingerprint: request.fingerprint.clone(), resource_id: product.id.to_string() };
+            idempotency::remember(&scope, &request.key, &record, now.unix_timestamp())
+        })
+        .collect();
+    match (products::create(state.store.as_ref(), &product, extra).await, &idempotent) {
+        (Ok(()), _) => {}
+        // The same key won a race a moment ago: answer as it did.
+        (Err(ProductWriteError::ExtraConditionFailed), Some(request)) => {
+            let record = idempotency::recall(state.store.as_ref(), &scope, &request.key)
+                .await?
+                .ok_or(CatalogueError::Internal("idempotency record vanished"))?;
+            return replay(state, request, &record).await;
+        }
+        (Err(other), _) => return Err(product_write_error(other)),
+    }
+    tracing::info!(product_id = %product.id, "product created");
+    Ok(Created { product, replayed: false })
+}
+
+/// 403 unless `caller` owns the product (or, where `admin_may`, is an admin).
+fn require_owner(caller: &Claims, product: &Product, admin_may: bool) -> Result<()> {
+    let owner = caller.role == Role::Farmer && caller.sub == product.farmer_id.to_string();
+    if owner || (admin_may && caller.role == Role::Admin) {
+        Ok(())
+    } else {
+        Err(CatalogueError::Forbidden("this product belongs to another farmer".into()))
+    }
+}
+
+/// The product's ETag: its version, quoted.
+pub fn etag(product: &Product) -> String {
+    format!("\"{}\"", product.version)
+}
+
+/// Applies `changes` for its farmer or an admin. With `if_match` (ETags), only to
+/// that version (412 otherwise); without, to whatever version is current.
+pub async fn update_product(
+    state: &AppState,
+    caller: &Claims,
+    raw_id: &str,
+    changes: ProductChanges,
+    if_match: Option<&str>,
+) -> Result<Product> {
+    let harvest = match &changes.harvest_date {
+        None => None,
+        Some(raw) => Some(harvest_date(raw.as_deref(), state.clock.now().date())?),
+    };
+    for _ in 0..UPDATE_ATTEMPTS {
+        let current = listed_product(state, raw_id).await?;
+        require_owner(caller, &current, true)?;
+        if let Some(wanted) = if_match {
+            let current_tag = etag(&current);
+            if !wanted.split(',').map(str::trim).any(|tag| tag == "*" || tag == current_tag) {
+                return Err(CatalogueError::Stale(format!(
+                    "If-Match {wanted} does not match the current version {current_tag}; nothing was changed"
+                )));
+            }
+        }
+        let mut next = current.clone();
+        if let Some(name) = &changes.name {
+            next.name = name.clone();
+        }
+        if let Some(description) = &changes.description {
+            next.description = description.clone().unwrap_or_default();
+        }
+        next.category_id = changes.category_id.unwrap_or(next.category_id);
+        next.price = changes.price.unwrap_or(next.price);
+        next.unit = changes.unit.unwrap_or(next.unit);
+        next.stock = changes.stock.unwrap_or(next.stock);
+        next.harvest_date = harvest.unwrap_or(next.harvest_date);
+        next.updated_at = state.clock.now();
+        next.version = current.version + 1;
+        match products::save(state.store.as_ref(), Some(&current), &next).await {
+            Ok(()) => return Ok(next),
+            // Without If-Match the caller asked for "apply to whatever is current".
+            Err(ProductWriteError::Changed) if if_match.is_none() => continue,
+            Err(other) => return Err(product_write_error(other)),
+        }
+    }
+    Err(busy("product"))
+}
+
+/// Unlists a product (its farmer or an admin): it leaves every listing and can
+/// no longer be read or ordered. Unlisting an unlisted product succeeds.
+pub async fn unlist_product(state: &AppState, caller: &Claims, raw_id: &str) -> Result<()> {
+    let not_found = || CatalogueError::NotFound(format!("no product with id {raw_id:?}"));
+    let id = ProductId::parse(raw_id).ok_or_else(not_found)?;
+    for _ in 0..UPDATE_ATTEMPTS {
+        let current = products::get(state.store.as_ref(), id).await?.ok_or_else(not_found)?;
+        require_owner(caller, &current, true)?;
+        if !current.is_listed() {
+            return Ok(());
+        }
+        let mut next = current.clone();
+        next.status = ListingStatus::Unlisted;
+        next.updated_at = state.clock.now();
+        next.version = current.version + 1;
+        match products::save(state.store.as_ref(), Some(&current), &next).await {
+            Ok(()) => {
+                tracing::info!(product_id = %id, "product unlisted");
+                return Ok(());
+            }
+            Err(ProductWriteError::Changed) => continue,
+            Err(other) => return Err(product_write_error(other)),
+        }
+    }
+    Err(busy("product"))
+}
+
+/// One image file to upload.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = CreateImageUpload)]
+pub struct ImageUpload {
+    /// The file's media type; any other answers 415.
+    #[schema(schema_with = image_content_type_schema)]
+    pub content_type: String,
+    /// The file's exact size in bytes; over 5 MiB answers 413.
+    #[schema(schema_with = image_size_schema)]
+    pub size: i64,
+}
+
+fn image_content_type_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(ImageFormat::ALL.map(ImageFormat::content_type)))
+        .build()
+}
+
+fn image_size_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::Integer)
+        .minimum(Some(1))
+        .maximum(Some(ImageFormat::MAX_BYTES))
+        .build()
+}
+
+/// Issues a presigned upload of one photo of the caller's product; the worker
+/// checks what arrives and attaches it as image `ImageId`.
+pub async fn issue_image_upload(
+    state: &AppState,
+    caller: &Claims,
+    raw_id: &str,
+    upload: ImageUpload,
+) -> Result<(ImageId, PresignedUpload)> {
+    let format = ImageFormat::from_content_type(&upload.content_type).ok_or_else(|| {
+        CatalogueError::UnsupportedImage(format!(
+            "images must be image/jpeg, image/png or image/webp, not {:?}",
+            upload.content_type
+        ))
+    })?;
+    let size = u64::try_from(upload.size)
+        .ok()
+        .filter(|s| *s > 0)
+        .ok_or_else(|| CatalogueError::Invalid { field: "size", message: "must be > 0".into() })?;
+    if size > ImageFormat::MAX_BYTES {
+        return Err(CatalogueError::TooLarge { limit: ImageFormat::MAX_BYTES });
+    }
+    let product = listed_product(state, raw_id).await?;
+    require_owner(caller, &product, false)?;
+    if product.images.len() >= MAX_IMAGES_PER_PRODUCT {
+        return Err(CatalogueError::Conflict(format!("a product has at most {MAX_IMAGES_PER_PRODUCT} images")));
+    }
+    let blobs = state.blobs.as_ref().ok_or(CatalogueError::Internal("no blob store is configured"))?;
+    let image_id = ImageId::new();
+    let object_key = products::upload_object_key(product.id, image_id);
+    let ticket = UploadTicket {
+        image_id,
+        product_id: product.id,
+        farmer_id: product.farmer_id,
+        object_key: object_key.clone(),
+        content_type: format.content_type().to_owned(),
+        size,
+        expires_at: (state.clock.now() + TICKET_RECORD_TTL).unix_timestamp(),
+    };
+    products::put_ticket(state.store.as_ref(), &ticket).await?;
+    let presigned = blobs.presign_put(&object_key, format.content_type(), size, UPLOAD_URL_TTL).await?;
+    tracing::info!(product_id = %product.id, image_id = %image_id, "image upload ticket issued");
+    Ok((image_id, presigned))
+}
+
+/// Removes a photo from the caller's product. The public objects stay: their
+/// keys are content-addressed and may be shared with another product.
+pub async fn remove_image(state: &AppState, caller: &Claims, raw_id: &str, raw_image_id: &str) -> Result<()> {
+    let not_found = || CatalogueError::NotFound(format!("no image {raw_image_id:?} on this product"));
+    let image_id = ImageId::parse(raw_image_id).ok_or_else(not_found)?;
+    for _ in 0..UPDATE_ATTEMPTS {
+        let current = listed_product(state, raw_id).await?;
+        require_owner(caller, &current, false)?;
+        if !products::has_image(&current, image_id) {
+            return Err(not_found());
+        }
+        let mut next = current.clone();
+        next.images.retain(|image| image.id != image_id);
+        next.updated_at = state.clock.now();
+        next.version = current.version + 1;
+        match products::save(state.store.as_ref(), Some(&current), &next).await {
+            Ok(()) => return Ok(()),
+            Err(ProductWriteError::Changed) => continue,
+            Err(other) => return Err(product_write_error(other)),
+        }
+    }
+    Err(busy("product"))
+}
