@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use shared::catalogue::{self, CategoryChanges, NewCategory};
 use shared::domain::{Category, CategoryId};
 use shared::http::{
-    Admins, ApiError, Authorized, Cursor, JsonBody, NoContent, PageParams, PathParams, Query, Reply, Routes,
+    Admins, ApiError, Authorized, Cursor, IfNoneMatch, JsonBody, NoContent, PageParams, PathParams, Query, Reply,
+    Routes,
 };
 use shared::repo::categories;
 use shared::AppState;
@@ -83,10 +84,9 @@ struct CategoryPath {
 
 /// List categories, by name.
 #[utoipa::path(get, path = "/categories", tag = "categories", operation_id = "listCategories",
-    params(PageParams, ("If-None-Match" = Option<String>, Header, description = "ETags from an earlier response; a match answers 304.")),
+    params(PageParams, IfNoneMatch),
     responses(
         (status = 200, description = "A page of categories.", body = CategoryList),
-        (status = 304, description = "Not modified: the `If-None-Match` ETag is current."),
         (status = 400, description = "The cursor is invalid or belongs to another query."),
     ))]
 async fn list(
@@ -109,10 +109,9 @@ async fn list(
 
 /// Read one category.
 #[utoipa::path(get, path = "/categories/{id}", tag = "categories", operation_id = "getCategory",
-    params(CategoryPath, ("If-None-Match" = Option<String>, Header, description = "ETags from an earlier response; a match answers 304.")),
+    params(CategoryPath, IfNoneMatch),
     responses(
         (status = 200, description = "The category.", body = CategoryView),
-        (status = 304, description = "Not modified: the `If-None-Match` ETag is current."),
         (status = 404, description = "No such category."),
     ))]
 async fn read(

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use shared::catalogue::{self, etag, Idempotent, ImageUpload, NewProduct, ProductChanges};
 use shared::domain::{format_date, CategoryId, ImageId, PriceBound, Product, ProductId, SearchText, Unit, UserId};
 use shared::http::{
-    ApiError, Authorized, Caller, Cursor, Farmers, JsonBody, NoContent, PageParams, PathParams, Query, Reply, Routes,
+    ApiError, Authorized, Caller, Cursor, Farmers, IfNoneMatch, JsonBody, NoContent, PageParams, PathParams, Query,
+    Reply, Routes,
 };
 use shared::repo::idempotency::{self, IdempotencyKey};
 use shared::repo::products::{self, Browse, Sort};
@@ -216,10 +217,9 @@ impl BrowseParams {
 
 /// Browse listed products: filters, sorts, cursor pages.
 #[utoipa::path(get, path = "/products", tag = "products", operation_id = "listProducts",
-    params(BrowseParams, PageParams, ("If-None-Match" = Option<String>, Header, description = "ETags from an earlier response; a match answers 304.")),
+    params(BrowseParams, PageParams, IfNoneMatch),
     responses(
         (status = 200, description = "A page of products.", body = ProductList),
-        (status = 304, description = "Not modified: the `If-None-Match` ETag is current."),
         (status = 400, description = "The cursor is invalid or belongs to another query."),
     ))]
 async fn list(
@@ -264,10 +264,9 @@ struct ImagePath {
 
 /// Read one listed product.
 #[utoipa::path(get, path = "/products/{id}", tag = "products", operation_id = "getProduct",
-    params(ProductPath, ("If-None-Match" = Option<String>, Header, description = "ETags from an earlier response; a match answers 304.")),
+    params(ProductPath, IfNoneMatch),
     responses(
         (status = 200, description = "The product; its `ETag` is the version.", body = ProductView),
-        (status = 304, description = "Not modified: the `If-None-Match` ETag is current."),
         (status = 404, description = "No such listed product."),
     ))]
 async fn read(
@@ -293,7 +292,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiErr
 /// List a product (farmers).
 #[utoipa::path(post, path = "/products", tag = "products", operation_id = "createProduct",
     security(("bearerAuth" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the create safe to retry: the same key (per farmer, remembered for 24 hours) with the same body answers 201 with the product the first request made, marked `Idempotent-Replayed: true`; the same key with a different body answers 422 on the field `Idempotency-Key`. 1 to 128 visible ASCII characters; a malformed key answers 400.")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, description = "Makes the create safe to retry: the same key (per farmer, remembered for 24 hours) with the same body answers 201 with the product the first request made, marked `Idempotent-Replayed: true`; the same key with a different body answers 422 on the field `Idempotency-Key`. 1 to 128 visible ASCII characters; a malformed key answers 400.")),
     request_body = NewProduct,
     responses(
         (status = 201, description = "Listed; `Location` names it, `ETag` is its version.", body = ProductView,
@@ -323,7 +322,7 @@ async fn create(
 /// Change a product (its farmer or an admin).
 #[utoipa::path(patch, path = "/products/{id}", tag = "products", operation_id = "updateProduct",
     security(("bearerAuth" = [])),
-    params(ProductPath, ("If-Match" = Option<String>, Header, description = "The ETag of the version the change is based on (`\"3\"`). If it does not name the current version the answer is 412 and nothing changes; without it the change applies to whatever version is current.")),
+    params(ProductPath, ("If-Match" = Option<String>, Header, nullable = false, description = "The ETag of the version the change is based on (`\"3\"`). If it does not name the current version the answer is 412 and nothing changes; without it the change applies to whatever version is current.")),
     request_body = ProductChanges,
     responses(
         (status = 200, description = "The updated product; `ETag` is its new version.", body = ProductView),

@@ -15,6 +15,6 @@ pub use cursor::{Cursor, Limit, PageParams};
 pub use extract::{
     non_null, nullable, Admins, Allowed, Authorized, Caller, Farmers, JsonBody, PathParams, Query, MAX_JSON_BODY_BYTES,
 };
-pub use openapi::{document, BEARER};
+pub use openapi::{document, IfNoneMatch, BEARER};
 pub use problem::{ApiError, Problem};
 pub use response::{etag_of, none_match_hits, NoContent, Reply, PRIVATE_NO_STORE, PUBLIC_CATALOGUE_CACHE};

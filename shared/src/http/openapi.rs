@@ -20,6 +20,18 @@ use crate::domain::FieldError;
 /// The name of the bearer-token security scheme operations refer to.
 pub const BEARER: &str = "bearerAuth";
 
+const IF_NONE_MATCH: &str = "If-None-Match";
+
+/// The `If-None-Match` header of a public, cacheable read (`params(IfNoneMatch)`):
+/// the operation is documented with its 304. `Reply::public` answers it.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IfNoneMatch {
+    /// ETags from an earlier response; a match answers 304.
+    #[param(rename = "If-None-Match", nullable = false)]
+    pub if_none_match: Option<String>,
+}
+
 const DESCRIPTION: &str = "The marketplace's HTTP API (API Gateway HTTP API in AWS; \
 `marketplace-local` on a laptop, which also serves this document at `/openapi.json`). \
 This document is generated from the functions' routes; `openapi.json` in the repository is its committed copy.\n\n\
@@ -74,8 +86,9 @@ fn problem_response(description: &str) -> Response {
 }
 
 /// Adds the statuses the shared extractors answer (a JSON body: 400, 413, 415,
-/// 422; a bearer token: 401; anything: 500), problem+json content on every
-/// error response that has none, and `x-request-id` on every response.
+/// 422; a query: 422; a bearer token: 401; `If-None-Match`: 304; anything: 500),
+/// problem+json content on every error response that has none, and
+/// `x-request-id` on every response.
 fn complete(operation: &mut Operation) {
     let mut implied = vec!["500"];
     if operation.request_body.is_some() {
@@ -91,6 +104,11 @@ fn complete(operation: &mut Operation) {
     }
     if operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
         implied.push("401");
+    }
+    let conditional = operation.parameters.iter().flatten().any(|p| p.name == IF_NONE_MATCH);
+    if conditional {
+        let not_modified = ResponseBuilder::new().description("Not modified: the `If-None-Match` ETag is current.");
+        operation.responses.responses.entry("304".into()).or_insert_with(|| RefOr::T(not_modified.build()));
     }
     for status in implied {
         operation
