@@ -91,6 +91,7 @@ pub struct AppState {
     /// `/assets`): an object with key `k` is at `<base>/<k>`. Absent where the
     /// function's template entry names no bucket.
     pub assets_base_url: Option<String>,
+    pub counters: Arc<crate::telemetry::Counters>,
 }
 
 /// Where the local gateway listens unless told otherwise.
@@ -177,6 +178,7 @@ impl AppState {
             token_settings,
             backend: Backend::Aws { table },
             assets_base_url,
+            counters: Default::default(),
         })
     }
 
@@ -209,6 +211,7 @@ impl AppState {
             token_settings: TokenSettings::default(),
             backend: Backend::Embedded { data_dir: data_dir.into() },
             assets_base_url: Some(format!("{base_url}{LOCAL_ASSETS_PATH}")),
+            counters: Default::default(),
         })
     }
 }

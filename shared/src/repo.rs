@@ -5,4 +5,5 @@ pub mod categories;
 pub mod idempotency;
 pub mod products;
 pub mod sessions;
+pub mod throttle;
 pub mod users;

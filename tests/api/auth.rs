@@ -86,7 +86,7 @@ async fn repeated_failed_logins_are_throttled_with_retry_after() {
     let app = spawn_app().await;
     let email = unique_email("brute");
     app.register(&email, "customer").await;
-    for _ in 0..shared::repo::users::MAX_LOGIN_FAILURES {
+    for _ in 0..shared::accounts::LOGIN_PER_ACCOUNT_AND_ADDRESS.max {
         let response = app.post("/auth/login", &json!({"email": email, "password": "guess guess guess"}), None).await;
         assert_eq!(response.status(), 401);
     }

@@ -166,6 +166,13 @@ impl TestApp {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// A client whose requests come from `address` (another loopback address,
+    /// such as `127.0.0.2`), so the gateway sees another source address.
+    pub fn client_from(&self, address: &str) -> reqwest::Client {
+        let address: std::net::IpAddr = address.parse().expect("an IP address");
+        reqwest::Client::builder().local_address(address).build().expect("a client")
+    }
+
     pub async fn post(&self, path: &str, body: &Value, token: Option<&str>) -> reqwest::Response {
         let mut req = self.client.post(self.url(path)).json(body);
         if let Some(token) = token {

@@ -2,6 +2,7 @@
 //! test, driven over HTTP; the sample events through their handlers; and each
 //! function's real binary under a Lambda Runtime API emulator.
 
+mod abuse;
 mod auth;
 mod categories;
 mod concurrency;

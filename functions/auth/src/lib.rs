@@ -9,7 +9,7 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use shared::accounts::{self, NewAccount, Signed};
 use shared::domain::{Email, Password, Role, User, UserId};
-use shared::http::{ApiError, Caller, JsonBody, NoContent, Reply, Routes};
+use shared::http::{ApiError, Caller, JsonBody, NoContent, Reply, Routes, SourceAddress};
 use shared::AppState;
 use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
@@ -122,12 +122,14 @@ impl TryFrom<Signed> for AuthSession {
         (status = 201, description = "Registered and signed in.", body = AuthSession,
             headers(("Location" = String, description = "`/auth/me`"))),
         (status = 409, description = "An account with this email (in any letter case) exists."),
+        (status = 429, description = "Too many sign-ups from this address; retry after `Retry-After` seconds."),
     ))]
 async fn register(
     State(state): State<Arc<AppState>>,
+    SourceAddress(source): SourceAddress,
     JsonBody { value: new, .. }: JsonBody<NewAccount>,
 ) -> Result<Reply<AuthSession>, ApiError> {
-    let signed = accounts::register(&state, new).await?;
+    let signed = accounts::register(&state, new, &source).await?;
     Ok(Reply::created(signed.try_into()?, "/auth/me".into()))
 }
 
@@ -137,13 +139,14 @@ async fn register(
     responses(
         (status = 200, description = "Signed in.", body = AuthSession),
         (status = 401, description = "The email or password is wrong."),
-        (status = 429, description = "Too many failed logins for this email; retry after `Retry-After` seconds."),
+        (status = 429, description = "Too many logins from this address, or for this email from this address; retry after `Retry-After` seconds."),
     ))]
 async fn login(
     State(state): State<Arc<AppState>>,
+    SourceAddress(source): SourceAddress,
     JsonBody { value: body, .. }: JsonBody<LoginBody>,
 ) -> Result<Reply<AuthSession>, ApiError> {
-    let signed = accounts::login(&state, body.email, body.password).await?;
+    let signed = accounts::login(&state, body.email, body.password, &source).await?;
     Ok(Reply::ok(signed.try_into()?))
 }
 
@@ -152,7 +155,7 @@ async fn login(
     request_body = RefreshBody,
     responses(
         (status = 200, description = "New tokens; the refresh token sent is now used up.", body = AuthSession),
-        (status = 401, description = "The refresh token is unknown, expired or revoked (a reused one revokes its session)."),
+        (status = 401, description = "The refresh token is unknown, expired or revoked. One its session had earlier (a replay, or the loser of two refreshes racing with one token) also revokes the session."),
     ))]
 async fn refresh(
     State(state): State<Arc<AppState>>,
@@ -166,8 +169,8 @@ async fn refresh(
 #[utoipa::path(post, path = "/auth/logout", tag = "auth", operation_id = "logout",
     request_body = RefreshBody,
     responses(
-        (status = 204, description = "The session is revoked."),
-        (status = 401, description = "The refresh token is unknown, expired or already revoked."),
+        (status = 204, description = "The session is revoked (any refresh token it ever had works)."),
+        (status = 401, description = "The refresh token is not one its session ever had."),
     ))]
 async fn logout(
     State(state): State<Arc<AppState>>,

@@ -139,6 +139,23 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for PathPar
     }
 }
 
+/// The address the request came from: API Gateway's `sourceIp` (the local
+/// gateway passes the peer address); `unknown` when the event has none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceAddress(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for SourceAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let address = match parts.extensions.get::<lambda_http::request::RequestContext>() {
+            Some(lambda_http::request::RequestContext::ApiGatewayV2(context)) => context.http.source_ip.clone(),
+            _ => None,
+        };
+        Ok(Self(address.filter(|a| !a.is_empty()).unwrap_or_else(|| "unknown".into())))
+    }
+}
+
 /// The caller, from a valid bearer access token: 401 when absent or invalid.
 #[derive(Debug, Clone)]
 pub struct Caller(pub Claims);

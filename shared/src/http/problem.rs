@@ -181,7 +181,7 @@ impl From<AccountError> for ApiError {
         match e {
             AccountError::DuplicateEmail => ApiError::Conflict(e.to_string()),
             AccountError::Unauthenticated(detail) => ApiError::Unauthorized(detail),
-            AccountError::Throttled { retry_after_secs } => {
+            AccountError::Throttled { retry_after_secs, .. } => {
                 ApiError::TooManyRequests { retry_after_secs, detail: e.to_string() }
             }
             AccountError::Invalid { field, message } => ApiError::field(field, message),

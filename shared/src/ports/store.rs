@@ -220,6 +220,12 @@ pub trait Store: Send + Sync {
     /// Cheap round trip proving the store is reachable.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// Atomically adds one to the integer attribute `attr` of the item at `key`
+    /// (an absent or expired item counts as zero and is created with just that
+    /// attribute), sets its expiry to `expires_at` (epoch seconds) and returns
+    /// the new value. Concurrent increments each see a distinct value.
+    async fn increment(&self, key: &ItemKey, attr: &str, expires_at: i64) -> Result<i64, StoreError>;
+
     /// Writes one item under a condition (a transaction of one).
     async fn put(&self, item: Item, condition: Condition) -> Result<(), StoreError> {
         self.transact(vec![WriteOp::Put { item, condition }]).await

@@ -1,7 +1,11 @@
 //! Refresh sessions: `SESSION#<id>`/`SESSION`. A refresh token is `<id>.<secret>`;
-//! only the SHA-256 of the secret is stored. Each refresh rotates the secret under
-//! a version condition; presenting an old secret revokes the whole session
-//! (reuse detection), as does logout.
+//! only SHA-256 hashes of secrets are stored: the current one and those it
+//! replaced. Each refresh rotates the secret under a version condition. A secret
+//! the session had earlier (a replayed token, or the loser of two refreshes
+//! racing with one token) revokes the session, whatever the interleaving; a
+//! secret it never had is refused and changes nothing. A session ends at a fixed
+//! time set when it starts: refreshing does not extend it. Logout with any
+//! secret the session ever had revokes it.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -34,6 +38,9 @@ pub enum SessionError {
     /// 401: a rotated-out token was presented; the session is now revoked.
     #[error("the refresh token was already used; the session is revoked")]
     Reused,
+    /// 500: the revocation kept losing version races.
+    #[error("session {0} could not be revoked")]
+    RevokeFailed(String),
     /// 500.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -53,109 +60,171 @@ fn hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-fn item(id: &str, user_id: UserId, role: Role, secret: &str, expires_at: i64, revoked: bool, version: i64) -> Item {
-    let Value::Object(attrs) = json!({
-        "userId": user_id.to_string(),
-        "role": role.as_str(),
-        "tokenHash": hash(secret),
-        "revoked": revoked,
-        "expiresAt": expires_at,
-        ATTR_TTL: expires_at + 24 * 3600,
-        ATTR_VERSION: version,
-    }) else {
-        unreachable!("json! of an object literal is an object")
-    };
-    Item::new(key(id), attrs)
+/// Hashes of earlier secrets kept per session: a replay of any of them revokes
+/// it. Older ones are refused without revoking (a session refreshed this often
+/// within its life is rare; 15-minute access tokens mean about 96 a day).
+const PREVIOUS_SECRETS_KEPT: usize = 200;
+
+/// A stored session.
+#[derive(Debug, Clone)]
+struct Stored {
+    id: String,
+    user_id: UserId,
+    role: Role,
+    token_hash: String,
+    previous: Vec<String>,
+    revoked: bool,
+    expires_at: i64,
+    version: i64,
 }
 
-/// Starts a session for a user who just proved their password.
+impl Stored {
+    fn from_item(id: &str, item: &Item) -> Result<Self, SessionError> {
+        Ok(Self {
+            id: id.to_owned(),
+            user_id: item.str("userId").and_then(UserId::parse).ok_or(SessionError::Invalid)?,
+            role: item.str("role").and_then(Role::parse).ok_or(SessionError::Invalid)?,
+            token_hash: item.str("tokenHash").ok_or(SessionError::Invalid)?.to_owned(),
+            previous: item
+                .attrs
+                .get("previousHashes")
+                .and_then(Value::as_array)
+                .map(|hashes| hashes.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                .unwrap_or_default(),
+            revoked: item.attrs.get("revoked") == Some(&Value::Bool(true)),
+            expires_at: item.int("expiresAt").unwrap_or(0),
+            version: item.int(ATTR_VERSION).unwrap_or(0),
+        })
+    }
+
+    fn to_item(&self) -> Item {
+        let Value::Object(attrs) = json!({
+            "userId": self.user_id.to_string(),
+            "role": self.role.as_str(),
+            "tokenHash": self.token_hash,
+            "previousHashes": self.previous,
+            "revoked": self.revoked,
+            "expiresAt": self.expires_at,
+            ATTR_TTL: self.expires_at + 24 * 3600,
+            ATTR_VERSION: self.version,
+        }) else {
+            unreachable!("json! of an object literal is an object")
+        };
+        Item::new(key(&self.id), attrs)
+    }
+
+    fn had_secret(&self, secret: &str) -> bool {
+        let hashed = hash(secret);
+        self.token_hash == hashed || self.previous.contains(&hashed)
+    }
+}
+
+/// Starts a session, ending `lifetime_secs` from `now`, for a user who just
+/// proved their password.
 pub async fn create(
     store: &dyn Store,
     user_id: UserId,
     role: Role,
-    ttl_secs: i64,
+    lifetime_secs: i64,
     now: OffsetDateTime,
 ) -> Result<Session, StoreError> {
     let id = Ulid::new().to_string();
     let secret = new_secret();
-    let expires_at = now.unix_timestamp() + ttl_secs;
-    store.put(item(&id, user_id, role, &secret, expires_at, false, 1), Condition::NotExists).await?;
-    Ok(Session { refresh_token: format!("{id}.{secret}"), id, user_id, role, expires_at })
+    let stored = Stored {
+        id: id.clone(),
+        user_id,
+        role,
+        token_hash: hash(&secret),
+        previous: Vec::new(),
+        revoked: false,
+        expires_at: now.unix_timestamp() + lifetime_secs,
+        version: 1,
+    };
+    store.put(stored.to_item(), Condition::NotExists).await?;
+    Ok(Session { refresh_token: format!("{id}.{secret}"), id, user_id, role, expires_at: stored.expires_at })
 }
 
 /// Splits `<id>.<secret>` and loads the session; checks nothing else.
-async fn load(store: &dyn Store, token: &str) -> Result<(Item, String, String), SessionError> {
+async fn load(store: &dyn Store, token: &str) -> Result<(Stored, String), SessionError> {
     let (id, secret) = token.split_once('.').ok_or(SessionError::Invalid)?;
     if Ulid::from_string(id).is_err() || secret.is_empty() || secret.len() > 100 {
         return Err(SessionError::Invalid);
     }
     let found = store.get(&key(id)).await?.ok_or(SessionError::Invalid)?;
-    Ok((found, id.to_owned(), secret.to_owned()))
+    Ok((Stored::from_item(id, &found)?, secret.to_owned()))
 }
 
-fn revoked_copy(found: &Item) -> Item {
-    let mut copy = found.clone();
-    copy.attrs.insert("revoked".into(), true.into());
-    copy.attrs.insert(ATTR_VERSION.into(), (found.int(ATTR_VERSION).unwrap_or(0) + 1).into());
-    copy
+/// Marks session `id` revoked, re-reading after every lost version race until
+/// it is (or was already) revoked.
+async fn revoke_session(store: &dyn Store, id: &str) -> Result<(), SessionError> {
+    const ATTEMPTS: usize = 20;
+    for _ in 0..ATTEMPTS {
+        let Some(found) = store.get(&key(id)).await? else {
+            return Ok(());
+        };
+        let mut stored = Stored::from_item(id, &found)?;
+        if stored.revoked {
+            return Ok(());
+        }
+        let expected = stored.version;
+        stored.revoked = true;
+        stored.version += 1;
+        match store.put(stored.to_item(), Condition::VersionIs(expected)).await {
+            Ok(()) => return Ok(()),
+            Err(StoreError::ConditionFailed { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(SessionError::RevokeFailed(id.to_owned()))
 }
 
-/// Exchanges a refresh token for a new one. A token that is not the current one
-/// of its session revokes the session.
-pub async fn rotate(
-    store: &dyn Store,
-    token: &str,
-    ttl_secs: i64,
-    now: OffsetDateTime,
-) -> Result<Session, SessionError> {
-    let (found, id, secret) = load(store, token).await?;
-    let version = found.int(ATTR_VERSION).unwrap_or(0);
-    if found.attrs.get("revoked") == Some(&Value::Bool(true))
-        || found.int("expiresAt").unwrap_or(0) <= now.unix_timestamp()
-    {
+/// Exchanges the current refresh token of a live session for a new one. A
+/// secret the session had earlier revokes it; one it never had changes nothing.
+pub async fn rotate(store: &dyn Store, token: &str, now: OffsetDateTime) -> Result<Session, SessionError> {
+    let (stored, secret) = load(store, token).await?;
+    if stored.revoked || stored.expires_at <= now.unix_timestamp() || !stored.had_secret(&secret) {
         return Err(SessionError::Invalid);
     }
-    let user_id = found.str("userId").and_then(UserId::parse).ok_or(SessionError::Invalid)?;
-    let role = found.str("role").and_then(Role::parse).ok_or(SessionError::Invalid)?;
-    if found.str("tokenHash") != Some(hash(&secret).as_str()) {
-        // Reuse of a rotated-out token: someone else may hold the current one.
-        store.put(revoked_copy(&found), Condition::VersionIs(version)).await.or_else(ignore_race)?;
-        tracing::warn!(session = %id, "refresh token reuse detected; session revoked");
-        return Err(SessionError::Reused);
+    if stored.token_hash != hash(&secret) {
+        return Err(reuse(store, &stored.id).await);
     }
     let new_secret = new_secret();
-    let expires_at = now.unix_timestamp() + ttl_secs;
-    match store
-        .put(item(&id, user_id, role, &new_secret, expires_at, false, version + 1), Condition::VersionIs(version))
-        .await
-    {
-        Ok(()) => Ok(Session { refresh_token: format!("{id}.{new_secret}"), id, user_id, role, expires_at }),
+    let mut next = stored.clone();
+    next.previous.insert(0, stored.token_hash.clone());
+    next.previous.truncate(PREVIOUS_SECRETS_KEPT);
+    next.token_hash = hash(&new_secret);
+    next.version = stored.version + 1;
+    match store.put(next.to_item(), Condition::VersionIs(stored.version)).await {
+        Ok(()) => Ok(Session {
+            refresh_token: format!("{}.{new_secret}", stored.id),
+            id: stored.id,
+            user_id: stored.user_id,
+            role: stored.role,
+            expires_at: stored.expires_at,
+        }),
         // Another refresh with the same token won the race: this one is a reuse.
-        Err(StoreError::ConditionFailed { .. }) => Err(SessionError::Reused),
+        Err(StoreError::ConditionFailed { .. }) => Err(reuse(store, &stored.id).await),
         Err(e) => Err(e.into()),
     }
 }
 
-/// Revokes the session of a current refresh token (logout). Revoking an already
-/// revoked session succeeds.
-pub async fn revoke(store: &dyn Store, token: &str) -> Result<(), SessionError> {
-    let (found, _, secret) = load(store, token).await?;
-    if found.str("tokenHash") != Some(hash(&secret).as_str()) {
-        return Err(SessionError::Invalid);
+/// Revokes session `id` after a reused secret; the error to answer with.
+async fn reuse(store: &dyn Store, id: &str) -> SessionError {
+    match revoke_session(store, id).await {
+        Ok(()) => {
+            tracing::warn!(session = %id, "refresh token reuse detected; session revoked");
+            SessionError::Reused
+        }
+        Err(e) => e,
     }
-    if found.attrs.get("revoked") == Some(&Value::Bool(true)) {
-        return Ok(());
-    }
-    let version = found.int(ATTR_VERSION).unwrap_or(0);
-    store.put(revoked_copy(&found), Condition::VersionIs(version)).await.or_else(ignore_race)?;
-    Ok(())
 }
 
-/// A lost version race while revoking means someone else changed the session
-/// first; revocation is best effort in that case.
-fn ignore_race(e: StoreError) -> Result<(), StoreError> {
-    match e {
-        StoreError::ConditionFailed { .. } => Ok(()),
-        other => Err(other),
+/// Revokes the session of any refresh token it ever had (logout). Revoking an
+/// already revoked session succeeds; a secret it never had is refused.
+pub async fn revoke(store: &dyn Store, token: &str) -> Result<(), SessionError> {
+    let (stored, secret) = load(store, token).await?;
+    if !stored.had_secret(&secret) {
+        return Err(SessionError::Invalid);
     }
+    revoke_session(store, &stored.id).await
 }

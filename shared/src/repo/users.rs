@@ -1,19 +1,13 @@
 //! Users in the single table: `USER#<id>`/`PROFILE`, with a guard item
 //! `EMAIL#<email>`/`EMAIL` written in the same transaction so the store itself
-//! enforces one account per email (emails are stored lower-cased). Also the
-//! per-email failed-login counter `LOGINFAIL#<email>`/`LOGINFAIL`.
+//! enforces one account per email (emails are stored lower-cased).
 
 use serde_json::{json, Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::domain::{DisplayName, Email, PasswordHash, Role, User, UserId};
-use crate::ports::{Condition, Item, ItemKey, Store, StoreError, WriteOp, ATTR_TTL, ATTR_VERSION};
-
-/// Failed logins allowed per email within `LOGIN_WINDOW_SECS` before 429.
-pub const MAX_LOGIN_FAILURES: i64 = 5;
-/// Length of the failed-login window, in seconds.
-pub const LOGIN_WINDOW_SECS: i64 = 15 * 60;
+use crate::ports::{Condition, Item, ItemKey, Store, StoreError, WriteOp, ATTR_VERSION};
 
 fn user_key(id: UserId) -> ItemKey {
     ItemKey::new(format!("USER#{id}"), "PROFILE")
@@ -21,10 +15,6 @@ fn user_key(id: UserId) -> ItemKey {
 
 fn email_key(email: &Email) -> ItemKey {
     ItemKey::new(format!("EMAIL#{email}"), "EMAIL")
-}
-
-fn login_failures_key(email: &Email) -> ItemKey {
-    ItemKey::new(format!("LOGINFAIL#{email}"), "LOGINFAIL")
 }
 
 /// Errors of `create`. Each variant's doc names its HTTP status.
@@ -107,64 +97,4 @@ pub async fn find_by_email(store: &dyn Store, email: &Email) -> Result<Option<Us
         Some(id) => get(store, id).await,
         None => Err(StoreError::Invalid(format!("email guard {} has no userId", guard.key.pk))),
     }
-}
-
-/// Seconds until `email` may try to log in again, when it is throttled now.
-pub async fn login_retry_after(
-    store: &dyn Store,
-    email: &Email,
-    now: OffsetDateTime,
-) -> Result<Option<u64>, StoreError> {
-    let Some(item) = store.get(&login_failures_key(email)).await? else {
-        return Ok(None);
-    };
-    let window_end = item.int("windowStart").unwrap_or(0) + LOGIN_WINDOW_SECS;
-    let now = now.unix_timestamp();
-    if item.int("failures").unwrap_or(0) >= MAX_LOGIN_FAILURES && now < window_end {
-        Ok(Some((window_end - now) as u64))
-    } else {
-        Ok(None)
-    }
-}
-
-/// Counts one failed login for `email` (a fixed window of `LOGIN_WINDOW_SECS`).
-/// Concurrent failures are all counted: the write is conditional on the version read.
-pub async fn record_login_failure(store: &dyn Store, email: &Email, now: OffsetDateTime) -> Result<(), StoreError> {
-    let key = login_failures_key(email);
-    let now = now.unix_timestamp();
-    for _ in 0..8 {
-        let current = store.get(&key).await?;
-        let (failures, window_start, condition, version) = match &current {
-            Some(item) if now < item.int("windowStart").unwrap_or(0) + LOGIN_WINDOW_SECS => {
-                let version = item.int(ATTR_VERSION).unwrap_or(0);
-                (
-                    item.int("failures").unwrap_or(0) + 1,
-                    item.int("windowStart").unwrap_or(now),
-                    Condition::VersionIs(version),
-                    version + 1,
-                )
-            }
-            Some(item) => {
-                let version = item.int(ATTR_VERSION).unwrap_or(0);
-                (1, now, Condition::VersionIs(version), version + 1)
-            }
-            None => (1, now, Condition::NotExists, 1),
-        };
-        let attrs = into_map(json!({
-            "failures": failures,
-            "windowStart": window_start,
-            ATTR_TTL: window_start + LOGIN_WINDOW_SECS + 60,
-            ATTR_VERSION: version,
-        }));
-        match store.put(Item::new(key.clone(), attrs), condition).await {
-            Err(StoreError::ConditionFailed { .. }) => continue,
-            other => return other,
-        }
-    }
-    Ok(())
-}
-
-/// Forgets failed logins after a successful one.
-pub async fn clear_login_failures(store: &dyn Store, email: &Email) -> Result<(), StoreError> {
-    store.delete(login_failures_key(email), Condition::None).await
 }

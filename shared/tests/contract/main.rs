@@ -56,6 +56,8 @@ macro_rules! backend {
                 twenty_concurrent_creates_of_one_key_let_exactly_one_win,
                 twenty_concurrent_registrations_let_exactly_one_win,
                 ping_answers,
+                increment_counts_from_one_and_sets_the_expiry,
+                twenty_concurrent_increments_each_see_a_distinct_value,
             );
 
             suite!(blobs:

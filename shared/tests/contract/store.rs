@@ -432,3 +432,32 @@ pub async fn ping_answers<B: Backend>() {
     let store = B::store().await;
     store.ping().await.unwrap();
 }
+
+pub async fn increment_counts_from_one_and_sets_the_expiry<B: Backend>() {
+    let store = B::store().await;
+    let counter = key("THROTTLE#a", "-");
+    let expires = now() + 600;
+    assert_eq!(store.increment(&counter, "count", expires).await.unwrap(), 1);
+    assert_eq!(store.increment(&counter, "count", expires).await.unwrap(), 2);
+    let stored = store.get(&counter).await.unwrap().unwrap();
+    assert_eq!((stored.int("count"), stored.int("ttl")), (Some(2), Some(expires)));
+    // An expired counter starts again.
+    store.put(item("THROTTLE#b", "-", json!({ "count": 9, "ttl": now() - 5 })), Condition::None).await.unwrap();
+    assert_eq!(store.increment(&key("THROTTLE#b", "-"), "count", expires).await.unwrap(), 1);
+}
+
+pub async fn twenty_concurrent_increments_each_see_a_distinct_value<B: Backend>() {
+    let store = B::store().await;
+    let counter = key("THROTTLE#race", "-");
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (handle, counter) = (store.another_handle().await, counter.clone());
+        tasks.push(tokio::spawn(async move { handle.increment(&counter, "count", now() + 600).await.unwrap() }));
+    }
+    let mut seen = Vec::new();
+    for task in tasks {
+        seen.push(task.await.unwrap());
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (1..=20).collect::<Vec<i64>>());
+}

@@ -10,7 +10,8 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, ReturnValue, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use rand::Rng;
 
@@ -378,6 +379,55 @@ impl Store for DynamoStore {
             None
         };
         Ok(Page { items, last })
+    }
+
+    /// `UpdateItem` adding one to a live item (or creating it), else setting one
+    /// on an expired item: each step is conditional, so neither can lose a count.
+    async fn increment(&self, key: &ItemKey, attr: &str, expires_at: i64) -> Result<i64, StoreError> {
+        rules::check_key(key)?;
+        let context = format!("increment {attr} of {}/{}", key.pk, key.sk);
+        let names = HashMap::from([("#n".to_owned(), attr.to_owned()), ("#ttl".to_owned(), ATTR_TTL.to_owned())]);
+        for attempt in 0..WRITE_ATTEMPTS {
+            let now = AttributeValue::N(rules::now_epoch().to_string());
+            let values = HashMap::from([
+                (":one".to_owned(), AttributeValue::N("1".into())),
+                (":exp".to_owned(), AttributeValue::N(expires_at.to_string())),
+                (":now".to_owned(), now),
+            ]);
+            // Live or absent: add. Expired: start again at one.
+            for (update, condition) in [
+                ("ADD #n :one SET #ttl = :exp", "attribute_not_exists(#ttl) OR #ttl >= :now"),
+                ("SET #n = :one, #ttl = :exp", "#ttl < :now"),
+            ] {
+                let sent = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key_map(key)))
+                    .update_expression(update)
+                    .condition_expression(condition)
+                    .set_expression_attribute_names(Some(names.clone()))
+                    .set_expression_attribute_values(Some(values.clone()))
+                    .return_values(ReturnValue::UpdatedNew)
+                    .send()
+                    .await;
+                match sent {
+                    Ok(out) => {
+                        return match out.attributes.as_ref().and_then(|a| a.get(attr)) {
+                            Some(AttributeValue::N(n)) => n.parse().map_err(|e| StoreError::backend(&context, e)),
+                            _ => Err(StoreError::backend(&context, "UpdateItem returned no count")),
+                        }
+                    }
+                    Err(err) => match err.as_service_error() {
+                        Some(UpdateItemError::ConditionalCheckFailedException(_)) => continue,
+                        Some(UpdateItemError::TransactionConflictException(_)) => break,
+                        _ => return Err(sdk_error(&context, err)),
+                    },
+                }
+            }
+            backoff(attempt).await;
+        }
+        Err(StoreError::backend(context, "the count kept changing between its live and expired forms"))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

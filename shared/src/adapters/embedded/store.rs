@@ -174,6 +174,25 @@ fn transact(conn: &mut Connection, writes: &[WriteOp], context: &str) -> Result<
     tx.commit().map_err(|e| StoreError::backend(context, e))
 }
 
+/// `Store::increment` in one `BEGIN IMMEDIATE` transaction.
+fn increment(
+    conn: &mut Connection,
+    key: &ItemKey,
+    attr: &str,
+    expires_at: i64,
+    context: &str,
+) -> Result<i64, StoreError> {
+    let tx =
+        conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| StoreError::backend(context, e))?;
+    let mut attrs = current(&tx, key, rules::now_epoch(), context)?.unwrap_or_default();
+    let next = attrs.get(attr).and_then(serde_json::Value::as_i64).unwrap_or(0) + 1;
+    attrs.insert(attr.to_owned(), next.into());
+    attrs.insert(ATTR_TTL.to_owned(), expires_at.into());
+    write_item(&tx, &Item::new(key.clone(), attrs), context)?;
+    tx.commit().map_err(|e| StoreError::backend(context, e))?;
+    Ok(next)
+}
+
 /// One page of `query`, reading `limit + 1` rows to know whether more follow.
 fn query(conn: &Connection, query: &Query, context: &str) -> Result<Page, StoreError> {
     let (pcol, scol) = match query.index {
@@ -261,6 +280,13 @@ impl Store for EmbeddedStore {
         rules::check_query(q)?;
         let q = q.clone();
         self.call(rules::query_context(&q), move |conn, context| query(conn, &q, context)).await
+    }
+
+    async fn increment(&self, key: &ItemKey, attr: &str, expires_at: i64) -> Result<i64, StoreError> {
+        rules::check_key(key)?;
+        let (key, attr) = (key.clone(), attr.to_owned());
+        let context = format!("increment {attr} of {}/{}", key.pk, key.sk);
+        self.call(context, move |conn, context| increment(conn, &key, &attr, expires_at, context)).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
