@@ -18,7 +18,8 @@ use crate::http::{non_null, nullable};
 use crate::ports::{BlobError, PresignedUpload, StoreError};
 use crate::repo::categories::{self, CategoryWriteError};
 use crate::repo::idempotency::{self, IdempotencyKey};
-use crate::repo::products::{self, ProductWriteError, UploadTicket};
+use crate::repo::products::{self, ProductWriteError, UploadTicket, TICKET_HOLDS_SLOT_SECS};
+use crate::repo::throttle::{self, Limit};
 use crate::tokens::Claims;
 use crate::AppState;
 
@@ -28,6 +29,10 @@ const UPDATE_ATTEMPTS: usize = 3;
 const UPLOAD_URL_TTL: Duration = Duration::from_secs(15 * 60);
 /// How long the ticket record outlives the URL: as long as incoming objects live.
 const TICKET_RECORD_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Upload tickets one farmer may ask for per hour (each is a presigned URL and,
+/// once used, an image check): generous for a farmer photographing a harvest,
+/// tight for a script.
+pub const TICKETS_PER_FARMER: Limit = Limit::new(30, 3600);
 
 /// Why a catalogue action failed. Each variant's doc names its HTTP status.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +58,9 @@ pub enum CatalogueError {
     /// 415.
     #[error("{0}")]
     UnsupportedImage(String),
+    /// 429: `what` is over its limit.
+    #[error("too many {what}; try again later")]
+    Throttled { what: &'static str, retry_after_secs: u64 },
     /// 500.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -477,26 +485,49 @@ pub async fn issue_image_upload(
     if size > ImageFormat::MAX_BYTES {
         return Err(CatalogueError::TooLarge { limit: ImageFormat::MAX_BYTES });
     }
-    let product = listed_product(state, raw_id).await?;
-    require_owner(caller, &product, false)?;
-    if product.images.len() >= MAX_IMAGES_PER_PRODUCT {
-        return Err(CatalogueError::Conflict(format!("a product has at most {MAX_IMAGES_PER_PRODUCT} images")));
+    let store = state.store.as_ref();
+    let now = state.clock.now();
+    let farmer = format!("tickets#{}", caller.sub);
+    if let Some(retry_after_secs) = throttle::hit(store, &farmer, TICKETS_PER_FARMER, now).await? {
+        return Err(CatalogueError::Throttled { what: "upload tickets this hour", retry_after_secs });
     }
     let blobs = state.blobs.as_ref().ok_or(CatalogueError::Internal("no blob store is configured"))?;
     let image_id = ImageId::new();
-    let object_key = products::upload_object_key(product.id, image_id);
-    let ticket = UploadTicket {
-        image_id,
-        product_id: product.id,
-        farmer_id: product.farmer_id,
-        object_key: object_key.clone(),
-        content_type: format.content_type().to_owned(),
-        size,
-        expires_at: (state.clock.now() + TICKET_RECORD_TTL).unix_timestamp(),
-    };
-    products::put_ticket(state.store.as_ref(), &ticket).await?;
+    let mut reserved = None;
+    for _ in 0..UPDATE_ATTEMPTS {
+        let product = listed_product(state, raw_id).await?;
+        require_owner(caller, &product, false)?;
+        let held = products::reservations(store, product.id, now.unix_timestamp()).await?;
+        if product.images.len() + held.open.len() >= MAX_IMAGES_PER_PRODUCT {
+            return Err(CatalogueError::Conflict(format!(
+                "a product has at most {MAX_IMAGES_PER_PRODUCT} images; this one has {} and {} uploads in progress",
+                product.images.len(),
+                held.open.len()
+            )));
+        }
+        let ticket = UploadTicket {
+            image_id,
+            product_id: product.id,
+            farmer_id: product.farmer_id,
+            object_key: products::upload_object_key(product.id, image_id),
+            content_type: format.content_type().to_owned(),
+            size,
+            expires_at: (now + TICKET_RECORD_TTL).unix_timestamp(),
+        };
+        let holds_until = now.unix_timestamp() + TICKET_HOLDS_SLOT_SECS;
+        match products::reserve_ticket(store, &product, &held, &ticket, holds_until).await {
+            Ok(()) => {
+                reserved = Some(ticket);
+                break;
+            }
+            Err(StoreError::ConditionFailed { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let ticket = reserved.ok_or_else(|| busy("product"))?;
+    let (product_id, object_key) = (ticket.product_id, ticket.object_key);
     let presigned = blobs.presign_put(&object_key, format.content_type(), size, UPLOAD_URL_TTL).await?;
-    tracing::info!(product_id = %product.id, image_id = %image_id, "image upload ticket issued");
+    tracing::info!(product_id = %product_id, image_id = %image_id, "image upload ticket issued");
     Ok((image_id, presigned))
 }
 

@@ -2,7 +2,8 @@
 //! local bucket → S3 notification on the jobs queue → the queue pump → the worker
 //! → the image and its thumbnail on the product and served at `/assets/`. And the
 //! uploads that must never reach a listing: too large, not an image, or sent to a
-//! key the ticket was not issued for.
+//! key the ticket was not issued for. Published originals carry no metadata, and
+//! tickets are capped per product and per farmer and hour.
 
 use std::time::{Duration, Instant};
 
@@ -223,3 +224,109 @@ async fn browsers_may_put_to_upload_urls_from_the_frontend_origins() {
         .unwrap();
     assert!(api.headers().get("access-control-allow-origin").is_none());
 }
+
+/// A JPEG as a phone writes it: an EXIF APP1 with the GPS position (IFD0 with a
+/// GPS IFD pointer; GPSLatitudeRef "N"), an XMP APP1, a comment, and bytes after
+/// the image's end.
+fn jpeg_with_gps(width: u32, height: u32) -> Vec<u8> {
+    let encoded = jpeg(width, height);
+    let mut tiff = b"II*\0\x08\0\0\0".to_vec();
+    tiff.extend_from_slice(&1u16.to_le_bytes());
+    tiff.extend_from_slice(&[0x25, 0x88, 4, 0, 1, 0, 0, 0, 26, 0, 0, 0]);
+    tiff.extend_from_slice(&0u32.to_le_bytes());
+    tiff.extend_from_slice(&1u16.to_le_bytes());
+    tiff.extend_from_slice(&[0x01, 0x00, 2, 0, 2, 0, 0, 0, b'N', 0, 0, 0]);
+    tiff.extend_from_slice(&0u32.to_le_bytes());
+    let exif = [b"Exif\0\0".as_slice(), &tiff].concat();
+    let xmp = b"http://ns.adobe.com/xap/1.0/\0<exif:GPSLatitude>52,31.2N</exif:GPSLatitude>".to_vec();
+    let mut out = encoded[..2].to_vec();
+    for (marker, payload) in [(0xE1u8, exif), (0xE1, xmp), (0xFE, b"the old mill farm".to_vec())] {
+        out.extend_from_slice(&[0xFF, marker]);
+        out.extend_from_slice(&((payload.len() + 2) as u16).to_be_bytes());
+        out.extend_from_slice(&payload);
+    }
+    out.extend_from_slice(&encoded[2..]);
+    out.extend_from_slice(b"GPS 52.52N 13.40E");
+    out
+}
+
+/// The markers of a JPEG's segments before its first scan.
+fn jpeg_markers(bytes: &[u8]) -> Vec<u8> {
+    let mut markers = Vec::new();
+    let mut i = 2;
+    while bytes[i] == 0xFF && bytes[i + 1] != 0xDA {
+        markers.push(bytes[i + 1]);
+        i += 2 + u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]) as usize;
+    }
+    markers
+}
+
+#[tokio::test]
+async fn a_phone_photo_is_published_without_its_gps_position() {
+    let app = spawn_app().await;
+    let (farmer, product) = farmer_product(&app).await;
+    let photo = jpeg_with_gps(640, 480);
+    assert!(jpeg_markers(&photo).contains(&0xE1));
+    let ticket = ticket(&app, &farmer, &product, "image/jpeg", photo.len()).await;
+    let put = upload_to(&app, ticket["uploadUrl"].as_str().unwrap(), &ticket, photo).await;
+    assert_eq!(put.status(), 200);
+    wait_until_incoming_is_empty(&app).await;
+    let shown: Value = app.get(&product, None).await.json().await.unwrap();
+    let url = shown["images"][0]["url"].as_str().expect("the photo is on the product");
+    let served = app.client.get(url).send().await.unwrap().bytes().await.unwrap();
+    let markers = jpeg_markers(&served);
+    assert!(!markers.iter().any(|m| matches!(m, 0xE1 | 0xED | 0xFE)), "EXIF, XMP, IPTC or a comment: {markers:x?}");
+    assert!(served.ends_with(&[0xFF, 0xD9]), "nothing after the end of the image");
+    for secret in [&b"Exif"[..], b"GPS", b"mill"] {
+        assert!(
+            !served.windows(secret.len()).any(|w| w == secret),
+            "{:?} is still there",
+            String::from_utf8_lossy(secret)
+        );
+    }
+    assert_eq!(image::load_from_memory(&served).unwrap().width(), 640);
+}
+
+async fn the_ninth_open_ticket_is_refused_and_a_burst_of_tickets_hits_the_hourly_limit(app: TestApp) {
+    let (farmer, product) = farmer_product(&app).await;
+    let ask = |product: String| {
+        let farmer = farmer.clone();
+        let app = &app;
+        async move {
+            app.post(&format!("{product}/images"), &json!({"contentType": "image/png", "size": 1000}), Some(&farmer))
+                .await
+        }
+    };
+    for _ in 0..8 {
+        assert_eq!(ask(product.clone()).await.status(), 201);
+    }
+    let ninth = assert_problem(ask(product.clone()).await, 409).await;
+    assert!(ninth["detail"].as_str().unwrap().contains("8 uploads in progress"), "{ninth}");
+
+    // More products of the same farmer: the hourly limit counts every request.
+    let limit = shared::catalogue::TICKETS_PER_FARMER.max;
+    let first: Value = app.get(&product, None).await.json().await.unwrap();
+    let mut asked = 9;
+    let mut throttled = None;
+    for n in 0.. {
+        let new = json!({"name": format!("Plums {n}"), "categoryId": first["categoryId"], "price": 300, "unit": "kg", "stock": 5});
+        let created: Value = app.post("/products", &new, Some(&farmer)).await.json().await.unwrap();
+        let path = format!("/products/{}", created["id"].as_str().unwrap());
+        for _ in 0..8 {
+            asked += 1;
+            let response = ask(path.clone()).await;
+            if response.status() == 429 {
+                assert!(response.headers().contains_key("retry-after"));
+                throttled = Some(asked);
+                break;
+            }
+            assert_eq!(response.status(), 201);
+        }
+        if throttled.is_some() {
+            break;
+        }
+    }
+    assert_eq!(throttled, Some(limit + 1), "the request after {limit} in an hour is refused");
+}
+
+crate::helpers::on_both_backends!(the_ninth_open_ticket_is_refused_and_a_burst_of_tickets_hits_the_hourly_limit);

@@ -1,7 +1,8 @@
 //! The worker as the SQS event source drives it: partial batch failures (only
 //! the poison message is reported) and idempotent attachment (a notification
-//! delivered twice attaches the image once), on both backends (DynamoDB and S3
-//! at the test endpoint); and the local queue pump moving a message that keeps
+//! delivered twice attaches the image once), uploads racing for a product's last
+//! slot leaving nothing public behind, on both backends (DynamoDB and S3 at the
+//! test endpoint); and the local queue pump moving a message that keeps
 //! failing to the dead-letter queue after the template's `maxReceiveCount`.
 
 use std::time::Duration;
@@ -20,8 +21,8 @@ use shared::AppState;
 use crate::helpers::{embedded_state, repo_root, StateFixture};
 use crate::photos::jpeg;
 
-/// A listed product with a ticket and an uploaded JPEG waiting under incoming/.
-async fn uploaded_photo(state: &AppState) -> (ProductId, String) {
+/// A listed product (of a fresh category), with no images.
+async fn listed_product(state: &AppState) -> Product {
     let now = time::OffsetDateTime::now_utc();
     let category = Category {
         id: CategoryId::new(),
@@ -51,6 +52,14 @@ async fn uploaded_photo(state: &AppState) -> (ProductId, String) {
         version: 1,
     };
     products::save(state.store.as_ref(), None, &product).await.unwrap();
+    product
+}
+
+/// A ticket for `product_id` (issued as the products function would, but
+/// without its per-product cap) and an uploaded JPEG waiting under incoming/.
+async fn upload_for(state: &AppState, product_id: ProductId) -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let product = products::get(state.store.as_ref(), product_id).await.unwrap().unwrap();
     let photo = jpeg(320, 240);
     let image_id = ImageId::new();
     let key = products::upload_object_key(product.id, image_id);
@@ -63,8 +72,16 @@ async fn uploaded_photo(state: &AppState) -> (ProductId, String) {
         size: photo.len() as u64,
         expires_at: now.unix_timestamp() + 3600,
     };
-    products::put_ticket(state.store.as_ref(), &ticket).await.unwrap();
+    let held = products::reservations(state.store.as_ref(), product.id, now.unix_timestamp()).await.unwrap();
+    products::reserve_ticket(state.store.as_ref(), &product, &held, &ticket, ticket.expires_at).await.unwrap();
     state.blobs.as_ref().unwrap().put(&key, bytes::Bytes::from(photo), "image/jpeg").await.unwrap();
+    key
+}
+
+/// A listed product with a ticket and an uploaded JPEG waiting under incoming/.
+async fn uploaded_photo(state: &AppState) -> (ProductId, String) {
+    let product = listed_product(state).await;
+    let key = upload_for(state, product.id).await;
     (product.id, key)
 }
 
@@ -126,6 +143,35 @@ async fn the_same_notification_delivered_twice_attaches_the_image_once(fixture: 
     assert_eq!(product.images.len(), 1);
 }
 
+/// Uploads racing for a product's last free slot: one attaches, the others'
+/// published copies are deleted again, so the bucket's public objects are
+/// exactly those the product shows.
+async fn uploads_racing_for_the_last_slot_leave_eight_images_and_no_orphans(fixture: StateFixture) {
+    let state = fixture.state;
+    let blobs = state.blobs.clone().unwrap();
+    let product = listed_product(&state).await;
+    for _ in 0..7 {
+        let key = upload_for(&state, product.id).await;
+        assert!(matches!(worker::process_upload(&state, &key).await.unwrap(), worker::Outcome::Attached { .. }));
+    }
+    let mut racing = Vec::new();
+    for _ in 0..3 {
+        racing.push(upload_for(&state, product.id).await);
+    }
+    let outcomes = futures::future::join_all(racing.iter().map(|key| worker::process_upload(&state, key))).await;
+    let attached = outcomes.iter().filter(|o| matches!(o, Ok(worker::Outcome::Attached { .. }))).count();
+    assert_eq!(attached, 1, "{outcomes:?}");
+    let product = products::get(state.store.as_ref(), product.id).await.unwrap().unwrap();
+    assert_eq!(product.images.len(), 8);
+    let mut shown: Vec<String> =
+        product.images.iter().flat_map(|image| [image.key.clone(), image.thumbnail_key.clone()]).collect();
+    shown.sort();
+    let mut public = blobs.list(products::PUBLIC_PREFIX).await.unwrap();
+    public.sort();
+    assert_eq!(public, shown, "nothing under public/ that the product does not show");
+    assert!(blobs.list(products::INCOMING_PREFIX).await.unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn a_message_that_keeps_failing_moves_to_the_dead_letter_queue_after_max_receive_count() {
     let (state, dir) = embedded_state().await;
@@ -163,4 +209,5 @@ crate::helpers::on_both_backends!(
     using embedded_fixture, aws_fixture;
     a_batch_with_one_poison_message_reports_only_that_message,
     the_same_notification_delivered_twice_attaches_the_image_once,
+    uploads_racing_for_the_last_slot_leave_eight_images_and_no_orphans,
 );

@@ -396,7 +396,8 @@ struct TicketView {
         (status = 201, description = "An upload ticket; the image appears on the product once the upload passed the checks.", body = TicketView),
         (status = 403, description = "Only the product's farmer adds photos."),
         (status = 404, description = "No such listed product."),
-        (status = 409, description = "The product already has the most images allowed (8)."),
+        (status = 409, description = "The product's images and the uploads in progress (tickets issued within the last 75 minutes and not yet processed) already fill its 8 slots."),
+        (status = 429, description = "Too many upload tickets for this farmer this hour; retry after `Retry-After` seconds."),
         (status = 413, description = "`size` is over 5 MiB."),
         (status = 415, description = "`contentType` is not image/jpeg, image/png or image/webp."),
     ))]

@@ -1,8 +1,11 @@
-//! The checks an uploaded product photo must pass, and its thumbnail: pure CPU
-//! work on bytes (no I/O), run on the blocking pool by the handler.
+//! The checks an uploaded product photo must pass, the original to publish
+//! (without metadata, upright) and its thumbnail: pure CPU work on bytes (no
+//! I/O), run on the blocking pool by the handler.
 
 use std::io::Cursor;
 
+use image::codecs::jpeg::JpegEncoder;
+use image::metadata::Orientation;
 use image::{ImageDecoder, ImageReader, Limits};
 use shared::domain::ImageFormat;
 
@@ -13,6 +16,8 @@ pub const MAX_SIDE: u32 = 8000;
 pub const THUMBNAIL_SIDE: u32 = 400;
 /// JPEG quality of thumbnails.
 const THUMBNAIL_QUALITY: u8 = 80;
+/// JPEG quality of an original re-encoded upright (its EXIF said it was rotated).
+const UPRIGHT_QUALITY: u8 = 92;
 /// Most memory the decoder may allocate (an 8000 x 8000 RGBA image is 256 MB).
 const MAX_DECODE_BYTES: u64 = 300 * 1024 * 1024;
 
@@ -31,11 +36,15 @@ pub enum Rejection {
     BadDimensions { width: u32, height: u32 },
 }
 
-/// A checked image and its thumbnail.
+/// A checked image: the original to publish and its thumbnail.
 #[derive(Debug)]
 pub struct Checked {
+    /// As shown (after the EXIF orientation is applied).
     pub width: u32,
     pub height: u32,
+    /// The upload without metadata (see `metadata`), or re-encoded upright when
+    /// its EXIF orientation rotated it; same format as uploaded.
+    pub original: Vec<u8>,
     /// JPEG bytes of the thumbnail.
     pub thumbnail: Vec<u8>,
 }
@@ -81,13 +90,24 @@ pub fn check_and_thumbnail(bytes: &[u8], announced: ImageFormat, announced_size:
     }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), image_format(announced));
     reader.limits(limits);
-    let image = reader.decode().map_err(undecodable)?;
+    let mut image = reader.decode().map_err(undecodable)?;
+    let stripped = crate::metadata::strip(bytes, announced)
+        .ok_or_else(|| Rejection::Undecodable("its container structure cannot be read".into()))?;
+    let original = match Orientation::from_exif(stripped.orientation).filter(|o| *o != Orientation::NoTransforms) {
+        None => stripped.bytes,
+        Some(orientation) => {
+            image.apply_orientation(orientation);
+            let mut upright = Vec::new();
+            JpegEncoder::new_with_quality(&mut upright, UPRIGHT_QUALITY)
+                .encode_image(&image.to_rgb8())
+                .map_err(undecodable)?;
+            upright
+        }
+    };
     let thumbnail = image.thumbnail(THUMBNAIL_SIDE, THUMBNAIL_SIDE).to_rgb8();
     let mut encoded = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut encoded, THUMBNAIL_QUALITY)
-        .encode_image(&thumbnail)
-        .map_err(undecodable)?;
-    Ok(Checked { width, height, thumbnail: encoded })
+    JpegEncoder::new_with_quality(&mut encoded, THUMBNAIL_QUALITY).encode_image(&thumbnail).map_err(undecodable)?;
+    Ok(Checked { width: image.width(), height: image.height(), original, thumbnail: encoded })
 }
 
 /// The dimensions of an image whose header exceeded the decoder's limits.

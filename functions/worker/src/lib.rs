@@ -1,13 +1,16 @@
 //! The `worker` function: consumes the jobs queue. Today its jobs are S3
 //! notifications of uploaded product photos: each upload is checked against its
-//! ticket (real size, magic bytes, decodable, sane dimensions), stored with a
-//! thumbnail under content-addressed public keys, and attached to its product
-//! once, however often the notification arrives. Uploads failing a check are
-//! deleted. Messages that cannot be processed (malformed, or a backend failure)
+//! ticket (real size, magic bytes, decodable, sane dimensions), published
+//! without its metadata (EXIF, XMP, trailing bytes) and with a thumbnail under
+//! public keys of its own, and attached to its product once, however often the
+//! notification arrives. When attaching is refused (the product is full,
+//! unlisted or gone) what was published is deleted again, so nothing stays
+//! public that no product shows. Uploads failing a check are deleted. Messages that cannot be processed (malformed, or a backend failure)
 //! are reported as batch item failures, so only they are retried and, after the
 //! queue's `maxReceiveCount`, land in the dead-letter queue.
 
 mod images;
+mod metadata;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use bytes::Bytes;
@@ -156,9 +159,9 @@ pub async fn process_upload(state: &AppState, key: &str) -> Result<Outcome, JobF
             return Ok(Outcome::Rejected(rejection.to_string()));
         }
     };
-    let original_key = content_key("images", &blob.bytes, format.extension());
-    let thumbnail_key = content_key("thumbs", &checked.thumbnail, "jpg");
-    blobs.put(&original_key, blob.bytes.clone(), format.content_type()).await?;
+    let original_key = public_key("images", product_id, image_id, &checked.original, format.extension());
+    let thumbnail_key = public_key("thumbs", product_id, image_id, &checked.thumbnail, "jpg");
+    blobs.put(&original_key, Bytes::from(checked.original), format.content_type()).await?;
     blobs.put(&thumbnail_key, Bytes::from(checked.thumbnail), "image/jpeg").await?;
     let image = ProductImage {
         id: image_id,
@@ -168,23 +171,32 @@ pub async fn process_upload(state: &AppState, key: &str) -> Result<Outcome, JobF
         height: checked.height,
         content_type: format.content_type().to_owned(),
     };
+    let published = [image.key.clone(), image.thumbnail_key.clone()];
     let outcome = attach(state, product_id, image).await?;
+    if matches!(outcome, Outcome::Rejected(_)) {
+        // No product shows this image: unpublish it (the keys are its own).
+        for key in &published {
+            blobs.delete(key).await?;
+        }
+    }
     discard(state, &ticket).await?;
     Ok(outcome)
 }
 
-/// `public/<kind>/<first two hex>/<sha256>.<ext>`: immutable, so cacheable forever.
-fn content_key(kind: &str, bytes: &[u8], extension: &str) -> String {
+/// `public/<kind>/<product>/<image>-<sha256 prefix>.<ext>`: one image's own key
+/// (so unpublishing it can never remove another product's photo), named by its
+/// content, so it is immutable and cacheable forever.
+fn public_key(kind: &str, product: ProductId, image: ImageId, bytes: &[u8], extension: &str) -> String {
     let digest = hex::encode(Sha256::digest(bytes));
-    format!("{PUBLIC_PREFIX}{kind}/{}/{digest}.{extension}", &digest[..2])
+    format!("{PUBLIC_PREFIX}{kind}/{product}/{image}-{}.{extension}", &digest[..16])
 }
 
-/// Removes the incoming object and its ticket.
+/// Removes the incoming object and its ticket (freeing its product's slot).
 async fn discard(state: &AppState, ticket: &UploadTicket) -> Result<(), JobFailure> {
     if let Some(blobs) = &state.blobs {
         blobs.delete(&ticket.object_key).await?;
     }
-    products::delete_ticket(state.store.as_ref(), ticket.image_id).await?;
+    products::delete_ticket(state.store.as_ref(), ticket).await?;
     Ok(())
 }
 
@@ -238,10 +250,12 @@ mod tests {
     }
 
     #[test]
-    fn content_keys_are_stable_and_differ_by_content() {
-        let a = content_key("images", b"one", "jpg");
-        assert_eq!(a, content_key("images", b"one", "jpg"));
-        assert_ne!(a, content_key("images", b"two", "jpg"));
-        assert!(a.starts_with("public/images/") && a.ends_with(".jpg"));
+    fn public_keys_are_stable_per_image_and_differ_by_content() {
+        let (product, image) = (ProductId::new(), ImageId::new());
+        let a = public_key("images", product, image, b"one", "jpg");
+        assert_eq!(a, public_key("images", product, image, b"one", "jpg"));
+        assert_ne!(a, public_key("images", product, image, b"two", "jpg"));
+        assert_ne!(a, public_key("images", product, ImageId::new(), b"one", "jpg"));
+        assert!(a.starts_with(&format!("public/images/{product}/{image}-")) && a.ends_with(".jpg"));
     }
 }

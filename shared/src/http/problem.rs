@@ -200,6 +200,9 @@ impl From<CatalogueError> for ApiError {
             CatalogueError::Invalid { field, message } => ApiError::field(field, message),
             CatalogueError::TooLarge { limit } => ApiError::PayloadTooLarge { limit: limit as usize },
             CatalogueError::UnsupportedImage(detail) => ApiError::UnsupportedMediaType(detail),
+            CatalogueError::Throttled { retry_after_secs, .. } => {
+                ApiError::TooManyRequests { retry_after_secs, detail: e.to_string() }
+            }
             other => ApiError::internal(other),
         }
     }

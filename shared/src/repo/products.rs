@@ -14,7 +14,8 @@
 //! Ids are ULIDs, so descending id order is newest first. Listing, unlisting or
 //! moving a product updates its categories' `productCount` in the same
 //! transaction. Image upload tickets are `UPLOAD#<imageId>`/`UPLOAD` items that
-//! expire after a day.
+//! expire after a day; the tickets still holding a slot of a product are listed
+//! in `PRODUCT#<id>`/`TICKETS`, written in the ticket's transaction.
 
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
@@ -409,8 +410,7 @@ fn ticket_key(image_id: ImageId) -> ItemKey {
     ItemKey::new(format!("UPLOAD#{image_id}"), "UPLOAD")
 }
 
-/// Stores a ticket (it expires by TTL).
-pub async fn put_ticket(store: &dyn Store, ticket: &UploadTicket) -> Result<(), StoreError> {
+fn ticket_item(ticket: &UploadTicket) -> Item {
     let Value::Object(attrs) = json!({
         "entity": "upload",
         "imageId": ticket.image_id.to_string(),
@@ -423,7 +423,7 @@ pub async fn put_ticket(store: &dyn Store, ticket: &UploadTicket) -> Result<(), 
     }) else {
         unreachable!("json! of an object literal is an object")
     };
-    store.put(Item::new(ticket_key(ticket.image_id), attrs), Condition::NotExists).await
+    Item::new(ticket_key(ticket.image_id), attrs)
 }
 
 pub async fn get_ticket(store: &dyn Store, image_id: ImageId) -> Result<Option<UploadTicket>, StoreError> {
@@ -442,8 +442,97 @@ pub async fn get_ticket(store: &dyn Store, image_id: ImageId) -> Result<Option<U
     }))
 }
 
-pub async fn delete_ticket(store: &dyn Store, image_id: ImageId) -> Result<(), StoreError> {
-    store.delete(ticket_key(image_id), Condition::None).await
+/// How long an issued ticket holds one of its product's image slots: the upload
+/// URL's life, plus time for the worker to process an upload made at its end.
+pub const TICKET_HOLDS_SLOT_SECS: i64 = 15 * 60 + 3600;
+
+/// The item listing a product's open tickets, in the product's partition.
+fn reservations_key(product: ProductId) -> ItemKey {
+    ItemKey::new(format!("PRODUCT#{product}"), "TICKETS")
+}
+
+/// A product's open tickets: image ids and when their hold on a slot lapses.
+#[derive(Debug, Clone, Default)]
+pub struct Reservations {
+    pub open: Vec<(ImageId, i64)>,
+    /// The stored version (`None` when no item exists yet).
+    version: Option<i64>,
+}
+
+impl Reservations {
+    fn item(&self, product: ProductId, open: &[(ImageId, i64)]) -> (Item, Condition) {
+        let listed: Vec<Value> =
+            open.iter().map(|(id, until)| json!({"imageId": id.to_string(), "until": until})).collect();
+        let until = open.iter().map(|(_, until)| *until).max().unwrap_or(0);
+        let Value::Object(attrs) = json!({
+            "entity": "uploadReservations",
+            "open": listed,
+            ATTR_TTL: until + 3600,
+            ATTR_VERSION: self.version.unwrap_or(0) + 1,
+        }) else {
+            unreachable!("json! of an object literal is an object")
+        };
+        let condition = self.version.map_or(Condition::NotExists, Condition::VersionIs);
+        (Item::new(reservations_key(product), attrs), condition)
+    }
+}
+
+/// The open tickets of `product` whose hold has not lapsed at `now`.
+pub async fn reservations(store: &dyn Store, product: ProductId, now: i64) -> Result<Reservations, StoreError> {
+    let Some(item) = store.get(&reservations_key(product)).await? else {
+        return Ok(Reservations::default());
+    };
+    let open = item
+        .attrs
+        .get("open")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| Some((ImageId::parse(entry["imageId"].as_str()?)?, entry["until"].as_i64()?)))
+        .filter(|(_, until)| *until > now)
+        .collect();
+    Ok(Reservations { open, version: item.int(ATTR_VERSION) })
+}
+
+/// Stores `ticket` and its hold on a slot of `product` (as read, at its
+/// version) in one transaction: `ConditionFailed` when the product or its
+/// reservations changed since they were read (read again and retry).
+pub async fn reserve_ticket(
+    store: &dyn Store,
+    product: &Product,
+    reservations: &Reservations,
+    ticket: &UploadTicket,
+    holds_until: i64,
+) -> Result<(), StoreError> {
+    let mut open = reservations.open.clone();
+    open.push((ticket.image_id, holds_until));
+    let (held, condition) = reservations.item(product.id, &open);
+    store
+        .transact(vec![
+            WriteOp::Put { item: ticket_item(ticket), condition: Condition::NotExists },
+            WriteOp::Put { item: held, condition },
+            WriteOp::Check { key: key(product.id), condition: Condition::VersionIs(product.version) },
+        ])
+        .await
+}
+
+/// Deletes `ticket` and frees its product's slot.
+pub async fn delete_ticket(store: &dyn Store, ticket: &UploadTicket) -> Result<(), StoreError> {
+    for _ in 0..5 {
+        let reservations = reservations(store, ticket.product_id, 0).await?;
+        let open: Vec<(ImageId, i64)> =
+            reservations.open.iter().copied().filter(|(id, _)| *id != ticket.image_id).collect();
+        let mut writes = vec![WriteOp::Delete { key: ticket_key(ticket.image_id), condition: Condition::None }];
+        if open.len() != reservations.open.len() {
+            let (held, condition) = reservations.item(ticket.product_id, &open);
+            writes.push(WriteOp::Put { item: held, condition });
+        }
+        match store.transact(writes).await {
+            Err(StoreError::ConditionFailed { .. }) => continue,
+            other => return other,
+        }
+    }
+    Err(StoreError::Invalid(format!("the reservations of product {} kept changing", ticket.product_id)))
 }
 
 /// Whether `image_id` is attached to the product.
