@@ -132,6 +132,19 @@ mod tests {
     }
 
     #[test]
+    fn a_photo_its_exif_says_is_rotated_is_published_upright_without_exif() {
+        let photo = crate::metadata::tests::jpeg_with_gps(6); // 32x24, "rotate 90° clockwise"
+        let checked = check_and_thumbnail(&photo, ImageFormat::Jpeg, photo.len() as u64).unwrap();
+        assert_eq!((checked.width, checked.height), (24, 32));
+        let (markers, trailing) = crate::metadata::tests::jpeg_markers(&checked.original);
+        assert!(!markers.contains(&0xE1) && !trailing, "{markers:x?}");
+        let published = image::load_from_memory(&checked.original).unwrap();
+        assert_eq!((published.width(), published.height()), (24, 32));
+        let thumbnail = image::load_from_memory(&checked.thumbnail).unwrap();
+        assert!(thumbnail.height() > thumbnail.width(), "the thumbnail is upright too");
+    }
+
+    #[test]
     fn a_real_jpeg_passes_and_gets_a_small_thumbnail() {
         let bytes = encode(1200, 800, image::ImageFormat::Jpeg);
         let checked = check_and_thumbnail(&bytes, ImageFormat::Jpeg, bytes.len() as u64).unwrap();
