@@ -13,9 +13,7 @@ use shared::domain::{DisplayName, Email, Password};
 use shared::ports::Clock;
 use time::OffsetDateTime;
 
-use crate::helpers::{
-    assert_problem, embedded_fixture, on_both_backends, refresh_token, unique_email, TestApp, PASSWORD,
-};
+use crate::helpers::{assert_problem, on_both_backends, refresh_token, unique_email, StateFixture, TestApp, PASSWORD};
 
 async fn refresh(app: &TestApp, token: &str) -> reqwest::Response {
     app.post("/auth/refresh", &json!({ "refreshToken": token }), None).await
@@ -150,9 +148,7 @@ impl Clock for ManualClock {
     }
 }
 
-#[tokio::test]
-async fn refreshing_does_not_extend_a_session_past_its_absolute_lifetime() {
-    let fixture = embedded_fixture().await;
+async fn refreshing_does_not_extend_a_session_past_its_absolute_lifetime(fixture: StateFixture) {
     let mut state = fixture.state.clone();
     let start = OffsetDateTime::now_utc();
     let clock = Arc::new(ManualClock(Mutex::new(start)));
@@ -175,4 +171,10 @@ async fn refreshing_does_not_extend_a_session_past_its_absolute_lifetime() {
     *clock.0.lock().unwrap() = start + lifetime + time::Duration::seconds(1);
     let late = accounts::refresh(&state, &token).await;
     assert!(matches!(late, Err(accounts::AccountError::Unauthenticated(_))), "{late:?}");
+}
+
+mod lifetime {
+    use super::*;
+
+    on_both_backends!(using embedded_fixture, aws_fixture; refreshing_does_not_extend_a_session_past_its_absolute_lifetime);
 }
