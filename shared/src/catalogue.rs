@@ -18,7 +18,7 @@ use crate::http::{non_null, nullable};
 use crate::ports::{BlobError, PresignedUpload, StoreError};
 use crate::repo::categories::{self, CategoryWriteError};
 use crate::repo::idempotency::{self, IdempotencyKey};
-use crate::repo::products::{self, ProductWriteError, UploadTicket, TICKET_HOLDS_SLOT_SECS};
+use crate::repo::products::{self, ProductWriteError, UploadTicket, RESERVATION_ATTEMPTS, TICKET_HOLDS_SLOT_SECS};
 use crate::repo::throttle::{self, Limit};
 use crate::tokens::Claims;
 use crate::AppState;
@@ -494,7 +494,10 @@ pub async fn issue_image_upload(
     let blobs = state.blobs.as_ref().ok_or(CatalogueError::Internal("no blob store is configured"))?;
     let image_id = ImageId::new();
     let mut reserved = None;
-    for _ in 0..UPDATE_ATTEMPTS {
+    for attempt in 0..RESERVATION_ATTEMPTS {
+        if attempt > 0 {
+            products::contention_pause(attempt).await;
+        }
         let product = listed_product(state, raw_id).await?;
         require_owner(caller, &product, false)?;
         let held = products::reservations(store, product.id, now.unix_timestamp()).await?;

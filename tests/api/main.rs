@@ -15,5 +15,6 @@ mod lambda_binaries;
 mod photos;
 mod presign;
 mod products;
+mod uploads;
 mod validation;
 mod worker;

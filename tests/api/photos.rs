@@ -228,7 +228,7 @@ async fn browsers_may_put_to_upload_urls_from_the_frontend_origins() {
 /// A JPEG as a phone writes it: an EXIF APP1 with the GPS position (IFD0 with a
 /// GPS IFD pointer; GPSLatitudeRef "N"), an XMP APP1, a comment, and bytes after
 /// the image's end.
-fn jpeg_with_gps(width: u32, height: u32) -> Vec<u8> {
+pub(crate) fn jpeg_with_gps(width: u32, height: u32) -> Vec<u8> {
     let encoded = jpeg(width, height);
     let mut tiff = b"II*\0\x08\0\0\0".to_vec();
     tiff.extend_from_slice(&1u16.to_le_bytes());
@@ -251,7 +251,7 @@ fn jpeg_with_gps(width: u32, height: u32) -> Vec<u8> {
 }
 
 /// The markers of a JPEG's segments before its first scan.
-fn jpeg_markers(bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn jpeg_markers(bytes: &[u8]) -> Vec<u8> {
     let mut markers = Vec::new();
     let mut i = 2;
     while bytes[i] == 0xFF && bytes[i + 1] != 0xDA {

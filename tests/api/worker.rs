@@ -1,8 +1,9 @@
 //! The worker as the SQS event source drives it: partial batch failures (only
 //! the poison message is reported) and idempotent attachment (a notification
 //! delivered twice attaches the image once), uploads racing for a product's last
-//! slot leaving nothing public behind, on both backends (DynamoDB and S3 at the
-//! test endpoint); and the local queue pump moving a message that keeps
+//! slot leaving nothing public behind, originals of every format published
+//! without their metadata, on both backends (DynamoDB and S3 at the test
+//! endpoint); and the local queue pump moving a message that keeps
 //! failing to the dead-letter queue after the template's `maxReceiveCount`.
 
 use std::time::Duration;
@@ -22,7 +23,7 @@ use crate::helpers::{embedded_state, repo_root, StateFixture};
 use crate::photos::jpeg;
 
 /// A listed product (of a fresh category), with no images.
-async fn listed_product(state: &AppState) -> Product {
+pub(crate) async fn listed_product(state: &AppState) -> Product {
     let now = time::OffsetDateTime::now_utc();
     let category = Category {
         id: CategoryId::new(),
@@ -57,10 +58,14 @@ async fn listed_product(state: &AppState) -> Product {
 
 /// A ticket for `product_id` (issued as the products function would, but
 /// without its per-product cap) and an uploaded JPEG waiting under incoming/.
-async fn upload_for(state: &AppState, product_id: ProductId) -> String {
+pub(crate) async fn upload_for(state: &AppState, product_id: ProductId) -> String {
+    upload_bytes(state, product_id, jpeg(320, 240), "image/jpeg").await
+}
+
+/// A ticket for `photo` (of `content_type`) and the photo waiting under incoming/.
+async fn upload_bytes(state: &AppState, product_id: ProductId, photo: Vec<u8>, content_type: &str) -> String {
     let now = time::OffsetDateTime::now_utc();
     let product = products::get(state.store.as_ref(), product_id).await.unwrap().unwrap();
-    let photo = jpeg(320, 240);
     let image_id = ImageId::new();
     let key = products::upload_object_key(product.id, image_id);
     let ticket = UploadTicket {
@@ -68,13 +73,13 @@ async fn upload_for(state: &AppState, product_id: ProductId) -> String {
         product_id: product.id,
         farmer_id: product.farmer_id,
         object_key: key.clone(),
-        content_type: "image/jpeg".into(),
+        content_type: content_type.into(),
         size: photo.len() as u64,
         expires_at: now.unix_timestamp() + 3600,
     };
     let held = products::reservations(state.store.as_ref(), product.id, now.unix_timestamp()).await.unwrap();
     products::reserve_ticket(state.store.as_ref(), &product, &held, &ticket, ticket.expires_at).await.unwrap();
-    state.blobs.as_ref().unwrap().put(&key, bytes::Bytes::from(photo), "image/jpeg").await.unwrap();
+    state.blobs.as_ref().unwrap().put(&key, bytes::Bytes::from(photo), content_type).await.unwrap();
     key
 }
 
@@ -172,6 +177,179 @@ async fn uploads_racing_for_the_last_slot_leave_eight_images_and_no_orphans(fixt
     assert!(blobs.list(products::INCOMING_PREFIX).await.unwrap().is_empty());
 }
 
+/// What every test photo hides: a GPS position and a place name.
+const SECRETS: [&[u8]; 3] = [b"GPS", b"52.52", b"old mill"];
+/// Signs of a metadata container that must not be published either.
+const CONTAINERS: [&[u8]; 3] = [b"Exif", b"xmpmeta", b"ns.adobe.com/xap"];
+
+/// A TIFF structure as EXIF carries it: IFD0 pointing to a GPS IFD with
+/// GPSLatitudeRef "N", and the owner's name.
+fn exif_tiff() -> Vec<u8> {
+    let mut tiff = b"II*\0\x08\0\0\0".to_vec();
+    tiff.extend_from_slice(&1u16.to_le_bytes());
+    tiff.extend_from_slice(&[0x25, 0x88, 4, 0, 1, 0, 0, 0, 26, 0, 0, 0]);
+    tiff.extend_from_slice(&0u32.to_le_bytes());
+    tiff.extend_from_slice(&1u16.to_le_bytes());
+    tiff.extend_from_slice(&[0x01, 0x00, 2, 0, 2, 0, 0, 0, b'N', 0, 0, 0]);
+    tiff.extend_from_slice(&0u32.to_le_bytes());
+    tiff.extend_from_slice(b"GPS 52.52N 13.40E, the old mill");
+    tiff
+}
+
+const XMP: &[u8] = b"<x:xmpmeta><exif:GPSLatitude>52,31.2N</exif:GPSLatitude></x:xmpmeta>";
+
+/// CRC-32 (ISO-HDLC) as PNG chunks carry it.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for byte in bytes {
+        crc ^= u32::from(*byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut chunk = (data.len() as u32).to_be_bytes().to_vec();
+    chunk.extend_from_slice(kind);
+    chunk.extend_from_slice(data);
+    chunk.extend_from_slice(&crc32(&[&kind[..], data].concat()).to_be_bytes());
+    chunk
+}
+
+/// A PNG as an editor writes it: text (plain, compressed-flag off
+/// international, XMP), EXIF, a timestamp and a private chunk before the image
+/// data, and bytes after IEND.
+fn png_with_metadata() -> Vec<u8> {
+    let image = image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([x as u8 * 6, y as u8 * 8, 120]));
+    let mut encoded = Vec::new();
+    image.write_to(&mut std::io::Cursor::new(&mut encoded), image::ImageFormat::Png).unwrap();
+    let mut out = encoded[..33].to_vec(); // signature and IHDR
+    out.extend(png_chunk(b"tEXt", b"Location\0the old mill, GPS 52.52N"));
+    out.extend(png_chunk(b"iTXt", &[&b"XML:com.adobe.xmp\0\0\0\0\0"[..], XMP].concat()));
+    out.extend(png_chunk(b"eXIf", &exif_tiff()));
+    out.extend(png_chunk(b"tIME", &[7, 234, 6, 1, 12, 0, 0]));
+    out.extend(png_chunk(b"prVt", b"GPS 52.52N 13.40E"));
+    out.extend_from_slice(&encoded[33..]);
+    out.extend_from_slice(b"GPS 52.52N 13.40E");
+    out
+}
+
+fn riff_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut chunk = kind.to_vec();
+    chunk.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    chunk.extend_from_slice(data);
+    if data.len() % 2 == 1 {
+        chunk.push(0);
+    }
+    chunk
+}
+
+/// An extended WebP: VP8X (flags saying EXIF and XMP follow), the image, EXIF,
+/// XMP and an unknown chunk, and bytes after the RIFF container.
+fn webp_with_metadata() -> Vec<u8> {
+    let (width, height) = (40u32, 30u32);
+    let image = image::RgbImage::from_fn(width, height, |x, y| image::Rgb([x as u8 * 6, y as u8 * 8, 120]));
+    let mut encoded = Vec::new();
+    image.write_to(&mut std::io::Cursor::new(&mut encoded), image::ImageFormat::WebP).unwrap();
+    assert_eq!(&encoded[12..16], b"VP8L", "the image crate writes lossless WebP");
+    let mut vp8x = vec![0x08 | 0x04, 0, 0, 0];
+    vp8x.extend_from_slice(&(width - 1).to_le_bytes()[..3]);
+    vp8x.extend_from_slice(&(height - 1).to_le_bytes()[..3]);
+    let mut body = b"WEBP".to_vec();
+    body.extend(riff_chunk(b"VP8X", &vp8x));
+    body.extend_from_slice(&encoded[12..]);
+    body.extend(riff_chunk(b"EXIF", &exif_tiff()));
+    body.extend(riff_chunk(b"XMP ", XMP));
+    body.extend(riff_chunk(b"LOCN", b"GPS 52.52N, the old mill"));
+    let mut out = b"RIFF".to_vec();
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&body);
+    out.extend_from_slice(b"GPS 52.52N 13.40E");
+    out
+}
+
+/// The four-letter chunk kinds of a PNG, and whether bytes follow IEND.
+fn png_chunks(bytes: &[u8]) -> (Vec<String>, bool) {
+    let mut kinds = Vec::new();
+    let mut i = 8;
+    while i + 8 <= bytes.len() {
+        let length = u32::from_be_bytes(bytes[i..i + 4].try_into().unwrap()) as usize;
+        kinds.push(String::from_utf8_lossy(&bytes[i + 4..i + 8]).into_owned());
+        i += 12 + length;
+        if kinds.last().unwrap() == "IEND" {
+            break;
+        }
+    }
+    (kinds, i != bytes.len())
+}
+
+/// The chunk kinds of a WebP, and whether the RIFF size disagrees with the file.
+fn webp_chunks(bytes: &[u8]) -> (Vec<String>, bool) {
+    let riff_size = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
+    let mut kinds = Vec::new();
+    let mut i = 12;
+    while i + 8 <= bytes.len() {
+        let length = u32::from_le_bytes(bytes[i + 4..i + 8].try_into().unwrap()) as usize;
+        kinds.push(String::from_utf8_lossy(&bytes[i..i + 4]).into_owned());
+        i += 8 + length + (length & 1);
+    }
+    (kinds, riff_size + 8 != bytes.len())
+}
+
+/// A photo of each format kept as an original, carrying a GPS position in
+/// every metadata container the format has, is published (in the blob store
+/// the CDN serves) as the same picture without any of them.
+async fn originals_of_every_format_are_published_without_metadata(fixture: StateFixture) {
+    let state = fixture.state;
+    let product = listed_product(&state).await;
+    let photos = [
+        ("image/jpeg", crate::photos::jpeg_with_gps(64, 48), (64, 48)),
+        ("image/png", png_with_metadata(), (40, 30)),
+        ("image/webp", webp_with_metadata(), (40, 30)),
+    ];
+    for (content_type, photo, dimensions) in photos {
+        let decoded = image::load_from_memory(&photo).unwrap();
+        assert_eq!((decoded.width(), decoded.height()), dimensions, "{content_type}: the test photo decodes");
+        assert!(SECRETS.iter().all(|s| photo.windows(s.len()).any(|w| w == *s)), "{content_type} carries them");
+        let key = upload_bytes(&state, product.id, photo, content_type).await;
+        let outcome = worker::process_upload(&state, &key).await.unwrap();
+        assert!(matches!(outcome, worker::Outcome::Attached { .. }), "{content_type}: {outcome:?}");
+    }
+    let product = products::get(state.store.as_ref(), product.id).await.unwrap().unwrap();
+    assert_eq!(product.images.len(), 3);
+    let blobs = state.blobs.as_ref().unwrap();
+    for (image, (width, height)) in product.images.iter().zip([(64, 48), (40, 30), (40, 30)]) {
+        let published = blobs.get(&image.key).await.unwrap().expect("the original is published").bytes;
+        let what = &image.content_type;
+        for secret in SECRETS.iter().chain(&CONTAINERS) {
+            let found = published.windows(secret.len()).any(|w| w == *secret);
+            assert!(!found, "{what}: {:?} is still there", String::from_utf8_lossy(secret));
+        }
+        let decoded = image::load_from_memory(&published).unwrap();
+        assert_eq!((decoded.width(), decoded.height()), (width, height), "{what}: the same picture");
+        match what.as_str() {
+            "image/jpeg" => {
+                let markers = crate::photos::jpeg_markers(&published);
+                assert!(!markers.iter().any(|m| matches!(m, 0xE1 | 0xED | 0xFE)), "{markers:x?}");
+                assert!(published.ends_with(&[0xFF, 0xD9]), "nothing after the end of the image");
+            }
+            "image/png" => {
+                let (kinds, trailing) = png_chunks(&published);
+                assert!(kinds.iter().all(|k| matches!(k.as_str(), "IHDR" | "IDAT" | "IEND")), "{kinds:?}");
+                assert!(!trailing, "nothing after IEND");
+            }
+            _ => {
+                let (kinds, bad_size) = webp_chunks(&published);
+                assert_eq!(kinds, ["VP8X", "VP8L"]);
+                assert_eq!(published[20] & 0x0C, 0, "VP8X no longer announces EXIF or XMP");
+                assert!(!bad_size, "the RIFF size is the file's, nothing follows");
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_message_that_keeps_failing_moves_to_the_dead_letter_queue_after_max_receive_count() {
     let (state, dir) = embedded_state().await;
@@ -210,4 +388,5 @@ crate::helpers::on_both_backends!(
     a_batch_with_one_poison_message_reports_only_that_message,
     the_same_notification_delivered_twice_attaches_the_image_once,
     uploads_racing_for_the_last_slot_leave_eight_images_and_no_orphans,
+    originals_of_every_format_are_published_without_metadata,
 );

@@ -142,6 +142,10 @@ pub async fn process_upload(state: &AppState, key: &str) -> Result<Outcome, JobF
         return Ok(Outcome::Rejected("no ticket was issued for this key".into()));
     };
     let Some(blob) = blobs.get(key).await? else {
+        // An earlier delivery got as far as deleting the upload (which it does
+        // only after attaching or rejecting it) but may have failed before
+        // freeing the ticket's slot: free it now rather than when its hold lapses.
+        products::delete_ticket(store, &ticket).await?;
         return Ok(Outcome::AlreadyHandled);
     };
     let format = ImageFormat::from_content_type(&ticket.content_type)

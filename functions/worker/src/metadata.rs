@@ -1,10 +1,15 @@
 //! Metadata stripping of published originals: a phone photo's EXIF carries the
 //! farm's GPS position. A lossless pass rather than a re-encode, so the farmer's
-//! photo keeps its quality and size: JPEG keeps only JFIF (APP0), ICC (APP2) and
-//! Adobe (APP14) segments besides the image data, PNG drops its text, `eXIf` and
-//! time chunks, WebP its `EXIF` and `XMP ` chunks; bytes after the end of the
-//! image go too. The EXIF orientation is read on the way, because without it a
-//! rotated phone photo would show sideways (the worker then re-encodes it upright).
+//! photo keeps its quality and size (a re-encode would also cost a second JPEG
+//! generation and turn a small PNG into a larger one). Each format keeps only
+//! what is needed to show the picture as intended, so metadata in a container
+//! this code has never heard of goes too: JPEG keeps its image segments and,
+//! of the application segments, only JFIF (APP0), ICC (APP2) and Adobe (APP14);
+//! PNG keeps its critical chunks and the ancillary chunks that affect rendering
+//! (transparency, colour space, gamma, physical size, animation); WebP keeps its
+//! image, alpha, animation and ICC chunks. Bytes after the end of the image go
+//! too. The EXIF orientation is read on the way, because without it a rotated
+//! phone photo would show sideways (the worker then re-encodes it upright).
 
 use shared::domain::ImageFormat;
 
@@ -101,6 +106,13 @@ fn exif_orientation(tiff: &[u8]) -> Option<u8> {
         .filter(|value| (1..=8).contains(value))
 }
 
+/// PNG ancillary chunks that change how the picture looks, kept; every other
+/// ancillary chunk (text, `eXIf`, `tIME`, private ones) goes.
+const PNG_RENDERING_CHUNKS: [&[u8; 4]; 14] = [
+    b"tRNS", b"cHRM", b"gAMA", b"iCCP", b"sBIT", b"sRGB", b"cICP", b"mDCV", b"cLLI", b"bKGD", b"pHYs", b"acTL",
+    b"fcTL", b"fdAT",
+];
+
 fn strip_png(b: &[u8]) -> Option<Vec<u8>> {
     const SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
     if !b.starts_with(SIGNATURE) {
@@ -112,7 +124,9 @@ fn strip_png(b: &[u8]) -> Option<Vec<u8>> {
         let length = u32::from_be_bytes(b.get(i..i + 4)?.try_into().ok()?) as usize;
         let kind = b.get(i + 4..i + 8)?;
         let chunk = b.get(i..i + 12 + length)?;
-        if !matches!(kind, b"tEXt" | b"zTXt" | b"iTXt" | b"eXIf" | b"tIME") {
+        // A chunk is critical when its first letter is upper case.
+        let critical = kind[0].is_ascii_uppercase();
+        if critical || PNG_RENDERING_CHUNKS.iter().any(|keep| &keep[..] == kind) {
             out.extend_from_slice(chunk);
         }
         i += 12 + length;
@@ -136,13 +150,19 @@ fn strip_webp(b: &[u8]) -> Option<Vec<u8>> {
         let padded = length + (length & 1);
         let mut chunk = body.get(i..i + 8 + padded).or_else(|| body.get(i..i + 8 + length))?.to_vec();
         match kind {
-            b"EXIF" | b"XMP " => {}
             b"VP8X" => {
                 // Clear the "has EXIF" (0x08) and "has XMP" (0x04) flags.
                 *chunk.get_mut(8)? &= !0x0C;
                 chunks.push(chunk);
             }
-            _ => chunks.push(chunk),
+            b"VP8 " | b"VP8L" | b"ALPH" | b"ANIM" | b"ANMF" | b"ICCP" => {
+                if chunk.len() % 2 == 1 {
+                    chunk.push(0); // the last chunk's padding byte, if the file lacked it
+                }
+                chunks.push(chunk);
+            }
+            // EXIF, XMP and chunks unknown to the format's specification.
+            _ => {}
         }
         i += 8 + padded;
     }
@@ -222,7 +242,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn png_text_and_exif_chunks_go() {
+    fn png_keeps_only_critical_and_rendering_chunks() {
         let image = image::RgbImage::from_pixel(16, 16, image::Rgb([1, 2, 3]));
         let mut encoded = Vec::new();
         image.write_to(&mut std::io::Cursor::new(&mut encoded), image::ImageFormat::Png).unwrap();
@@ -236,19 +256,32 @@ pub(crate) mod tests {
         let mut with_text = encoded[..33].to_vec(); // signature + IHDR
         with_text.extend(chunk(b"tEXt", b"Location\0the farm"));
         with_text.extend(chunk(b"eXIf", b"MM\0*"));
+        with_text.extend(chunk(b"prVt", b"GPS 52.52N")); // private: unknown, so it goes
         with_text.extend_from_slice(&encoded[33..]);
         with_text.extend_from_slice(b"after IEND");
         let stripped = strip(&with_text, ImageFormat::Png).unwrap().bytes;
         assert_eq!(stripped, encoded);
+
+        // What changes how the picture looks stays.
+        let mut with_gamma = encoded[..33].to_vec();
+        with_gamma.extend(chunk(b"gAMA", &45455u32.to_be_bytes()));
+        with_gamma.extend(chunk(b"pHYs", &[0, 0, 11, 19, 0, 0, 11, 19, 1]));
+        with_gamma.extend_from_slice(&encoded[33..]);
+        assert_eq!(strip(&with_gamma, ImageFormat::Png).unwrap().bytes, with_gamma);
     }
 
     #[test]
-    fn webp_exif_and_xmp_chunks_go_and_their_flags_clear() {
+    fn webp_keeps_only_its_image_and_colour_chunks_and_the_exif_and_xmp_flags_clear() {
         let mut vp8x = vec![0x0C, 0, 0, 0, 15, 0, 0, 15, 0, 0];
         let mut body = b"WEBP".to_vec();
-        for (kind, data) in
-            [(&b"VP8X"[..], &mut vp8x), (b"VP8L", &mut vec![1, 2, 3]), (b"EXIF", &mut b"II*\0".to_vec())]
-        {
+        for (kind, data) in [
+            (&b"VP8X"[..], &mut vp8x),
+            (b"ICCP", &mut vec![9; 4]),
+            (b"VP8L", &mut vec![1, 2, 3]),
+            (b"EXIF", &mut b"II*\0".to_vec()),
+            (b"XMP ", &mut b"<x:xmpmeta/>".to_vec()),
+            (b"LOCN", &mut b"GPS 52.52N".to_vec()),
+        ] {
             body.extend_from_slice(kind);
             body.extend_from_slice(&(data.len() as u32).to_le_bytes());
             body.extend_from_slice(data);
@@ -259,8 +292,11 @@ pub(crate) mod tests {
         let mut file = b"RIFF".to_vec();
         file.extend_from_slice(&(body.len() as u32).to_le_bytes());
         file.extend_from_slice(&body);
+        file.extend_from_slice(b"after the RIFF container");
         let stripped = strip(&file, ImageFormat::WebP).unwrap().bytes;
-        assert!(!stripped.windows(4).any(|w| w == b"EXIF"));
+        let kinds: Vec<&[u8]> = [12, 30, 42].iter().map(|at| &stripped[*at..*at + 4]).collect();
+        assert_eq!(kinds, [&b"VP8X"[..], b"ICCP", b"VP8L"]);
+        assert_eq!(stripped.len(), 42 + 8 + 4, "EXIF, XMP, the unknown chunk and the trailing bytes went");
         assert_eq!(stripped[20] & 0x0C, 0, "VP8X flags cleared");
         assert_eq!(u32::from_le_bytes(stripped[4..8].try_into().unwrap()) as usize, stripped.len() - 8);
     }

@@ -516,9 +516,13 @@ pub async fn reserve_ticket(
         .await
 }
 
-/// Deletes `ticket` and frees its product's slot.
+/// Deletes `ticket` and frees its product's slot (done when the ticket's slot
+/// is already free, or the ticket already gone).
 pub async fn delete_ticket(store: &dyn Store, ticket: &UploadTicket) -> Result<(), StoreError> {
-    for _ in 0..5 {
+    for attempt in 0..RESERVATION_ATTEMPTS {
+        if attempt > 0 {
+            contention_pause(attempt).await;
+        }
         let reservations = reservations(store, ticket.product_id, 0).await?;
         let open: Vec<(ImageId, i64)> =
             reservations.open.iter().copied().filter(|(id, _)| *id != ticket.image_id).collect();
@@ -533,6 +537,27 @@ pub async fn delete_ticket(store: &dyn Store, ticket: &UploadTicket) -> Result<(
         }
     }
     Err(StoreError::Invalid(format!("the reservations of product {} kept changing", ticket.product_id)))
+}
+
+/// Attempts of a write to a product's reservations (issuing or freeing a
+/// ticket) that found them, or the product, changed since it read them. Each
+/// lost attempt means another such write landed, and those are few: only the
+/// product's farmer asks for tickets (at most `catalogue::TICKETS_PER_FARMER`
+/// an hour), at most 8 of a burst can land before the rest find the slots full,
+/// and each landed ticket is attached and freed once. So a farmer uploading a
+/// whole selection of photos at once gets every ticket the free slots allow
+/// instead of a spurious "busy" (three attempts refused about half of a burst
+/// of eight).
+pub const RESERVATION_ATTEMPTS: u32 = 32;
+
+/// Waits before retry `attempt` (1-based) of a write that lost a race: a random
+/// few milliseconds (full jitter, at most 64), so the writers of a burst spread
+/// out instead of colliding again.
+pub async fn contention_pause(attempt: u32) {
+    use rand::Rng;
+    let cap_ms = 4u64 << attempt.min(4);
+    let ms = rand::thread_rng().gen_range(1..=cap_ms);
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
 }
 
 /// Whether `image_id` is attached to the product.
