@@ -225,18 +225,11 @@ async fn browsers_may_put_to_upload_urls_from_the_frontend_origins() {
     assert!(api.headers().get("access-control-allow-origin").is_none());
 }
 
-/// A JPEG as a phone writes it: an EXIF APP1 with the GPS position (IFD0 with a
-/// GPS IFD pointer; GPSLatitudeRef "N"), an XMP APP1, a comment, and bytes after
-/// the image's end.
+/// A JPEG as a phone writes it: an EXIF APP1 with the GPS position
+/// (`worker::exif_tiff`), an XMP APP1, a comment, and bytes after the image's end.
 pub(crate) fn jpeg_with_gps(width: u32, height: u32) -> Vec<u8> {
     let encoded = jpeg(width, height);
-    let mut tiff = b"II*\0\x08\0\0\0".to_vec();
-    tiff.extend_from_slice(&1u16.to_le_bytes());
-    tiff.extend_from_slice(&[0x25, 0x88, 4, 0, 1, 0, 0, 0, 26, 0, 0, 0]);
-    tiff.extend_from_slice(&0u32.to_le_bytes());
-    tiff.extend_from_slice(&1u16.to_le_bytes());
-    tiff.extend_from_slice(&[0x01, 0x00, 2, 0, 2, 0, 0, 0, b'N', 0, 0, 0]);
-    tiff.extend_from_slice(&0u32.to_le_bytes());
+    let tiff = crate::worker::exif_tiff();
     let exif = [b"Exif\0\0".as_slice(), &tiff].concat();
     let xmp = b"http://ns.adobe.com/xap/1.0/\0<exif:GPSLatitude>52,31.2N</exif:GPSLatitude>".to_vec();
     let mut out = encoded[..2].to_vec();

@@ -184,7 +184,7 @@ const CONTAINERS: [&[u8]; 3] = [b"Exif", b"xmpmeta", b"ns.adobe.com/xap"];
 
 /// A TIFF structure as EXIF carries it: IFD0 pointing to a GPS IFD with
 /// GPSLatitudeRef "N", and the owner's name.
-fn exif_tiff() -> Vec<u8> {
+pub(crate) fn exif_tiff() -> Vec<u8> {
     let mut tiff = b"II*\0\x08\0\0\0".to_vec();
     tiff.extend_from_slice(&1u16.to_le_bytes());
     tiff.extend_from_slice(&[0x25, 0x88, 4, 0, 1, 0, 0, 0, 26, 0, 0, 0]);
