@@ -27,6 +27,7 @@ pub const HTTP_FUNCTIONS: &[HttpFunction] = &[
     HttpFunction { binary: "auth", routes: auth::routes },
     HttpFunction { binary: "categories", routes: categories::routes },
     HttpFunction { binary: "products", routes: products::routes },
+    HttpFunction { binary: "users", routes: users::routes },
 ];
 
 /// The HTTP function built as `binary`.

@@ -15,7 +15,8 @@
 //!
 //! With local assets (`Gateway::local`) it also stands in for the bucket and
 //! CDN: presigned uploads under `/_local/uploads/` and public assets under
-//! `/assets/` (see `assets`).
+//! `/assets/` (see `assets`), and serves the local mailbox at `/_local/mail`
+//! with the pages its links open (see `mailbox`).
 //!
 //! Tests start it with [`spawn`] on `127.0.0.1:0`; `local::LocalStack` runs it
 //! with local assets and the queue pumps.
@@ -37,7 +38,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 use lambda_http::{Context, RequestExt};
 use serde_json::{json, Map, Value};
-use shared::adapters::LOCAL_UPLOAD_PATH;
+use shared::adapters::{MailDir, LOCAL_UPLOAD_PATH};
 use shared::http::ApiError;
 use shared::AppState;
 use time::OffsetDateTime;
@@ -120,6 +121,8 @@ struct Inner {
     cors: Option<CorsConfig>,
     openapi: Bytes,
     assets: Option<LocalAssets>,
+    /// The local mailbox (with local assets): `/_local/mail` and `/_local/links/*`.
+    mailbox: Option<MailDir>,
     /// The bucket's CORS rule, for presigned uploads.
     upload_cors: Option<CorsConfig>,
     observer: Option<Observer>,
@@ -144,10 +147,15 @@ impl Gateway {
     /// A gateway for `template`'s routes, handing `state` to every function. A
     /// function with routes and no entry in the function table is an error.
     pub fn new(state: AppState, template: &Template) -> Result<Self, GatewayError> {
-        Self::build(state, template, None)
+        Self::build(state, template, None, None)
     }
 
-    fn build(state: AppState, template: &Template, assets: Option<LocalAssets>) -> Result<Self, GatewayError> {
+    fn build(
+        state: AppState,
+        template: &Template,
+        assets: Option<LocalAssets>,
+        mailbox: Option<MailDir>,
+    ) -> Result<Self, GatewayError> {
         let state = Arc::new(state);
         let mut routes = Vec::new();
         for function in template.functions.iter().filter(|f| !f.routes.is_empty()) {
@@ -170,7 +178,8 @@ impl Gateway {
         }
         let openapi = Bytes::from(crate::functions::openapi_json());
         let upload_cors = template.bucket_cors.first().map(|b| b.cors.clone());
-        let inner = Inner { routes, cors: template.cors.clone(), openapi, assets, upload_cors, observer: None };
+        let inner =
+            Inner { routes, cors: template.cors.clone(), openapi, assets, mailbox, upload_cors, observer: None };
         Ok(Self { inner: Arc::new(inner) })
     }
 
@@ -183,7 +192,7 @@ impl Gateway {
     /// directory and queues of the embedded backend in `data_dir`.
     pub fn local(state: AppState, template: &Template, data_dir: &Path) -> Result<Self, GatewayError> {
         let assets = LocalAssets::open(data_dir, template)?;
-        Self::build(state, template, Some(assets))
+        Self::build(state, template, Some(assets), Some(MailDir::new(&data_dir.join("mail"))))
     }
 
     /// Calls `observer` with every exchange a function answered (before any
@@ -609,6 +618,15 @@ async fn dispatch(inner: &Arc<Inner>, request: http::Request<AxumBody>, request_
             };
             let query = parts.uri.query().unwrap_or_default();
             return assets.accept_upload(&percent_decode(key), query, &parts.headers, body, request_id).await;
+        }
+    }
+    if let (Some(mailbox), true) = (&inner.mailbox, parts.method == Method::GET) {
+        if raw_path == crate::mailbox::MAIL_PATH {
+            let query = parts.uri.query().unwrap_or_default();
+            return crate::mailbox::serve_mail(mailbox, &parts.headers, query, request_id);
+        }
+        if let Some(page) = raw_path.strip_prefix(shared::config::LOCAL_LINKS_PATH).and_then(|p| p.strip_prefix('/')) {
+            return crate::mailbox::serve_link_page(page, request_id);
         }
     }
     let Some((route, params)) = find_route(&inner.routes, &parts.method, raw_path) else {

@@ -8,6 +8,7 @@
 //! - `gateway`: the local API Gateway (HTTP API payload 2.0, CORS, 10 MB limit,
 //!   `/openapi.json`); `gateway::spawn` for tests.
 //! - `assets`: the local bucket and CDN (presigned uploads, `/assets/`).
+//! - `mailbox`: the development pages `/_local/mail` and `/_local/links/*`.
 //! - `pump`: the local SQS event source (batches, partial failures, dead-letter queue).
 //! - `local`: the whole local stack (gateway, assets, pumps) in one process.
 //! - `seed`: idempotent demo users and categories.
@@ -19,6 +20,7 @@ pub mod assets;
 pub mod functions;
 pub mod gateway;
 pub mod local;
+pub mod mailbox;
 pub mod pump;
 pub mod seed;
 pub mod template;

@@ -7,7 +7,7 @@
 
 use shared::domain::{
     Category, CategoryDescription, CategoryId, CategoryName, DisplayName, Email, Password, PasswordHash, Role, Slug,
-    User, UserId,
+    User,
 };
 use shared::ports::StoreError;
 use shared::repo::categories::{self, CategoryWriteError};
@@ -111,13 +111,11 @@ pub async fn seed(state: &AppState) -> Result<SeedReport, SeedError> {
         }
         let password = Password::parse(demo.password.to_owned()).map_err(invalid("password"))?;
         let password_hash = tokio::task::spawn_blocking(move || PasswordHash::create(&password)).await?;
+        let display_name = DisplayName::parse(demo.display_name).map_err(invalid("display name"))?;
+        // Demo accounts count as verified, so demo farmers' products show at once.
         let user = User {
-            id: UserId::new(),
-            email,
-            display_name: DisplayName::parse(demo.display_name).map_err(invalid("display name"))?,
-            role: demo.role,
-            password_hash,
-            created_at: state.clock.now(),
+            email_verified: true,
+            ..User::new(email, display_name, demo.role, password_hash, state.clock.now())
         };
         match users::create(store, &user).await {
             Ok(()) => report.users_created += 1,

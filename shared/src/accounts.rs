@@ -1,7 +1,31 @@
 //! The accounts' use cases over the ports: register, sign in (throttled, with
 //! unknown emails costing as much as known ones), rotate a refresh token, sign
-//! out, and the signed-in user; each sign-in hands out a `Signed` session with a
-//! fresh access token. Password hashing runs on the blocking pool.
+//! out, the signed-in user, email verification, password reset and change,
+//! profiles, administration (list, disable, enable, change role) and erasure.
+//! Each sign-in hands out a `Signed` session with a fresh access token.
+//! Password hashing runs on the blocking pool.
+//!
+//! # Verification policy
+//! Registering mails a single-use link (valid `VERIFY_TOKEN_HOURS`). An
+//! unverified account may browse and sign in; a farmer's products appear in
+//! public only once the farmer is verified (and while enabled); checkout will
+//! require a verified customer.
+//!
+//! # Disabling
+//! Disabling bumps the account's session epoch, so every refresh token stops
+//! working at once, and sign-in is refused. Access tokens are not looked up on
+//! every call (that would cost a read per request): each lives at most
+//! `ACCESS_TOKEN_TTL_SECONDS` (15 minutes), and every route that reads the
+//! account (`/auth/me`, `/users/me`, creating a product) refuses a disabled
+//! one at once. A disabled farmer's products leave public browse and reads
+//! (the worker's `SyncFarmer` job) and come back on enable.
+//!
+//! # Erasure
+//! `DELETE /users/me` replaces the account by a tombstone holding only its id
+//! and role (what orders and products still point at), deletes the email guard
+//! (the address can register again) and the farmer page, ends every session
+//! and unlists a farmer's products. Throttling counters store only hashes, and
+//! sessions and link tokens hold only the id.
 //!
 //! # Throttling policy
 //! Every limit is counted *before* the password is hashed or checked (atomic
@@ -20,12 +44,20 @@ use std::time::Duration;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::domain::{DisplayName, Email, Password, PasswordHash, Role, User, UserId};
+use crate::domain::{DisplayName, Email, FarmProfile, Password, PasswordHash, Role, User, UserId};
+use crate::jobs::{self, Job};
+use crate::mail::Template;
+use crate::ports::{StoreError, WriteOp};
+use crate::repo::farmers::{self, FarmerPage};
+use crate::repo::link_tokens::{self, LinkTokenError, Purpose};
 use crate::repo::sessions::{self, Session, SessionError};
 use crate::repo::throttle::{self, Limit};
 use crate::repo::users::{self, CreateUserError};
 use crate::tokens::{Claims, TokenError, AUDIENCE, ISSUER};
 use crate::AppState;
+
+/// Attempts of a read-modify-write of an account that keeps losing version races.
+const UPDATE_ATTEMPTS: usize = 5;
 
 /// Login attempts per email and source address per 15 minutes.
 pub const LOGIN_PER_ACCOUNT_AND_ADDRESS: Limit = Limit::new(5, 15 * 60);
@@ -38,6 +70,18 @@ pub const LOGIN_PER_ACCOUNT: Limit = Limit::new(100, 15 * 60);
 pub const ACCOUNT_SLOWDOWN: Duration = Duration::from_secs(1);
 /// Registrations per source address per hour.
 pub const REGISTER_PER_ADDRESS: Limit = Limit::new(10, 3600);
+/// Verification mails one account may ask for per hour.
+pub const RESEND_PER_ACCOUNT: Limit = Limit::new(3, 3600);
+/// Password reset requests per source address per hour.
+pub const RESET_PER_ADDRESS: Limit = Limit::new(10, 3600);
+/// Password reset requests per email per hour (known or not).
+pub const RESET_PER_EMAIL: Limit = Limit::new(3, 3600);
+/// Password checks of a signed-in account (change, erasure) per 15 minutes.
+pub const PASSWORD_CHECKS_PER_ACCOUNT: Limit = Limit::new(5, 15 * 60);
+/// How long a verification link works.
+pub const VERIFY_TOKEN_HOURS: i64 = 48;
+/// How long a password reset link works.
+pub const RESET_TOKEN_HOURS: i64 = 1;
 
 /// Why an account action failed. Each variant's doc names its HTTP status.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +98,24 @@ pub enum AccountError {
     /// 422 on `field`.
     #[error("{field}: {message}")]
     Invalid { field: &'static str, message: String },
+    /// 400: a link token that is not one of ours.
+    #[error("{0}")]
+    BadToken(String),
+    /// 410: a link token used already or expired.
+    #[error("{0}")]
+    TokenGone(String),
+    /// 403.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409.
+    #[error("{0}")]
+    Conflict(String),
+    /// 500.
+    #[error(transparent)]
+    Jobs(#[from] crate::ports::JobError),
     /// 500.
     #[error(transparent)]
     Store(#[from] crate::ports::StoreError),
@@ -69,6 +131,20 @@ pub enum AccountError {
 }
 
 type Result<T> = std::result::Result<T, AccountError>;
+
+impl From<LinkTokenError> for AccountError {
+    fn from(error: LinkTokenError) -> Self {
+        match error {
+            LinkTokenError::Invalid => {
+                AccountError::BadToken("the token is not valid: use the whole link from the most recent message".into())
+            }
+            LinkTokenError::Used | LinkTokenError::Expired => {
+                AccountError::TokenGone(format!("{error}; ask for a new link"))
+            }
+            LinkTokenError::Store(e) => e.into(),
+        }
+    }
+}
 
 impl From<SessionError> for AccountError {
     fn from(error: SessionError) -> Self {
@@ -143,26 +219,23 @@ pub async fn register(state: &AppState, new: NewAccount, source: &str) -> Result
     limit(state, &format!("register#{source}"), REGISTER_PER_ADDRESS, "sign-ups from this address").await?;
     let NewAccount { email, password, display_name, role } = new;
     let password_hash = tokio::task::spawn_blocking(move || PasswordHash::create(&password)).await?;
-    let user = User {
-        id: UserId::new(),
-        email,
-        display_name,
-        role: match role {
-            SelfServiceRole::Customer => Role::Customer,
-            SelfServiceRole::Farmer => Role::Farmer,
-        },
-        password_hash,
-        created_at: state.clock.now(),
+    let role = match role {
+        SelfServiceRole::Customer => Role::Customer,
+        SelfServiceRole::Farmer => Role::Farmer,
     };
+    let user = User::new(email, display_name, role, password_hash, state.clock.now());
     match users::create(state.store.as_ref(), &user).await {
         Ok(()) => {}
         Err(CreateUserError::DuplicateEmail) => return Err(AccountError::DuplicateEmail),
         Err(CreateUserError::Store(e)) => return Err(e.into()),
     }
     tracing::info!(user_id = %user.id, role = user.role.as_str(), "user registered");
-    let session =
-        sessions::create(state.store.as_ref(), user.id, user.role, session_lifetime(state), state.clock.now()).await?;
-    sign_in(state, user, session)
+    // The account exists now: a failure to queue its mail must not undo the
+    // sign-up (the owner can ask for another link).
+    if let Err(e) = send_verification(state, &user).await {
+        tracing::error!(user_id = %user.id, error = %e, "the verification mail could not be queued");
+    }
+    start_session(state, user).await
 }
 
 /// A hash that never matches, verified when the email is unknown so that unknown
@@ -203,15 +276,37 @@ pub async fn login(state: &AppState, email: Email, password: String, source: &st
         return Err(AccountError::Unauthenticated("the email or password is wrong".into()));
     };
     throttle::reset(store, &account_and_address, LOGIN_PER_ACCOUNT_AND_ADDRESS, state.clock.now()).await?;
-    let session = sessions::create(store, user.id, user.role, session_lifetime(state), state.clock.now()).await?;
+    if user.disabled {
+        return Err(AccountError::Forbidden("this account is disabled; contact the marketplace".into()));
+    }
     tracing::info!(user_id = %user.id, "logged in");
+    start_session(state, user).await
+}
+
+/// A new session for `user`, who just proved who they are.
+async fn start_session(state: &AppState, user: User) -> Result<Signed> {
+    let store = state.store.as_ref();
+    let session =
+        sessions::create(store, user.id, user.role, user.session_epoch, session_lifetime(state), state.clock.now())
+            .await?;
     sign_in(state, user, session)
 }
 
 /// Exchanges a refresh token for new tokens; the refresh token rotates.
+/// A session older than its account's epoch, or of a disabled or erased
+/// account, is ended instead.
 pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<Signed> {
-    let session = sessions::rotate(state.store.as_ref(), refresh_token, state.clock.now()).await?;
-    let user = current_user(state, session.user_id).await?;
+    let store = state.store.as_ref();
+    let session = sessions::rotate(store, refresh_token, state.clock.now()).await?;
+    let user = match users::get(store, session.user_id).await? {
+        Some(user) if !user.disabled && session.epoch >= user.session_epoch => user,
+        _ => {
+            sessions::end(store, &session.id).await?;
+            return Err(AccountError::Unauthenticated(
+                "the session has ended (password changed, account disabled or erased); sign in again".into(),
+            ));
+        }
+    };
     sign_in(state, user, session)
 }
 
@@ -220,9 +315,370 @@ pub async fn logout(state: &AppState, refresh_token: &str) -> Result<()> {
     Ok(sessions::revoke(state.store.as_ref(), refresh_token).await?)
 }
 
-/// The user `id` names (401 when the account no longer exists).
+/// The signed-in user `id` names: 401 when the account no longer exists or
+/// is disabled (its access token is refused at once wherever this is read).
 pub async fn current_user(state: &AppState, id: UserId) -> Result<User> {
-    users::get(state.store.as_ref(), id)
-        .await?
-        .ok_or_else(|| AccountError::Unauthenticated("the account no longer exists".into()))
+    match users::get(state.store.as_ref(), id).await? {
+        None => Err(AccountError::Unauthenticated("the account no longer exists".into())),
+        Some(user) if user.disabled => Err(AccountError::Unauthenticated("this account is disabled".into())),
+        Some(user) => Ok(user),
+    }
+}
+
+/// The signed-in user of `caller`'s access token.
+pub async fn caller_user(state: &AppState, caller: &Claims) -> Result<User> {
+    let id = caller.user_id().ok_or_else(|| AccountError::Unauthenticated("the token names no user".into()))?;
+    current_user(state, id).await
+}
+
+// ---------------------------------------------------------------------------
+// Email verification
+// ---------------------------------------------------------------------------
+
+/// `<link base>/<page>?token=<token>`.
+fn link(state: &AppState, page: &str, token: &str) -> Result<String> {
+    let base = state
+        .link_base_url
+        .as_deref()
+        .ok_or_else(|| AccountError::Internal("LINK_BASE_URL is not set for this function".into()))?;
+    Ok(format!("{base}/{page}?token={token}"))
+}
+
+/// Issues a verification token for `user` and queues its mail.
+async fn send_verification(state: &AppState, user: &User) -> Result<()> {
+    let lifetime = VERIFY_TOKEN_HOURS * 3600;
+    let token =
+        link_tokens::issue(state.store.as_ref(), Purpose::VerifyEmail, user.id, lifetime, state.clock.now()).await?;
+    let link = link(state, "verify-email", &token)?;
+    let mail = Template::VerifyEmail { name: user.display_name.as_str(), link: &link, hours: VERIFY_TOKEN_HOURS }
+        .render(user.email.as_str());
+    jobs::enqueue(state, &Job::SendEmail { mail }).await?;
+    Ok(())
+}
+
+/// Mails the signed-in user a new verification link (409 when verified).
+pub async fn resend_verification(state: &AppState, caller: &Claims) -> Result<()> {
+    let user = caller_user(state, caller).await?;
+    if user.email_verified {
+        return Err(AccountError::Conflict("the email address is already verified".into()));
+    }
+    limit(state, &format!("verify-resend#{}", user.id), RESEND_PER_ACCOUNT, "verification mails for this account")
+        .await?;
+    send_verification(state, &user).await
+}
+
+/// Asks the worker to bring a farmer's products in line with the account.
+/// Failing to queue it is logged, not answered: the change itself is done,
+/// and the next change of the account queues another.
+async fn sync_farmer_later(state: &AppState, farmer_id: UserId) {
+    if let Err(e) = jobs::enqueue(state, &Job::SyncFarmer { farmer_id }).await {
+        tracing::error!(farmer_id = %farmer_id, error = %e, "could not queue the farmer's product sync");
+    }
+}
+
+/// Marks the address of the token's account verified and spends the token.
+pub async fn verify_email(state: &AppState, token: &str) -> Result<User> {
+    let store = state.store.as_ref();
+    for _ in 0..UPDATE_ATTEMPTS {
+        let valid = link_tokens::check(store, Purpose::VerifyEmail, token, state.clock.now()).await?;
+        let Some(user) = users::get(store, valid.user_id).await? else {
+            return Err(LinkTokenError::Invalid.into());
+        };
+        let next = User { email_verified: true, version: user.version + 1, ..user.clone() };
+        match store.transact(vec![valid.spend(), users::update(&next, user.version)]).await {
+            Ok(()) => {
+                tracing::info!(user_id = %user.id, "email verified");
+                if next.role == Role::Farmer {
+                    sync_farmer_later(state, next.id).await;
+                }
+                return Ok(next);
+            }
+            Err(StoreError::ConditionFailed { .. }) => continue, // re-checked: spent, or the account changed
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(busy())
+}
+
+fn busy() -> AccountError {
+    AccountError::Conflict("the account is being changed by another request; try again".into())
+}
+
+// ---------------------------------------------------------------------------
+// Passwords
+// ---------------------------------------------------------------------------
+
+/// Queues a password reset for `email`. Answers the same, and does the same
+/// work (two counters and one queued job), whether or not an account has the
+/// address: the worker finds out (`issue_password_reset`).
+pub async fn request_password_reset(state: &AppState, email: Email, source: &str) -> Result<()> {
+    limit(state, &format!("reset-address#{source}"), RESET_PER_ADDRESS, "password resets from this address").await?;
+    limit(state, &format!("reset#{email}"), RESET_PER_EMAIL, "password resets for this email").await?;
+    jobs::enqueue(state, &Job::PasswordReset { email: email.to_string() }).await?;
+    Ok(())
+}
+
+/// The worker's half of a reset request: when an enabled account has
+/// `email`, issues a reset token and queues its mail (`true`); otherwise
+/// sends nothing (`false`).
+pub async fn issue_password_reset(state: &AppState, email: &str) -> Result<bool> {
+    let Ok(email) = Email::parse(email) else {
+        return Ok(false);
+    };
+    let store = state.store.as_ref();
+    let Some(user) = users::find_by_email(store, &email).await?.filter(|u| !u.disabled) else {
+        return Ok(false);
+    };
+    let lifetime = RESET_TOKEN_HOURS * 3600;
+    let token = link_tokens::issue(store, Purpose::ResetPassword, user.id, lifetime, state.clock.now()).await?;
+    let link = link(state, "reset-password", &token)?;
+    let mail = Template::ResetPassword { name: user.display_name.as_str(), link: &link, hours: RESET_TOKEN_HOURS }
+        .render(user.email.as_str());
+    jobs::enqueue(state, &Job::SendEmail { mail }).await?;
+    Ok(true)
+}
+
+async fn hash(password: Password) -> Result<PasswordHash> {
+    Ok(tokio::task::spawn_blocking(move || PasswordHash::create(&password)).await?)
+}
+
+/// Sets a new password with a reset token: every session of the account ends,
+/// the token is spent, and the address counts as verified (the link reached it).
+pub async fn confirm_password_reset(state: &AppState, token: &str, password: Password) -> Result<()> {
+    let store = state.store.as_ref();
+    // Check before hashing, so a bad token costs no hash.
+    link_tokens::check(store, Purpose::ResetPassword, token, state.clock.now()).await?;
+    let password_hash = hash(password).await?;
+    for _ in 0..UPDATE_ATTEMPTS {
+        let valid = link_tokens::check(store, Purpose::ResetPassword, token, state.clock.now()).await?;
+        let Some(user) = users::get(store, valid.user_id).await? else {
+            return Err(LinkTokenError::Invalid.into());
+        };
+        let next = User {
+            password_hash: password_hash.clone(),
+            session_epoch: user.session_epoch + 1,
+            email_verified: true,
+            version: user.version + 1,
+            ..user.clone()
+        };
+        match store.transact(vec![valid.spend(), users::update(&next, user.version)]).await {
+            Ok(()) => {
+                tracing::info!(user_id = %user.id, "password reset; every session ended");
+                if !user.email_verified && user.role == Role::Farmer {
+                    sync_farmer_later(state, user.id).await;
+                }
+                return Ok(());
+            }
+            Err(StoreError::ConditionFailed { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(busy())
+}
+
+/// Checks the signed-in user's current password (throttled per account):
+/// 422 on `field` when it is wrong.
+async fn check_password(state: &AppState, user: &User, password: String, field: &'static str) -> Result<()> {
+    let password = Password::for_login(password).map_err(|message| AccountError::Invalid { field, message })?;
+    limit(state, &format!("password-check#{}", user.id), PASSWORD_CHECKS_PER_ACCOUNT, "password checks").await?;
+    state.counters.password_verifications.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let stored = user.password_hash.clone();
+    if tokio::task::spawn_blocking(move || stored.verify(&password)).await? {
+        Ok(())
+    } else {
+        Err(AccountError::Invalid { field, message: "is not the account's password".into() })
+    }
+}
+
+/// Changes the signed-in user's password: the other sessions end, the
+/// caller's own session carries on.
+pub async fn change_password(state: &AppState, caller: &Claims, current: String, new: Password) -> Result<()> {
+    let user = caller_user(state, caller).await?;
+    check_password(state, &user, current, "currentPassword").await?;
+    let password_hash = hash(new).await?;
+    let store = state.store.as_ref();
+    let mut user = user;
+    for _ in 0..UPDATE_ATTEMPTS {
+        let next = User {
+            password_hash: password_hash.clone(),
+            session_epoch: user.session_epoch + 1,
+            version: user.version + 1,
+            ..user.clone()
+        };
+        match users::save(store, &next).await {
+            Ok(()) => {
+                sessions::restamp(store, &caller.sid, user.id, next.session_epoch).await?;
+                tracing::info!(user_id = %user.id, "password changed; other sessions ended");
+                return Ok(());
+            }
+            Err(StoreError::ConditionFailed { .. }) => user = caller_user(state, caller).await?,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(busy())
+}
+
+// ---------------------------------------------------------------------------
+// Profiles
+// ---------------------------------------------------------------------------
+
+/// A user with, for a farmer, their page.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub user: User,
+    pub page: Option<FarmerPage>,
+}
+
+/// The signed-in user's profile.
+pub async fn profile(state: &AppState, caller: &Claims) -> Result<Profile> {
+    let user = caller_user(state, caller).await?;
+    let page = match user.role {
+        Role::Farmer => farmers::get(state.store.as_ref(), user.id).await?,
+        _ => None,
+    };
+    Ok(Profile { user, page })
+}
+
+/// Changes to the signed-in user's profile; absent fields stay as they are.
+#[derive(Debug, Default)]
+pub struct ProfileChanges {
+    pub display_name: Option<DisplayName>,
+    /// Replaces the whole farm profile (farmers only).
+    pub farm: Option<FarmProfile>,
+}
+
+/// Applies `changes` to the signed-in user's account and, for a farmer, page,
+/// in one transaction.
+pub async fn update_profile(state: &AppState, caller: &Claims, changes: ProfileChanges) -> Result<Profile> {
+    let store = state.store.as_ref();
+    for _ in 0..UPDATE_ATTEMPTS {
+        let Profile { user, page } = profile(state, caller).await?;
+        if changes.farm.is_some() && user.role != Role::Farmer {
+            return Err(AccountError::Invalid { field: "farm", message: "only farmers have a farm profile".into() });
+        }
+        let mut writes: Vec<WriteOp> = Vec::new();
+        let mut next_user = user.clone();
+        if let Some(name) = &changes.display_name {
+            next_user = User { display_name: name.clone(), version: user.version + 1, ..user.clone() };
+            writes.push(users::update(&next_user, user.version));
+        }
+        let mut next_page = page.clone();
+        if let Some(farm) = &changes.farm {
+            let now = state.clock.now();
+            let base = page.clone().unwrap_or_else(|| FarmerPage::empty(user.id, user.sells_in_public(), now));
+            let next = FarmerPage { profile: Some(farm.clone()), version: base.version + 1, updated_at: now, ..base };
+            writes.push(farmers::write(page.as_ref(), &next));
+            next_page = Some(next);
+        }
+        if writes.is_empty() {
+            return Ok(Profile { user, page });
+        }
+        match store.transact(writes).await {
+            Ok(()) => return Ok(Profile { user: next_user, page: next_page }),
+            Err(StoreError::ConditionFailed { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(busy())
+}
+
+/// A farmer's public page: 404 unless the farmer sells in public.
+pub async fn public_farmer(state: &AppState, raw_id: &str) -> Result<FarmerPage> {
+    let not_found = || AccountError::NotFound(format!("no farmer with id {raw_id:?}"));
+    let id = UserId::parse(raw_id).ok_or_else(not_found)?;
+    farmers::get(state.store.as_ref(), id).await?.filter(|page| page.public).ok_or_else(not_found)
+}
+
+// ---------------------------------------------------------------------------
+// Administration
+// ---------------------------------------------------------------------------
+
+/// The account `raw_id` names, for an admin (404 when there is none).
+pub async fn account(state: &AppState, raw_id: &str) -> Result<User> {
+    let not_found = || AccountError::NotFound(format!("no user with id {raw_id:?}"));
+    let id = UserId::parse(raw_id).ok_or_else(not_found)?;
+    users::get(state.store.as_ref(), id).await?.ok_or_else(not_found)
+}
+
+/// Applies `change` to the account `raw_id` names (not an admin's: admins are
+/// managed with the `marketplace-admin` command), retrying lost races.
+async fn administer(state: &AppState, raw_id: &str, change: impl Fn(&User) -> User) -> Result<(User, User)> {
+    for _ in 0..UPDATE_ATTEMPTS {
+        let user = account(state, raw_id).await?;
+        if user.role == Role::Admin {
+            return Err(AccountError::Conflict(
+                "admin accounts are managed with the marketplace-admin command, not the API".into(),
+            ));
+        }
+        let next = User { version: user.version + 1, ..change(&user) };
+        match users::save(state.store.as_ref(), &next).await {
+            Ok(()) => return Ok((user, next)),
+            Err(StoreError::ConditionFailed { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(busy())
+}
+
+/// Disables or enables an account. Disabling ends every session at once; a
+/// farmer's products leave (or return to) public view. Repeating it is
+/// harmless and re-queues the farmer's sync.
+pub async fn set_disabled(state: &AppState, raw_id: &str, disabled: bool) -> Result<User> {
+    let (before, after) = administer(state, raw_id, |user| User {
+        disabled,
+        session_epoch: if disabled && !user.disabled { user.session_epoch + 1 } else { user.session_epoch },
+        ..user.clone()
+    })
+    .await?;
+    tracing::info!(user_id = %after.id, disabled, "account {}", if disabled { "disabled" } else { "enabled" });
+    if before.role == Role::Farmer {
+        sync_farmer_later(state, after.id).await;
+    }
+    Ok(after)
+}
+
+/// Makes a customer a farmer or a farmer a customer (a former farmer's
+/// products leave public view, and return if they become a farmer again).
+/// Tokens carry the role: the new one applies from the next refresh (at most
+/// 15 minutes), and product writes check the stored role at once.
+pub async fn set_role(state: &AppState, raw_id: &str, role: SelfServiceRole) -> Result<User> {
+    let role = match role {
+        SelfServiceRole::Customer => Role::Customer,
+        SelfServiceRole::Farmer => Role::Farmer,
+    };
+    let (before, after) = administer(state, raw_id, |user| User { role, ..user.clone() }).await?;
+    if before.role == Role::Farmer || after.role == Role::Farmer {
+        sync_farmer_later(state, after.id).await;
+    }
+    Ok(after)
+}
+
+// ---------------------------------------------------------------------------
+// Erasure
+// ---------------------------------------------------------------------------
+
+/// Erases the signed-in user's account after checking their password (see
+/// the module doc, Erasure).
+pub async fn erase(state: &AppState, caller: &Claims, password: String) -> Result<()> {
+    let store = state.store.as_ref();
+    let mut user = caller_user(state, caller).await?;
+    check_password(state, &user, password, "password").await?;
+    for _ in 0..UPDATE_ATTEMPTS {
+        let mut writes = users::erase(&user, state.clock.now());
+        if user.role == Role::Farmer {
+            writes.push(farmers::delete(user.id));
+        }
+        match store.transact(writes).await {
+            Ok(()) => {
+                tracing::info!(user_id = %user.id, "account erased");
+                if user.role == Role::Farmer {
+                    sync_farmer_later(state, user.id).await;
+                }
+                return Ok(());
+            }
+            Err(StoreError::ConditionFailed { .. }) => user = caller_user(state, caller).await?,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(busy())
 }

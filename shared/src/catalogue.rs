@@ -1,8 +1,10 @@
 //! The catalogue's use cases, one function per business action over the ports:
 //! categories (create, change, delete) and products (create with an optional
 //! idempotency key, change under optimistic concurrency, unlist, photo upload
-//! tickets, photo removal). Handlers parse, authorise, call one of these and map
-//! the result to HTTP; the commands here are also the request bodies' schemas.
+//! tickets, photo removal), and the farmer sync the worker runs when an account
+//! changes (`sync_farmer`: show, hide or unlist a farmer's products). Handlers
+//! parse, authorise, call one of these and map the result to HTTP; the commands
+//! here are also the request bodies' schemas.
 
 use std::time::Duration;
 
@@ -15,16 +17,18 @@ use crate::domain::{
     MAX_IMAGES_PER_PRODUCT,
 };
 use crate::http::{non_null, nullable};
-use crate::ports::{BlobError, PresignedUpload, StoreError};
+use crate::ports::{BlobError, Condition, Index, PresignedUpload, Query, StoreError, WriteOp};
 use crate::repo::categories::{self, CategoryWriteError};
+use crate::repo::farmers::{self, FarmerPage};
 use crate::repo::idempotency::{self, IdempotencyKey};
 use crate::repo::products::{self, ProductWriteError, UploadTicket, RESERVATION_ATTEMPTS, TICKET_HOLDS_SLOT_SECS};
 use crate::repo::throttle::{self, Limit};
+use crate::repo::users;
 use crate::tokens::Claims;
 use crate::AppState;
 
 /// Attempts of a read-modify-write that lost a version race.
-const UPDATE_ATTEMPTS: usize = 3;
+const UPDATE_ATTEMPTS: usize = 5;
 /// How long an upload URL stays valid.
 const UPLOAD_URL_TTL: Duration = Duration::from_secs(15 * 60);
 /// How long the ticket record outlives the URL: as long as incoming objects live.
@@ -257,7 +261,7 @@ fn product_write_error(error: ProductWriteError) -> CatalogueError {
             CatalogueError::Stale("the product was changed by someone else; read it again".into())
         }
         ProductWriteError::CategoryBusy => CatalogueError::Conflict(error.to_string()),
-        ProductWriteError::ExtraConditionFailed => CatalogueError::Internal("an unexpected extra write failed"),
+        ProductWriteError::ExtraConditionFailed { .. } => CatalogueError::Internal("an unexpected extra write failed"),
         ProductWriteError::Store(e) => e.into(),
     }
 }
@@ -269,11 +273,114 @@ fn harvest_date(raw: Option<&str>, today: time::Date) -> Result<Option<time::Dat
 }
 
 /// The listed product `raw_id` names (unlisted ones are gone for everyone but
-/// their stored orders).
+/// their stored orders), shown in public or not.
 pub async fn listed_product(state: &AppState, raw_id: &str) -> Result<Product> {
     let not_found = || CatalogueError::NotFound(format!("no product with id {raw_id:?}"));
     let id = ProductId::parse(raw_id).ok_or_else(not_found)?;
     products::get(state.store.as_ref(), id).await?.filter(Product::is_listed).ok_or_else(not_found)
+}
+
+/// The product `raw_id` names as the public sees it: listed, and its farmer
+/// may sell in public (verified and enabled); otherwise 404.
+pub async fn public_product(state: &AppState, raw_id: &str) -> Result<Product> {
+    let product = listed_product(state, raw_id).await?;
+    if product.farmer_hidden {
+        return Err(CatalogueError::NotFound(format!("no product with id {raw_id:?}")));
+    }
+    Ok(product)
+}
+
+/// Products one farmer sync may change before giving up (a guard against a
+/// product that never leaves its partition).
+const SYNC_LIMIT: usize = 100_000;
+
+/// Brings a farmer's listed products and page in line with the account (the
+/// worker's `SyncFarmer` job): an erased or vanished account's products are
+/// unlisted; otherwise they are shown when the farmer may sell in public
+/// (verified, enabled, still a farmer) and hidden when not. Reads the account
+/// itself, so it converges on the current state however often, and in
+/// whatever order, it runs. Returns how many products changed.
+pub async fn sync_farmer(state: &AppState, farmer_id: UserId) -> Result<usize> {
+    let store = state.store.as_ref();
+    let public = match users::lookup(store, farmer_id).await? {
+        users::Stored::Live(user) => Some(user.sells_in_public()),
+        users::Stored::Erased | users::Stored::Missing => None,
+    };
+    if let Some(public) = public {
+        set_page_public(state, farmer_id, public).await?;
+    }
+    // Each change moves the product out of the partition read, so every
+    // round reads the partition from its start again.
+    let partitions = match public {
+        Some(true) => vec![products::hidden_partition(farmer_id)],
+        Some(false) => vec![products::farmer_partition(farmer_id)],
+        None => vec![products::farmer_partition(farmer_id), products::hidden_partition(farmer_id)],
+    };
+    let mut changed = 0;
+    for partition in partitions {
+        loop {
+            let mut query = Query::index(Index::Gsi2, partition.clone());
+            query.limit = 100;
+            let page = store.query(&query).await?;
+            if page.items.is_empty() {
+                break;
+            }
+            for item in &page.items {
+                let product = products::from_item(item)?;
+                sync_product(state, product.id, public).await?;
+                changed += 1;
+            }
+            if changed > SYNC_LIMIT {
+                return Err(CatalogueError::Internal("a farmer sync did not finish"));
+            }
+        }
+    }
+    tracing::info!(farmer_id = %farmer_id, changed, public = ?public, "farmer products synced");
+    Ok(changed)
+}
+
+/// Shows (`Some(true)`), hides (`Some(false)`) or unlists (`None`) one product.
+async fn sync_product(state: &AppState, id: ProductId, public: Option<bool>) -> Result<()> {
+    let store = state.store.as_ref();
+    for _ in 0..UPDATE_ATTEMPTS {
+        let Some(current) = products::get(store, id).await?.filter(Product::is_listed) else {
+            return Ok(());
+        };
+        let mut next = current.clone();
+        match public {
+            Some(public) if current.farmer_hidden != public => return Ok(()),
+            Some(public) => next.farmer_hidden = !public,
+            None => next.status = ListingStatus::Unlisted,
+        }
+        next.updated_at = state.clock.now();
+        next.version = current.version + 1;
+        match products::save(store, Some(&current), &next).await {
+            Ok(()) => return Ok(()),
+            Err(ProductWriteError::Changed | ProductWriteError::CategoryBusy) => continue,
+            Err(other) => return Err(product_write_error(other)),
+        }
+    }
+    Err(busy("product"))
+}
+
+/// Records on the farmer's page whether they may sell in public.
+async fn set_page_public(state: &AppState, farmer_id: UserId, public: bool) -> Result<()> {
+    let store = state.store.as_ref();
+    for _ in 0..UPDATE_ATTEMPTS {
+        let current = farmers::get(store, farmer_id).await?;
+        if current.as_ref().is_some_and(|page| page.public == public) {
+            return Ok(());
+        }
+        let now = state.clock.now();
+        let base = current.clone().unwrap_or_else(|| FarmerPage::empty(farmer_id, public, now));
+        let next = FarmerPage { public, version: base.version + 1, updated_at: now, ..base };
+        match store.transact(vec![farmers::write(current.as_ref(), &next)]).await {
+            Ok(()) => return Ok(()),
+            Err(StoreError::ConditionFailed { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(busy("farmer page"))
 }
 
 /// The answer to a repeated create: the product the first request made, or 422
@@ -306,8 +413,9 @@ pub async fn create_product(
             return replay(state, request, &record).await;
         }
     }
+    let store = state.store.as_ref();
     let now = state.clock.now();
-    let product = Product {
+    let mut product = Product {
         id: ProductId::new(),
         farmer_id,
         category_id: new.category_id,
@@ -319,28 +427,51 @@ pub async fn create_product(
         harvest_date: harvest_date(new.harvest_date.as_deref(), now.date())?,
         images: Vec::new(),
         status: ListingStatus::Listed,
+        farmer_hidden: true,
         created_at: now,
         updated_at: now,
         version: 1,
     };
-    let extra = idempotent
+    let remembered = idempotent
         .iter()
         .map(|request| {
             let record =
                 idempotency::Record { fingerprint: request.fingerprint.clone(), resource_id: product.id.to_string() };
             idempotency::remember(&scope, &request.key, &record, now.unix_timestamp())
         })
-        .collect();
-    match (products::create(state.store.as_ref(), &product, extra).await, &idempotent) {
-        (Ok(()), _) => {}
-        // The same key won a race a moment ago: answer as it did.
-        (Err(ProductWriteError::ExtraConditionFailed), Some(request)) => {
-            let record = idempotency::recall(state.store.as_ref(), &scope, &request.key)
-                .await?
-                .ok_or(CatalogueError::Internal("idempotency record vanished"))?;
-            return replay(state, request, &record).await;
+        .collect::<Vec<_>>();
+    let mut created = false;
+    for _ in 0..UPDATE_ATTEMPTS {
+        // The account decides whether the product shows in public; the write
+        // checks it is still the version read, so a farmer disabled or
+        // verified meanwhile is never missed by the sync that follows.
+        let farmer = match users::get(store, farmer_id).await? {
+            Some(user) if user.disabled => return Err(CatalogueError::Forbidden("this account is disabled".into())),
+            Some(user) if user.role == Role::Farmer => user,
+            _ => return Err(CatalogueError::Forbidden("only farmers list products".into())),
+        };
+        product.farmer_hidden = !farmer.sells_in_public();
+        let mut extra = remembered.clone();
+        extra.push(WriteOp::Check { key: users::key(farmer_id), condition: Condition::VersionIs(farmer.version) });
+        match (products::create(store, &product, extra).await, &idempotent) {
+            (Ok(()), _) => {
+                created = true;
+                break;
+            }
+            // The same key won a race a moment ago: answer as it did.
+            (Err(ProductWriteError::ExtraConditionFailed { extra_index: 0 }), Some(request)) => {
+                let record = idempotency::recall(store, &scope, &request.key)
+                    .await?
+                    .ok_or(CatalogueError::Internal("idempotency record vanished"))?;
+                return replay(state, request, &record).await;
+            }
+            // The account changed since it was read: read it again.
+            (Err(ProductWriteError::ExtraConditionFailed { .. }), _) => continue,
+            (Err(other), _) => return Err(product_write_error(other)),
         }
-        (Err(other), _) => return Err(product_write_error(other)),
+    }
+    if !created {
+        return Err(busy("farmer account"));
     }
     tracing::info!(product_id = %product.id, "product created");
     Ok(Created { product, replayed: false })

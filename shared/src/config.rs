@@ -6,14 +6,20 @@
 //! `http://127.0.0.1:3000`) accepts presigned uploads and serves public assets
 //! under `/assets`. Inside Lambda (`AWS_LAMBDA_FUNCTION_NAME` is set) every setting the
 //! function needs must be present: a missing one is a start-up error, never a
-//! silent fall-back to the embedded store.
+//! silent fall-back to the embedded store. Functions that queue jobs name the
+//! queue (`JOBS_QUEUE_URL`); those writing mailed links name where links point
+//! (`LINK_BASE_URL`); the worker sends mail through SES as `MAIL_FROM`. Locally,
+//! mail goes to the mailbox directory `<DATA_DIR>/mail`, and links point at the
+//! local gateway's `/_local/links` pages.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::adapters::{self, DynamoStore, EmbeddedBlobs, EmbeddedJobs, EmbeddedStore, S3Blobs, SqsJobs};
-use crate::ports::{BlobStore, Clock, JobQueue, Store, SystemClock};
+use crate::adapters::{
+    self, DynamoStore, EmbeddedBlobs, EmbeddedJobs, EmbeddedStore, MailDir, S3Blobs, SesMailer, SqsJobs,
+};
+use crate::ports::{BlobStore, Clock, JobQueue, Mailer, Store, SystemClock};
 use crate::tokens::{TokenError, TokenKeys};
 
 /// Start-up failures: the process refuses to serve.
@@ -91,8 +97,21 @@ pub struct AppState {
     /// `/assets`): an object with key `k` is at `<base>/<k>`. Absent where the
     /// function's template entry names no bucket.
     pub assets_base_url: Option<String>,
+    /// Absent where the function's template entry names no sender (only the
+    /// worker sends mail).
+    pub mailer: Option<Arc<dyn Mailer>>,
+    /// Where the links in mail point (the frontend; locally the gateway's
+    /// `/_local/links` pages): `<base>/verify-email?token=…`,
+    /// `<base>/reset-password?token=…`. Absent where no mail is written.
+    pub link_base_url: Option<String>,
     pub counters: Arc<crate::telemetry::Counters>,
 }
+
+/// The embedded jobs queue the local gateway pumps to the worker: the
+/// template's logical id of the jobs queue.
+pub const LOCAL_JOBS_QUEUE: &str = "JobsQueue";
+/// The local gateway path of the development pages the mail links open.
+pub const LOCAL_LINKS_PATH: &str = "/_local/links";
 
 /// Where the local gateway listens unless told otherwise.
 pub const DEFAULT_LOCAL_BASE_URL: &str = "http://127.0.0.1:3000";
@@ -169,6 +188,10 @@ impl AppState {
         };
         let jobs = setting("JOBS_QUEUE_URL")
             .map(|url| Arc::new(SqsJobs::new(adapters::sqs_client(&sdk), url)) as Arc<dyn JobQueue>);
+        let mailer = setting("MAIL_FROM").map(|from| {
+            let ses = SesMailer::new(adapters::ses_client(&sdk), from, setting("MAIL_CONFIGURATION_SET"));
+            Arc::new(ses) as Arc<dyn Mailer>
+        });
         Ok(Self {
             store: Arc::new(DynamoStore::new(adapters::dynamo_client(&sdk), table.clone())),
             blobs,
@@ -178,6 +201,8 @@ impl AppState {
             token_settings,
             backend: Backend::Aws { table },
             assets_base_url,
+            mailer,
+            link_base_url: setting("LINK_BASE_URL").map(|url| url.trim_end_matches('/').to_owned()),
             counters: Default::default(),
         })
     }
@@ -199,7 +224,7 @@ impl AppState {
             EmbeddedStore::open(&db).map_err(|e| ConfigError::Open { what: "embedded store", source: e.into() })?;
         let blobs = EmbeddedBlobs::open(&data_dir.join("blobs"), base_url)
             .map_err(|e| ConfigError::Open { what: "embedded blob store", source: e.into() })?;
-        let jobs = EmbeddedJobs::open(&db, "jobs")
+        let jobs = EmbeddedJobs::open(&db, LOCAL_JOBS_QUEUE)
             .map_err(|e| ConfigError::Open { what: "embedded job queue", source: e.into() })?;
         let pkcs8 = local_signing_key(data_dir)?;
         Ok(Self {
@@ -211,6 +236,8 @@ impl AppState {
             token_settings: TokenSettings::default(),
             backend: Backend::Embedded { data_dir: data_dir.into() },
             assets_base_url: Some(format!("{base_url}{LOCAL_ASSETS_PATH}")),
+            mailer: Some(Arc::new(MailDir::new(&data_dir.join("mail")))),
+            link_base_url: Some(format!("{base_url}{LOCAL_LINKS_PATH}")),
             counters: Default::default(),
         })
     }

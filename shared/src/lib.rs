@@ -3,9 +3,12 @@
 //!
 //! # Layout
 //! - `domain`: plain types and rules, no I/O (users, categories, products, validation).
-//! - `accounts`: the accounts' use cases (register, sign in, refresh, sign out).
+//! - `accounts`: the accounts' use cases (register, sign in, refresh, sign out,
+//!   email verification, password reset and change, profiles, administration, erasure).
 //! - `catalogue`: the catalogue's use cases (categories, products, photo uploads).
-//! - `ports`: async traits the handlers talk to (store, blob store, job queue, clock).
+//! - `jobs`: the jobs the functions put on the jobs queue for the worker.
+//! - `mail`: outgoing mail templates and their rendering.
+//! - `ports`: async traits the handlers talk to (store, blob store, job queue, mailer, clock).
 //! - `adapters`: the `embedded` (SQLite, directory) and `aws` (DynamoDB, S3, SQS) backends.
 //! - `config`: configuration read once at start-up, and the `AppState` built from it.
 //! - `tokens`: Ed25519-signed access tokens (sign in `auth`, verify everywhere).
@@ -19,6 +22,8 @@ pub mod catalogue;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod jobs;
+pub mod mail;
 pub mod ports;
 pub mod repo;
 pub mod telemetry;

@@ -2,7 +2,9 @@
 //! attributes, and the storage operations handlers share.
 
 pub mod categories;
+pub mod farmers;
 pub mod idempotency;
+pub mod link_tokens;
 pub mod products;
 pub mod sessions;
 pub mod throttle;

@@ -139,6 +139,12 @@ pub async fn spawn_app_on_aws() -> TestApp {
 
 /// The local stack on a free port, its store embedded or (with `aws`) DynamoDB.
 pub async fn spawn_stack(aws: bool, settings: PumpSettings) -> TestApp {
+    spawn_stack_with(aws, settings, |_| {}).await
+}
+
+/// `spawn_stack`, with `configure` adjusting the state first (such as a
+/// shorter access token life).
+pub async fn spawn_stack_with(aws: bool, settings: PumpSettings, configure: impl FnOnce(&mut AppState)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("bound address");
@@ -146,6 +152,7 @@ pub async fn spawn_stack(aws: bool, settings: PumpSettings) -> TestApp {
     if aws {
         use_dynamo(&mut state).await;
     }
+    configure(&mut state);
     let violations = Arc::new(Mutex::new(Vec::new()));
     let checked = Arc::new(AtomicUsize::new(0));
     let observer = conformance_observer(Arc::clone(&violations), Arc::clone(&checked));
@@ -189,8 +196,27 @@ impl TestApp {
         req.send().await.expect("request sent")
     }
 
-    /// Registers a user and returns the session body (tokens and user).
+    /// Registers a user whose address counts as verified (as most tests want:
+    /// a farmer's products show in public) and returns the session body
+    /// (tokens and user, as registered).
     pub async fn register(&self, email: &str, role: &str) -> Value {
+        let session = self.register_unverified(email, role).await;
+        self.mark_verified(&session).await;
+        session
+    }
+
+    /// Marks the account of a session body verified in the store, as following
+    /// the mailed link would.
+    pub async fn mark_verified(&self, session: &Value) {
+        let id = shared::domain::UserId::parse(session["user"]["id"].as_str().unwrap()).unwrap();
+        let store = self.state.store.as_ref();
+        let user = shared::repo::users::get(store, id).await.unwrap().unwrap();
+        let next = shared::domain::User { email_verified: true, version: user.version + 1, ..user };
+        shared::repo::users::save(store, &next).await.unwrap();
+    }
+
+    /// Registers a user, leaving the address unverified; returns the session body.
+    pub async fn register_unverified(&self, email: &str, role: &str) -> Value {
         let response = self
             .post(
                 "/auth/register",
@@ -204,16 +230,15 @@ impl TestApp {
 
     /// An access token for a fresh admin (admins cannot self-register).
     pub async fn admin_token(&self) -> String {
-        use shared::domain::{DisplayName, Email, Password, PasswordHash, Role, User, UserId};
+        use shared::domain::{DisplayName, Email, Password, PasswordHash, Role, User};
         let email = format!("admin-{}@example.com", ulid::Ulid::new().to_string().to_lowercase());
-        let user = User {
-            id: UserId::new(),
-            email: Email::parse(&email).unwrap(),
-            display_name: DisplayName::parse("Admin").unwrap(),
-            role: Role::Admin,
-            password_hash: PasswordHash::create(&Password::parse(PASSWORD.into()).unwrap()),
-            created_at: time::OffsetDateTime::now_utc(),
-        };
+        let user = User::new(
+            Email::parse(&email).unwrap(),
+            DisplayName::parse("Admin").unwrap(),
+            Role::Admin,
+            PasswordHash::create(&Password::parse(PASSWORD.into()).unwrap()),
+            time::OffsetDateTime::now_utc(),
+        );
         shared::repo::users::create(self.state.store.as_ref(), &user).await.unwrap();
         let response = self.post("/auth/login", &json!({"email": email, "password": PASSWORD}), None).await;
         assert_eq!(response.status(), 200);

@@ -77,7 +77,21 @@ async fn binary(name: &str) -> PathBuf {
     BUILT
         .get_or_init(|| async {
             let status = tokio::process::Command::new(env!("CARGO"))
-                .args(["build", "-p", "health", "-p", "auth", "-p", "categories", "-p", "products", "-p", "worker"])
+                .args([
+                    "build",
+                    "-p",
+                    "health",
+                    "-p",
+                    "auth",
+                    "-p",
+                    "categories",
+                    "-p",
+                    "products",
+                    "-p",
+                    "users",
+                    "-p",
+                    "worker",
+                ])
                 .current_dir(repo_root())
                 .status()
                 .await
@@ -245,6 +259,39 @@ async fn worker_binary_reports_partial_batch_failures_as_a_lambda() {
     );
     let jobs: Vec<Value> = logs.lines().filter_map(|line| serde_json::from_str(line).ok()).collect();
     assert!(jobs.iter().any(|line| line["span"]["message_id"].is_string()), "log lines carry the message id: {logs}");
+}
+
+#[tokio::test]
+async fn users_binary_answers_its_events_as_a_lambda() {
+    let env = lambda_env("users").await;
+    let events = ["users-list-farmers.json", "users-get-farmer.json", "users-me.json", "users-list.json"];
+    let (outcomes, logs) = invoke("users", &env, &events).await;
+    let statuses: Vec<u64> = outcomes.iter().map(status_of).collect();
+    // Public list; an unknown farmer; placeholder tokens.
+    assert_eq!(statuses, [200, 404, 401, 401], "{logs}");
+}
+
+#[tokio::test]
+async fn worker_binary_sends_mail_through_ses_and_runs_account_jobs_as_a_lambda() {
+    let mut env = lambda_env("worker").await;
+    with_assets_bucket(&mut env).await;
+    let sdk = shared::adapters::sdk_config().await;
+    let sender = format!("no-reply-{}@example.com", ulid::Ulid::new().to_string().to_lowercase());
+    let ses = shared::adapters::ses_client(&sdk);
+    ses.create_email_identity().email_identity(&sender).send().await.expect("create the sender identity");
+    env.vars.push(("MAIL_FROM".into(), sender.clone()));
+    env.vars.push(("LINK_BASE_URL".into(), "https://market.example.com".into()));
+    let (outcomes, logs) = invoke("worker", &env, &["worker-send-email.json", "worker-account-jobs.json"]).await;
+    for outcome in &outcomes {
+        assert_eq!(outcome.body, serde_json::json!({"batchItemFailures": []}), "{logs}");
+    }
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap();
+    let data: Value = reqwest::get(format!("{endpoint}/moto-api/data.json")).await.unwrap().json().await.unwrap();
+    let sent = data["ses"]["Message"].as_array().expect("SES messages");
+    assert!(
+        sent.iter().any(|m| m["source"] == sender.as_str() && m["destinations"]["ToAddresses"][0] == "kim@example.com"),
+        "the endpoint received the mail: {sent:?}"
+    );
 }
 
 /// Starts `function`'s binary with `env` and returns what it printed to stderr,

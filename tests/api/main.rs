@@ -3,6 +3,7 @@
 //! function's real binary under a Lambda Runtime API emulator.
 
 mod abuse;
+mod accounts;
 mod auth;
 mod categories;
 mod concurrency;
@@ -12,6 +13,7 @@ mod events;
 mod health;
 mod helpers;
 mod lambda_binaries;
+mod mail;
 mod photos;
 mod presign;
 mod products;

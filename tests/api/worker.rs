@@ -48,6 +48,7 @@ pub(crate) async fn listed_product(state: &AppState) -> Product {
         harvest_date: None,
         images: Vec::new(),
         status: ListingStatus::Listed,
+        farmer_hidden: false,
         created_at: now,
         updated_at: now,
         version: 1,

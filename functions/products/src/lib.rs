@@ -267,14 +267,14 @@ struct ImagePath {
     params(ProductPath, IfNoneMatch),
     responses(
         (status = 200, description = "The product; its `ETag` is the version.", body = ProductView),
-        (status = 404, description = "No such listed product."),
+        (status = 404, description = "No such listed product, or its farmer does not sell in public (not verified yet, or disabled)."),
     ))]
 async fn read(
     State(state): State<Arc<AppState>>,
     PathParams(path): PathParams<ProductPath>,
     headers: HeaderMap,
 ) -> Result<Reply<ProductView>, ApiError> {
-    let product = catalogue::listed_product(&state, &path.id).await?;
+    let product = catalogue::public_product(&state, &path.id).await?;
     Ok(Reply::public(view(&state, &product), &headers).etag(etag(&product)))
 }
 
@@ -297,7 +297,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiErr
     responses(
         (status = 201, description = "Listed; `Location` names it, `ETag` is its version.", body = ProductView,
             headers(("Location" = String, description = "The product's URL path."), ("ETag" = String, description = "The version, quoted."))),
-        (status = 403, description = "Only farmers list products."),
+        (status = 403, description = "Only farmers list products; a disabled account lists none. An unverified farmer's products are listed but shown in public only once the farmer's email is verified."),
         (status = 409, description = "The category kept changing concurrently, or the product an `Idempotency-Key` created is gone; nothing was written."),
     ))]
 async fn create(

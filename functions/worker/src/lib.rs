@@ -1,5 +1,7 @@
-//! The `worker` function: consumes the jobs queue. Today its jobs are S3
-//! notifications of uploaded product photos: each upload is checked against its
+//! The `worker` function: consumes the jobs queue. Its jobs are the
+//! application's own (`shared::jobs::Job`: send a mail, issue a password
+//! reset, sync a farmer's products with the account) and S3 notifications of
+//! uploaded product photos. Each upload is checked against its
 //! ticket (real size, magic bytes, decodable, sane dimensions), published
 //! without its metadata (EXIF, XMP, trailing bytes) and with a thumbnail under
 //! public keys of its own, and attached to its product once, however often the
@@ -17,11 +19,12 @@ use bytes::Bytes;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use shared::domain::{ImageFormat, ImageId, ProductId, ProductImage, MAX_IMAGES_PER_PRODUCT};
+use shared::jobs::Job;
 use shared::ports::{BlobError, StoreError};
 use shared::repo::products::{
     self, parse_upload_object_key, ProductWriteError, UploadTicket, INCOMING_PREFIX, PUBLIC_PREFIX,
 };
-use shared::AppState;
+use shared::{accounts, catalogue, AppState};
 use tracing::Instrument;
 
 pub use images::{check_and_thumbnail, Checked, Rejection, MAX_SIDE, MIN_SIDE, THUMBNAIL_SIDE};
@@ -43,6 +46,12 @@ pub enum JobFailure {
     Busy,
     #[error("image work panicked: {0}")]
     Panicked(String),
+    #[error(transparent)]
+    Mail(#[from] shared::ports::MailError),
+    #[error(transparent)]
+    Account(#[from] shared::accounts::AccountError),
+    #[error(transparent)]
+    Catalogue(#[from] shared::catalogue::CatalogueError),
 }
 
 /// The parts of an S3 event notification the worker reads. S3 also sends a
@@ -84,6 +93,16 @@ pub enum Outcome {
     AlreadyHandled,
     Rejected(String),
     Ignored(String),
+    /// A mail went out with this provider id.
+    Mailed(String),
+    /// A password reset: whether an account had the address (a mail was queued).
+    ResetRequested {
+        account_found: bool,
+    },
+    /// A farmer sync changed this many products.
+    FarmerSynced {
+        products_changed: usize,
+    },
 }
 
 /// Processes one SQS batch, reporting the messages that failed.
@@ -107,6 +126,12 @@ pub async fn handle(state: &AppState, event: SqsEvent) -> SqsBatchResponse {
 
 async fn process_message(state: &AppState, message: &SqsMessage) -> Result<Vec<Outcome>, JobFailure> {
     let body = message.body.as_deref().ok_or_else(|| JobFailure::Malformed("no body".into()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| JobFailure::Malformed(format!("not JSON: {e}")))?;
+    if value.get("job").is_some() {
+        let job: Job = serde_json::from_value(value).map_err(|e| JobFailure::Malformed(format!("bad job: {e}")))?;
+        return Ok(vec![run_job(state, job).await?]);
+    }
     let notification: S3Notification =
         serde_json::from_str(body).map_err(|e| JobFailure::Malformed(format!("not an S3 notification: {e}")))?;
     let records = match (notification.records, notification.event.as_deref()) {
@@ -123,6 +148,24 @@ async fn process_message(state: &AppState, message: &SqsMessage) -> Result<Vec<O
         outcomes.push(process_upload(state, &record.s3.object.key).await?);
     }
     Ok(outcomes)
+}
+
+/// Runs one of the application's jobs.
+pub async fn run_job(state: &AppState, job: Job) -> Result<Outcome, JobFailure> {
+    match job {
+        Job::SendEmail { mail } => {
+            let mailer = state.mailer.as_ref().ok_or_else(|| JobFailure::Malformed("no mailer configured".into()))?;
+            Ok(Outcome::Mailed(mailer.send(&mail).await?))
+        }
+        Job::PasswordReset { email } => {
+            let account_found = accounts::issue_password_reset(state, &email).await?;
+            Ok(Outcome::ResetRequested { account_found })
+        }
+        Job::SyncFarmer { farmer_id } => {
+            let products_changed = catalogue::sync_farmer(state, farmer_id).await?;
+            Ok(Outcome::FarmerSynced { products_changed })
+        }
+    }
 }
 
 /// Checks, stores and attaches one uploaded object. Every path that does not
@@ -230,7 +273,7 @@ async fn attach(state: &AppState, product_id: ProductId, image: ProductImage) ->
             }
             Err(ProductWriteError::Store(e)) => return Err(e.into()),
             // Attaching adds no extra writes; should it ever, this must not retry forever.
-            Err(other @ ProductWriteError::ExtraConditionFailed) => {
+            Err(other @ ProductWriteError::ExtraConditionFailed { .. }) => {
                 return Err(JobFailure::Store(StoreError::Invalid(other.to_string())))
             }
         }

@@ -10,7 +10,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use shared::config::KeyUse;
-use shared::domain::{DisplayName, Email, Password, PasswordHash, Role, User, UserId};
+use shared::domain::{DisplayName, Email, Password, PasswordHash, Role, User};
 use shared::repo::users::{self, CreateUserError};
 use shared::tokens::TokenKeys;
 use shared::AppState;
@@ -94,14 +94,8 @@ async fn create_admin(email: &str, display_name: &str) -> anyhow::Result<()> {
     let state = AppState::from_env(KeyUse::Verify).await.context("configure storage")?;
     let password_hash =
         tokio::task::spawn_blocking(move || PasswordHash::create(&password)).await.context("hash the password")?;
-    let user = User {
-        id: UserId::new(),
-        email,
-        display_name,
-        role: Role::Admin,
-        password_hash,
-        created_at: state.clock.now(),
-    };
+    let user =
+        User { email_verified: true, ..User::new(email, display_name, Role::Admin, password_hash, state.clock.now()) };
     match users::create(state.store.as_ref(), &user).await {
         Ok(()) => {}
         Err(CreateUserError::DuplicateEmail) => {

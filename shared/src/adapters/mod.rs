@@ -9,7 +9,10 @@ pub mod provision;
 mod rules;
 
 pub use aws::{
-    dynamo_client, fetch_signing_key, s3_client, sdk_config, sqs_client, DynamoStore, S3Blobs, SigningKeyError, SqsJobs,
+    dynamo_client, fetch_signing_key, s3_client, sdk_config, ses_client, sqs_client, DynamoStore, S3Blobs, SesMailer,
+    SigningKeyError, SqsJobs,
 };
 pub(crate) use embedded::key_file;
-pub use embedded::{EmbeddedBlobs, EmbeddedJobs, EmbeddedStore, UploadRejected, LOCAL_UPLOAD_PATH};
+pub use embedded::{
+    EmbeddedBlobs, EmbeddedJobs, EmbeddedStore, MailDir, StoredMail, UploadRejected, LOCAL_UPLOAD_PATH,
+};

@@ -367,6 +367,10 @@ pub struct Product {
     pub harvest_date: Option<Date>,
     pub images: Vec<ProductImage>,
     pub status: ListingStatus,
+    /// Set while its farmer may not sell in public (not verified, disabled, or
+    /// no longer a farmer): a listed product then stays out of public browse
+    /// and reads, but keeps its listing for when the farmer may sell again.
+    pub farmer_hidden: bool,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
     pub version: i64,
@@ -375,6 +379,11 @@ pub struct Product {
 impl Product {
     pub fn is_listed(&self) -> bool {
         self.status == ListingStatus::Listed
+    }
+
+    /// Listed and shown in public (browse, reads).
+    pub fn is_public(&self) -> bool {
+        self.is_listed() && !self.farmer_hidden
     }
 
     /// Whether every word of `query_words` is a word of the name.

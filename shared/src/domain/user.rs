@@ -231,6 +231,45 @@ pub struct User {
     pub role: Role,
     pub password_hash: PasswordHash,
     pub created_at: OffsetDateTime,
+    /// Set once the owner followed a verification (or password reset) link.
+    pub email_verified: bool,
+    /// Set by an admin: no sign-in, no refresh, products hidden.
+    pub disabled: bool,
+    /// Sessions started under an older epoch are revoked (bumped by a password
+    /// change or reset and by disabling the account).
+    pub session_epoch: i64,
+    /// Bumped by every change; writes are conditional on it.
+    pub version: i64,
+}
+
+impl User {
+    /// A new, unverified, enabled account.
+    pub fn new(
+        email: Email,
+        display_name: DisplayName,
+        role: Role,
+        password_hash: PasswordHash,
+        created_at: OffsetDateTime,
+    ) -> Self {
+        Self {
+            id: UserId::new(),
+            email,
+            display_name,
+            role,
+            password_hash,
+            created_at,
+            email_verified: false,
+            disabled: false,
+            session_epoch: 0,
+            version: 1,
+        }
+    }
+
+    /// Whether this account's products may appear in public: a verified,
+    /// enabled farmer.
+    pub fn sells_in_public(&self) -> bool {
+        self.role == Role::Farmer && self.email_verified && !self.disabled
+    }
 }
 
 #[cfg(test)]

@@ -57,6 +57,9 @@ pub enum ApiError {
     /// 409: conflicts with the current state (duplicate, still in use).
     #[error("{0}")]
     Conflict(String),
+    /// 410: the thing asked for existed but is used up or expired (a link token).
+    #[error("{0}")]
+    Gone(String),
     /// 412: `If-Match` does not match the current version.
     #[error("{0}")]
     PreconditionFailed(String),
@@ -95,6 +98,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Gone(_) => StatusCode::GONE,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -113,6 +117,7 @@ impl ApiError {
             ApiError::NotFound(_) => "/problems/not-found",
             ApiError::MethodNotAllowed => "/problems/method-not-allowed",
             ApiError::Conflict(_) => "/problems/conflict",
+            ApiError::Gone(_) => "/problems/gone",
             ApiError::PreconditionFailed(_) => "/problems/precondition-failed",
             ApiError::PayloadTooLarge { .. } => "/problems/payload-too-large",
             ApiError::UnsupportedMediaType(_) => "/problems/unsupported-media-type",
@@ -185,6 +190,11 @@ impl From<AccountError> for ApiError {
                 ApiError::TooManyRequests { retry_after_secs, detail: e.to_string() }
             }
             AccountError::Invalid { field, message } => ApiError::field(field, message),
+            AccountError::BadToken(detail) => ApiError::BadRequest(detail),
+            AccountError::TokenGone(detail) => ApiError::Gone(detail),
+            AccountError::Forbidden(detail) => ApiError::Forbidden(detail),
+            AccountError::NotFound(detail) => ApiError::NotFound(detail),
+            AccountError::Conflict(detail) => ApiError::Conflict(detail),
             other => ApiError::internal(other),
         }
     }

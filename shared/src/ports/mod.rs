@@ -4,11 +4,13 @@
 mod blobs;
 mod clock;
 mod jobs;
+mod mail;
 mod store;
 
 pub use blobs::{Blob, BlobError, BlobStore, PresignedUpload};
 pub use clock::{Clock, SystemClock};
 pub use jobs::{JobError, JobMessage, JobQueue};
+pub use mail::{MailError, Mailer, OutgoingMail};
 pub use store::{
     Attrs, Condition, Index, Item, ItemKey, Page, Query, Store, StoreError, WriteOp, ATTR_TTL, ATTR_VERSION,
 };

@@ -1,8 +1,8 @@
 //! The item store port: a single-table key/value store with secondary indexes,
 //! conditional writes and all-or-nothing transactions (DynamoDB semantics).
 //!
-//! Every item has a partition key `pk` and a sort key `sk`. Six optional secondary
-//! indexes are keyed by the attributes `gsiNpk`/`gsiNsk` (N = 1..=6); an item is in
+//! Every item has a partition key `pk` and a sort key `sk`. Seven optional secondary
+//! indexes are keyed by the attributes `gsiNpk`/`gsiNsk` (N = 1..=7); an item is in
 //! an index only when it has both of that index's attributes (sparse indexes).
 //! An item whose numeric `ttl` attribute (epoch seconds) lies in the past is
 //! expired and reads as absent on every backend.
@@ -64,11 +64,13 @@ pub enum Index {
     Gsi4,
     Gsi5,
     Gsi6,
+    Gsi7,
 }
 
 impl Index {
     /// Every index, in order.
-    pub const ALL: [Index; 6] = [Index::Gsi1, Index::Gsi2, Index::Gsi3, Index::Gsi4, Index::Gsi5, Index::Gsi6];
+    pub const ALL: [Index; 7] =
+        [Index::Gsi1, Index::Gsi2, Index::Gsi3, Index::Gsi4, Index::Gsi5, Index::Gsi6, Index::Gsi7];
 
     /// The (partition, sort) attribute names of this index.
     pub fn key_attrs(self) -> (&'static str, &'static str) {
@@ -79,6 +81,7 @@ impl Index {
             Index::Gsi4 => ("gsi4pk", "gsi4sk"),
             Index::Gsi5 => ("gsi5pk", "gsi5sk"),
             Index::Gsi6 => ("gsi6pk", "gsi6sk"),
+            Index::Gsi7 => ("gsi7pk", "gsi7sk"),
         }
     }
 
@@ -91,6 +94,7 @@ impl Index {
             Index::Gsi4 => "gsi4",
             Index::Gsi5 => "gsi5",
             Index::Gsi6 => "gsi6",
+            Index::Gsi7 => "gsi7",
         }
     }
 }

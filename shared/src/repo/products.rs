@@ -11,9 +11,14 @@
 //! | gsi5 | `FARMER#<farmer>` | `<price:010>#<id>` | a farmer by price |
 //! | gsi6 | `PRODUCTS` | `<price:010>#<id>` | everything by price |
 //!
+//! A listed product its farmer may not show in public (`farmerHidden`) carries
+//! only a gsi2 key, in the partition `FARMER#<farmer>#HIDDEN`, where the sweep
+//! that shows it again (`catalogue::sync_farmer`) finds it.
+//!
 //! Ids are ULIDs, so descending id order is newest first. Listing, unlisting or
 //! moving a product updates its categories' `productCount` in the same
-//! transaction. Image upload tickets are `UPLOAD#<imageId>`/`UPLOAD` items that
+//! transaction, and showing or hiding it its farmer page's `listedProducts`
+//! (`repo::farmers`). Image upload tickets are `UPLOAD#<imageId>`/`UPLOAD` items that
 //! expire after a day; the tickets still holding a slot of a product are listed
 //! in `PRODUCT#<id>`/`TICKETS`, written in the ticket's transaction.
 
@@ -21,7 +26,7 @@ use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::categories;
+use super::{categories, farmers};
 use crate::domain::{
     format_date, parse_harvest_date, Category, CategoryId, ImageId, ListingStatus, Price, Product, ProductDescription,
     ProductId, ProductImage, ProductName, Stock, Unit, UserId,
@@ -65,8 +70,8 @@ pub enum ProductWriteError {
     #[error("the category is busy; try again")]
     CategoryBusy,
     /// Replay or 422 (idempotency): one of the caller's extra writes failed its condition.
-    #[error("a condition of the request's own writes failed")]
-    ExtraConditionFailed,
+    #[error("a condition of the request's own writes failed (extra write {extra_index})")]
+    ExtraConditionFailed { extra_index: usize },
     /// 500.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -80,8 +85,14 @@ fn category_partition(id: CategoryId) -> String {
     categories::products_partition(id)
 }
 
-fn farmer_partition(id: UserId) -> String {
+/// The gsi2 partition of a farmer's public products.
+pub fn farmer_partition(id: UserId) -> String {
     format!("FARMER#{id}")
+}
+
+/// The gsi2 partition of a farmer's listed but hidden products.
+pub fn hidden_partition(id: UserId) -> String {
+    format!("FARMER#{id}#HIDDEN")
 }
 
 fn price_sort_key(price: Price, id: ProductId) -> String {
@@ -102,13 +113,19 @@ fn to_item(product: &Product) -> Item {
         "harvestDate": product.harvest_date.map(format_date),
         "images": product.images,
         "status": product.status.as_str(),
+        "farmerHidden": product.farmer_hidden,
         "createdAt": product.created_at.format(&Rfc3339).unwrap_or_default(),
         "updatedAt": product.updated_at.format(&Rfc3339).unwrap_or_default(),
         ATTR_VERSION: product.version,
     }) else {
         unreachable!("json! of an object literal is an object")
     };
-    if product.is_listed() {
+    if product.is_listed() && product.farmer_hidden {
+        let (pk, sk) = Index::Gsi2.key_attrs();
+        attrs.insert(pk.into(), hidden_partition(product.farmer_id).into());
+        attrs.insert(sk.into(), product.id.to_string().into());
+    }
+    if product.is_public() {
         let id = product.id.to_string();
         let by_price = price_sort_key(product.price, product.id);
         let keys = [
@@ -154,6 +171,7 @@ pub fn from_item(item: &Item) -> Result<Product, StoreError> {
         harvest_date,
         images,
         status: item.str("status").and_then(ListingStatus::parse).ok_or_else(|| bad("status"))?,
+        farmer_hidden: item.attrs.get("farmerHidden") == Some(&Value::Bool(true)),
         created_at: time("createdAt")?,
         updated_at: time("updatedAt")?,
         version: item.int(ATTR_VERSION).ok_or_else(|| bad("version"))?,
@@ -205,8 +223,12 @@ async fn write(
         Some(old) => Condition::VersionIs(old.version),
     };
     let changes = count_changes(old, new);
+    let shown = i64::from(new.is_public()) - i64::from(old.is_some_and(Product::is_public));
     for _ in 0..CATEGORY_ATTEMPTS {
         let mut writes = vec![WriteOp::Put { item: to_item(new), condition: product_condition.clone() }];
+        if shown != 0 {
+            writes.extend(farmers::count_write(store, new.farmer_id, shown).await?);
+        }
         for (category_id, delta) in &changes {
             let Some(category) = categories::get(store, *category_id).await? else {
                 if *delta > 0 {
@@ -234,7 +256,7 @@ async fn write(
             Ok(()) => return Ok(()),
             Err(StoreError::ConditionFailed { index: 0 }) => return Err(ProductWriteError::Changed),
             Err(StoreError::ConditionFailed { index }) if index >= extra_from => {
-                return Err(ProductWriteError::ExtraConditionFailed)
+                return Err(ProductWriteError::ExtraConditionFailed { extra_index: index - extra_from })
             }
             Err(StoreError::ConditionFailed { .. }) if new.is_listed() && changes.is_empty() => {
                 return Err(ProductWriteError::NoSuchCategory)
@@ -326,7 +348,7 @@ impl Browse {
     /// pass trivially).
     pub fn matches(&self, product: &Product) -> bool {
         let price = product.price.minor_units();
-        product.is_listed()
+        product.is_public()
             && self.category.is_none_or(|c| product.category_id == c)
             && self.farmer.is_none_or(|f| product.farmer_id == f)
             && self.in_stock.is_none_or(|wanted| (product.stock.count() > 0) == wanted)

@@ -6,6 +6,11 @@
 //! secret it never had is refused and changes nothing. A session ends at a fixed
 //! time set when it starts: refreshing does not extend it. Logout with any
 //! secret the session ever had revokes it.
+//!
+//! A session also carries the account's session epoch from when it started.
+//! Bumping the account's epoch (password change or reset, disabling) ends
+//! every older session at once without finding them: `accounts::refresh`
+//! refuses a session whose epoch is behind its account's.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -27,6 +32,8 @@ pub struct Session {
     /// The refresh token to hand to the client (`<id>.<secret>`).
     pub refresh_token: String,
     pub expires_at: i64,
+    /// The account's session epoch when the session started (or was re-stamped).
+    pub epoch: i64,
 }
 
 /// Why a refresh token was refused. Every variant is a 401 except `Store`.
@@ -38,8 +45,8 @@ pub enum SessionError {
     /// 401: a rotated-out token was presented; the session is now revoked.
     #[error("the refresh token was already used; the session is revoked")]
     Reused,
-    /// 500: the revocation kept losing version races.
-    #[error("session {0} could not be revoked")]
+    /// 500: a revocation (or re-stamp) kept losing version races.
+    #[error("session {0} could not be updated")]
     RevokeFailed(String),
     /// 500.
     #[error(transparent)]
@@ -75,6 +82,7 @@ struct Stored {
     previous: Vec<String>,
     revoked: bool,
     expires_at: i64,
+    epoch: i64,
     version: i64,
 }
 
@@ -93,6 +101,7 @@ impl Stored {
                 .unwrap_or_default(),
             revoked: item.attrs.get("revoked") == Some(&Value::Bool(true)),
             expires_at: item.int("expiresAt").unwrap_or(0),
+            epoch: item.int("epoch").unwrap_or(0),
             version: item.int(ATTR_VERSION).unwrap_or(0),
         })
     }
@@ -105,6 +114,7 @@ impl Stored {
             "previousHashes": self.previous,
             "revoked": self.revoked,
             "expiresAt": self.expires_at,
+            "epoch": self.epoch,
             ATTR_TTL: self.expires_at + 24 * 3600,
             ATTR_VERSION: self.version,
         }) else {
@@ -119,12 +129,13 @@ impl Stored {
     }
 }
 
-/// Starts a session, ending `lifetime_secs` from `now`, for a user who just
-/// proved their password.
+/// Starts a session under the account's `epoch`, ending `lifetime_secs` from
+/// `now`, for a user who just proved their password.
 pub async fn create(
     store: &dyn Store,
     user_id: UserId,
     role: Role,
+    epoch: i64,
     lifetime_secs: i64,
     now: OffsetDateTime,
 ) -> Result<Session, StoreError> {
@@ -138,10 +149,11 @@ pub async fn create(
         previous: Vec::new(),
         revoked: false,
         expires_at: now.unix_timestamp() + lifetime_secs,
+        epoch,
         version: 1,
     };
     store.put(stored.to_item(), Condition::NotExists).await?;
-    Ok(Session { refresh_token: format!("{id}.{secret}"), id, user_id, role, expires_at: stored.expires_at })
+    Ok(Session { refresh_token: format!("{id}.{secret}"), id, user_id, role, expires_at: stored.expires_at, epoch })
 }
 
 /// Splits `<id>.<secret>` and loads the session; checks nothing else.
@@ -154,21 +166,21 @@ async fn load(store: &dyn Store, token: &str) -> Result<(Stored, String), Sessio
     Ok((Stored::from_item(id, &found)?, secret.to_owned()))
 }
 
-/// Marks session `id` revoked, re-reading after every lost version race until
-/// it is (or was already) revoked.
-async fn revoke_session(store: &dyn Store, id: &str) -> Result<(), SessionError> {
+/// Applies `change` to session `id`, re-reading it after every lost version
+/// race until the write lands; `change` answers `false` to leave the session
+/// as it is (already in the wanted state). A missing session is left alone.
+async fn update(store: &dyn Store, id: &str, change: impl Fn(&mut Stored) -> bool) -> Result<(), SessionError> {
     const ATTEMPTS: usize = 20;
     for _ in 0..ATTEMPTS {
         let Some(found) = store.get(&key(id)).await? else {
             return Ok(());
         };
         let mut stored = Stored::from_item(id, &found)?;
-        if stored.revoked {
+        let expected = stored.version;
+        if !change(&mut stored) {
             return Ok(());
         }
-        let expected = stored.version;
-        stored.revoked = true;
-        stored.version += 1;
+        stored.version = expected + 1;
         match store.put(stored.to_item(), Condition::VersionIs(expected)).await {
             Ok(()) => return Ok(()),
             Err(StoreError::ConditionFailed { .. }) => continue,
@@ -176,6 +188,11 @@ async fn revoke_session(store: &dyn Store, id: &str) -> Result<(), SessionError>
         }
     }
     Err(SessionError::RevokeFailed(id.to_owned()))
+}
+
+/// Marks session `id` revoked (or finds it already revoked).
+async fn revoke_session(store: &dyn Store, id: &str) -> Result<(), SessionError> {
+    update(store, id, |stored| !std::mem::replace(&mut stored.revoked, true)).await
 }
 
 /// Exchanges the current refresh token of a live session for a new one. A
@@ -201,11 +218,32 @@ pub async fn rotate(store: &dyn Store, token: &str, now: OffsetDateTime) -> Resu
             user_id: stored.user_id,
             role: stored.role,
             expires_at: stored.expires_at,
+            epoch: stored.epoch,
         }),
         // Another refresh with the same token won the race: this one is a reuse.
         Err(StoreError::ConditionFailed { .. }) => Err(reuse(store, &stored.id).await),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Marks session `id` revoked (an account-level decision, such as a session
+/// older than its account's epoch).
+pub async fn end(store: &dyn Store, id: &str) -> Result<(), SessionError> {
+    revoke_session(store, id).await
+}
+
+/// Moves session `id` (of `user_id`) to the account's new `epoch`, so it
+/// outlives the bump that ends the account's other sessions. A session that
+/// is gone, revoked or someone else's is left alone.
+pub async fn restamp(store: &dyn Store, id: &str, user_id: UserId, epoch: i64) -> Result<(), SessionError> {
+    update(store, id, |stored| {
+        let moves = !stored.revoked && stored.user_id == user_id && stored.epoch < epoch;
+        if moves {
+            stored.epoch = epoch;
+        }
+        moves
+    })
+    .await
 }
 
 /// Revokes session `id` after a reused secret; the error to answer with.

@@ -1,8 +1,10 @@
 //! Fixed-window rate limits: one counter item per scope and window,
-//! `THROTTLE#<scope>#<window start>`/`-`, incremented atomically by
+//! `THROTTLE#<SHA-256 of the scope>#<window start>`/`-` (hashed, because
+//! scopes name emails and addresses, which must not sit in the table in clear), incremented atomically by
 //! `Store::increment` *before* the guarded work, so N concurrent attempts see N
 //! distinct counts and at most `max` of them pass. Counters expire with their window.
 
+use sha2::Digest;
 use time::OffsetDateTime;
 
 use crate::ports::{Condition, ItemKey, Store, StoreError};
@@ -28,6 +30,7 @@ impl Limit {
 }
 
 fn key(scope: &str, window_start: i64) -> ItemKey {
+    let scope = hex::encode(sha2::Sha256::digest(scope.as_bytes()));
     ItemKey::new(format!("THROTTLE#{scope}#{window_start}"), "-")
 }
 

@@ -1,13 +1,24 @@
 //! Users in the single table: `USER#<id>`/`PROFILE`, with a guard item
 //! `EMAIL#<email>`/`EMAIL` written in the same transaction so the store itself
-//! enforces one account per email (emails are stored lower-cased).
+//! enforces one account per email (emails are stored lower-cased). Every
+//! account but an erased one is in index `gsi7` under partition `USERS`, sorted
+//! by email (the admin list; an email prefix is a key prefix).
+//!
+//! Erasing an account replaces its item by a tombstone holding only the id,
+//! the role and when it was erased (what others' records may still point at),
+//! and deletes the email guard, so the email is free again.
 
 use serde_json::{json, Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::domain::{DisplayName, Email, PasswordHash, Role, User, UserId};
-use crate::ports::{Condition, Item, ItemKey, Store, StoreError, WriteOp, ATTR_VERSION};
+use crate::ports::{Condition, Index, Item, ItemKey, Page, Query, Store, StoreError, WriteOp, ATTR_VERSION};
+
+/// The key of account `id`.
+pub fn key(id: UserId) -> ItemKey {
+    user_key(id)
+}
 
 fn user_key(id: UserId) -> ItemKey {
     ItemKey::new(format!("USER#{id}"), "PROFILE")
@@ -28,8 +39,12 @@ pub enum CreateUserError {
     Store(#[from] StoreError),
 }
 
+/// The `gsi7` partition of every account (the admin list).
+pub const LIST_PARTITION: &str = "USERS";
+
 fn to_item(user: &User) -> Item {
     let created = user.created_at.format(&Rfc3339).unwrap_or_default();
+    let (index_pk, index_sk) = Index::Gsi7.key_attrs();
     let attrs = json!({
         "entity": "user",
         "id": user.id.to_string(),
@@ -38,7 +53,12 @@ fn to_item(user: &User) -> Item {
         "role": user.role.as_str(),
         "passwordHash": user.password_hash.as_str(),
         "createdAt": created,
-        ATTR_VERSION: 1,
+        "emailVerified": user.email_verified,
+        "disabled": user.disabled,
+        "sessionEpoch": user.session_epoch,
+        index_pk: LIST_PARTITION,
+        index_sk: format!("{}#{}", user.email, user.id),
+        ATTR_VERSION: user.version,
     });
     Item::new(user_key(user.id), into_map(attrs))
 }
@@ -67,7 +87,15 @@ fn from_item(item: &Item) -> Result<User, StoreError> {
             .str("createdAt")
             .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
             .ok_or_else(|| bad("createdAt"))?,
+        email_verified: item.attrs.get("emailVerified") == Some(&Value::Bool(true)),
+        disabled: item.attrs.get("disabled") == Some(&Value::Bool(true)),
+        session_epoch: item.int("sessionEpoch").unwrap_or(0),
+        version: item.int(ATTR_VERSION).unwrap_or(1),
     })
+}
+
+fn is_tombstone(item: &Item) -> bool {
+    item.attrs.get("erased") == Some(&Value::Bool(true))
 }
 
 /// Stores a new user and its email guard in one transaction.
@@ -85,8 +113,103 @@ pub async fn create(store: &dyn Store, user: &User) -> Result<(), CreateUserErro
     }
 }
 
+/// The account `id` names; `None` when there is none or it was erased.
 pub async fn get(store: &dyn Store, id: UserId) -> Result<Option<User>, StoreError> {
-    store.get(&user_key(id)).await?.as_ref().map(from_item).transpose()
+    match store.get(&user_key(id)).await? {
+        Some(item) if !is_tombstone(&item) => from_item(&item).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// What is stored under an account id.
+#[derive(Debug, Clone)]
+pub enum Stored {
+    Live(User),
+    Erased,
+    Missing,
+}
+
+/// The account `id` names, telling an erased account from a missing one.
+pub async fn lookup(store: &dyn Store, id: UserId) -> Result<Stored, StoreError> {
+    Ok(match store.get(&user_key(id)).await? {
+        None => Stored::Missing,
+        Some(item) if is_tombstone(&item) => Stored::Erased,
+        Some(item) => Stored::Live(from_item(&item)?),
+    })
+}
+
+/// The write storing `user`, whose `version` is one past `expected_version`
+/// (conditional on that being current).
+pub fn update(user: &User, expected_version: i64) -> WriteOp {
+    WriteOp::Put { item: to_item(user), condition: Condition::VersionIs(expected_version) }
+}
+
+/// Stores the next version of `user` (`user.version` must be the stored one
+/// plus one); `ConditionFailed` when someone else changed it first.
+pub async fn save(store: &dyn Store, user: &User) -> Result<(), StoreError> {
+    store.transact(vec![update(user, user.version - 1)]).await
+}
+
+/// The writes that erase `user`: a tombstone in place of the account (under
+/// a version condition) and the email guard's delete.
+pub fn erase(user: &User, now: OffsetDateTime) -> Vec<WriteOp> {
+    let tombstone = json!({
+        "entity": "user",
+        "id": user.id.to_string(),
+        "role": user.role.as_str(),
+        "erased": true,
+        "erasedAt": now.format(&Rfc3339).unwrap_or_default(),
+        ATTR_VERSION: user.version + 1,
+    });
+    vec![
+        WriteOp::Put {
+            item: Item::new(user_key(user.id), into_map(tombstone)),
+            condition: Condition::VersionIs(user.version),
+        },
+        WriteOp::Delete { key: email_key(&user.email), condition: Condition::None },
+    ]
+}
+
+/// The admin list query: every account by email, or those whose email starts
+/// with `email_prefix` (lower-cased).
+pub fn list_query(email_prefix: Option<&str>) -> Query {
+    let mut query = Query::index(Index::Gsi7, LIST_PARTITION);
+    query.sort_prefix = email_prefix.map(str::to_lowercase);
+    query
+}
+
+/// Reads accounts from `query` until `limit` pass `keep` or `budget` index
+/// entries were evaluated; the item to resume after, when more may follow.
+pub async fn list(
+    store: &dyn Store,
+    mut query: Query,
+    keep: impl Fn(&User) -> bool,
+    limit: usize,
+    budget: usize,
+) -> Result<(Vec<User>, Option<Item>), StoreError> {
+    let mut users = Vec::new();
+    let mut evaluated = 0;
+    loop {
+        query.limit = 100.min(budget - evaluated).max(1);
+        let Page { items, last } = store.query(&query).await?;
+        let count = items.len();
+        for (position, item) in items.into_iter().enumerate() {
+            evaluated += 1;
+            let user = from_item(&item)?;
+            if keep(&user) {
+                users.push(user);
+                if users.len() == limit {
+                    let more = position + 1 < count || last.is_some();
+                    return Ok((users, more.then_some(item)));
+                }
+            }
+        }
+        match last {
+            None => return Ok((users, None)),
+            Some(last) if evaluated >= budget => return Ok((users, Some(last))),
+            Some(last) => query.start_after = Some(last),
+        }
+    }
 }
 
 pub async fn find_by_email(store: &dyn Store, email: &Email) -> Result<Option<User>, StoreError> {

@@ -28,7 +28,7 @@ const WRITE_ATTEMPTS: u32 = 5;
 const PING_PK: &str = "HEALTH#PING";
 
 /// The item store on the DynamoDB table `table` (keys `pk`/`sk`, indexes `gsi1`
-/// to `gsi6`, TTL attribute `ttl`, as `provision::create_table` and the SAM
+/// to `gsi7`, TTL attribute `ttl`, as `provision::create_table` and the SAM
 /// template create it).
 ///
 /// DynamoDB deletes expired items only eventually, so every read filters them

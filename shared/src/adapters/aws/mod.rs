@@ -1,16 +1,18 @@
-//! The AWS backend: DynamoDB single table, S3 and SQS through the official SDK,
+//! The AWS backend: DynamoDB single table, S3, SQS and SES through the official SDK,
 //! plus the SDK configuration and client constructors every function shares.
 //! `AWS_ENDPOINT_URL` (honoured by `aws-config` itself) points all three at any
 //! compatible endpoint, such as moto in tests.
 
 mod dynamo;
 mod s3;
+mod ses;
 mod sqs;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 
 pub use dynamo::DynamoStore;
 pub use s3::S3Blobs;
+pub use ses::SesMailer;
 pub use sqs::SqsJobs;
 
 /// Loads the shared SDK configuration (region, credentials, endpoint) from the
@@ -31,6 +33,11 @@ pub fn dynamo_client(config: &SdkConfig) -> aws_sdk_dynamodb::Client {
 pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
     let s3 = aws_sdk_s3::config::Builder::from(config).force_path_style(config.endpoint_url().is_some()).build();
     aws_sdk_s3::Client::from_conf(s3)
+}
+
+/// An SES (v2) client.
+pub fn ses_client(config: &SdkConfig) -> aws_sdk_sesv2::Client {
+    aws_sdk_sesv2::Client::new(config)
 }
 
 /// An SQS client.

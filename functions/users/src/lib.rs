@@ -1,0 +1,463 @@
+//! The `users` function: the signed-in user's profile (read, change, erase),
+//! the public farmer pages (list by region, read), and user administration for
+//! admins (list with filters, disable, enable, change role). The use cases live
+//! in `shared::accounts`; this file parses, authorises and shapes the JSON.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use http::HeaderMap;
+use serde::{Deserialize, Serialize};
+use shared::accounts::{self, Profile, ProfileChanges, SelfServiceRole};
+use shared::domain::{
+    Coordinates, DisplayName, FarmDescription, FarmName, FarmNote, FarmProfile, Place, Role, User, UserId,
+};
+use shared::http::{
+    non_null, Admins, ApiError, Authorized, Caller, Cursor, IfNoneMatch, JsonBody, NoContent, PageParams, PathParams,
+    Query, Reply, Routes,
+};
+use shared::repo::farmers::{self, FarmerPage};
+use shared::repo::users;
+use shared::AppState;
+use time::format_description::well_known::Rfc3339;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+/// Index entries one admin list request may evaluate when `role` or `disabled`
+/// filter after the lookup; past it the page comes back short, with a cursor.
+const LIST_BUDGET: usize = 500;
+/// Farmer pages read per public list request to fill a page.
+const FARMERS_PER_QUERY: usize = 100;
+
+/// The function's routes (the template's `Users` events name the same).
+pub fn routes() -> Routes {
+    OpenApiRouter::new()
+        .routes(routes!(me, update_me, erase_me))
+        .routes(routes!(list_farmers))
+        .routes(routes!(read_farmer))
+        .routes(routes!(list_users))
+        .routes(routes!(change_user))
+        .routes(routes!(disable_user))
+        .routes(routes!(enable_user))
+}
+
+/// A farm profile as shown.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = FarmProfile)]
+struct FarmView {
+    #[schema(examples("Green Acres"))]
+    farm_name: String,
+    description: String,
+    #[schema(examples("Ghent"))]
+    town: String,
+    #[schema(examples("East Flanders"))]
+    region: String,
+    coordinates: Option<Coordinates>,
+    pickup_notes: String,
+    /// Whether the farm delivers; checkout offers delivery only then.
+    offers_delivery: bool,
+    delivery_notes: String,
+}
+
+impl From<&FarmProfile> for FarmView {
+    fn from(p: &FarmProfile) -> Self {
+        Self {
+            farm_name: p.farm_name.as_str().to_owned(),
+            description: p.description.as_str().to_owned(),
+            town: p.town.as_str().to_owned(),
+            region: p.region.as_str().to_owned(),
+            coordinates: p.coordinates,
+            pickup_notes: p.pickup_notes.as_str().to_owned(),
+            offers_delivery: p.offers_delivery,
+            delivery_notes: p.delivery_notes.as_str().to_owned(),
+        }
+    }
+}
+
+/// A farm profile to store; it replaces the whole profile.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = FarmProfileInput)]
+struct FarmInput {
+    farm_name: FarmName,
+    #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false)]
+    description: Option<FarmDescription>,
+    town: Place,
+    /// The `region` filter of `GET /farmers` matches it ignoring case.
+    region: Place,
+    #[serde(default)]
+    coordinates: Option<Coordinates>,
+    #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false)]
+    pickup_notes: Option<FarmNote>,
+    /// Default `false`.
+    #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false)]
+    offers_delivery: Option<bool>,
+    #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false)]
+    delivery_notes: Option<FarmNote>,
+}
+
+impl From<FarmInput> for FarmProfile {
+    fn from(input: FarmInput) -> Self {
+        let note = |n: Option<FarmNote>| n.unwrap_or_else(|| FarmNote::parse("").expect("empty note is valid"));
+        FarmProfile {
+            farm_name: input.farm_name,
+            description: input.description.unwrap_or_else(|| FarmDescription::parse("").expect("empty is valid")),
+            town: input.town,
+            region: input.region,
+            coordinates: input.coordinates,
+            pickup_notes: note(input.pickup_notes),
+            offers_delivery: input.offers_delivery.unwrap_or(false),
+            delivery_notes: note(input.delivery_notes),
+        }
+    }
+}
+
+/// An account as its owner and admins see it.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = UserAccount)]
+struct AccountView {
+    id: UserId,
+    #[schema(examples("kim@example.com"))]
+    email: String,
+    display_name: String,
+    role: Role,
+    #[schema(format = DateTime)]
+    created_at: String,
+    email_verified: bool,
+    /// A disabled account cannot sign in and its products are hidden.
+    disabled: bool,
+    /// A farmer's farm profile; `null` for others and until a farmer sets it.
+    farm: Option<FarmView>,
+}
+
+fn account_view(user: &User, page: Option<&FarmerPage>) -> AccountView {
+    AccountView {
+        id: user.id,
+        email: user.email.to_string(),
+        display_name: user.display_name.as_str().to_owned(),
+        role: user.role,
+        created_at: user.created_at.format(&Rfc3339).unwrap_or_default(),
+        email_verified: user.email_verified,
+        disabled: user.disabled,
+        farm: page.and_then(|p| p.profile.as_ref()).map(FarmView::from),
+    }
+}
+
+fn profile_reply(profile: &Profile) -> Reply<AccountView> {
+    Reply::ok(account_view(&profile.user, profile.page.as_ref()))
+}
+
+/// The signed-in user's account and farm profile.
+#[utoipa::path(get, path = "/users/me", tag = "users", operation_id = "getMyProfile",
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The signed-in user.", body = AccountView),
+        (status = 401, description = "No valid access token, or its account no longer exists or is disabled."),
+    ))]
+async fn me(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Reply<AccountView>, ApiError> {
+    Ok(profile_reply(&accounts::profile(&state, &caller.0).await?))
+}
+
+/// Changes to the signed-in user's profile: absent fields stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = UpdateMyProfile)]
+struct ProfileBody {
+    #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false)]
+    display_name: Option<DisplayName>,
+    /// Farmers only: replaces the whole farm profile.
+    #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false)]
+    farm: Option<FarmInput>,
+}
+
+/// Change the signed-in user's display name and, for a farmer, farm profile.
+#[utoipa::path(patch, path = "/users/me", tag = "users", operation_id = "updateMyProfile",
+    security(("bearerAuth" = [])),
+    request_body = ProfileBody,
+    responses(
+        (status = 200, description = "The profile as it is now.", body = AccountView),
+        (status = 401, description = "No valid access token, or its account no longer exists or is disabled."),
+        (status = 409, description = "The account kept changing under this request; try again."),
+        (status = 422, description = "A field is invalid, or `farm` was sent by someone who is not a farmer."),
+    ))]
+async fn update_me(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    JsonBody { value: body, .. }: JsonBody<ProfileBody>,
+) -> Result<Reply<AccountView>, ApiError> {
+    let changes = ProfileChanges { display_name: body.display_name, farm: body.farm.map(FarmProfile::from) };
+    Ok(profile_reply(&accounts::update_profile(&state, &caller.0, changes).await?))
+}
+
+/// The password that confirms erasing the account.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = EraseAccountRequest)]
+struct EraseBody {
+    #[schema(max_length = 128, write_only)]
+    password: String,
+}
+
+/// Erase the signed-in user's account (right to erasure): the email, name,
+/// farm profile and sessions go, the email can register again, a farmer's
+/// products are unlisted; what others need (their orders) stays under the
+/// anonymous account id.
+#[utoipa::path(delete, path = "/users/me", tag = "users", operation_id = "eraseMyAccount",
+    security(("bearerAuth" = [])),
+    request_body = EraseBody,
+    responses(
+        (status = 204, description = "Erased; every token of the account stops working."),
+        (status = 401, description = "No valid access token, or its account no longer exists or is disabled."),
+        (status = 422, description = "`password` is not the account's password."),
+        (status = 429, description = "Five password checks per 15 minutes; retry after `Retry-After` seconds."),
+    ))]
+async fn erase_me(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    JsonBody { value: body, .. }: JsonBody<EraseBody>,
+) -> Result<NoContent, ApiError> {
+    accounts::erase(&state, &caller.0, body.password).await?;
+    Ok(NoContent)
+}
+
+/// A farmer as the public sees them.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = Farmer)]
+struct FarmerView {
+    id: UserId,
+    /// `null` until the farmer fills in their farm profile.
+    farm: Option<FarmView>,
+    /// How many of their products are listed in public.
+    #[schema(minimum = 0)]
+    listed_products: i64,
+}
+
+impl From<&FarmerPage> for FarmerView {
+    fn from(page: &FarmerPage) -> Self {
+        Self {
+            id: page.farmer_id,
+            farm: page.profile.as_ref().map(FarmView::from),
+            listed_products: page.listed_products,
+        }
+    }
+}
+
+/// A page of farmers.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct FarmerList {
+    items: Vec<FarmerView>,
+    /// The cursor of the next page; `null` on the last.
+    next_cursor: Option<String>,
+}
+
+/// The farmer list filter.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct FarmerFilter {
+    /// Only farmers of this region (as in their profile, ignoring case).
+    #[param(inline, nullable = false)]
+    region: Option<Place>,
+}
+
+/// Browse verified farmers with at least one product on sale, by region.
+#[utoipa::path(get, path = "/farmers", tag = "users", operation_id = "listFarmers",
+    params(FarmerFilter, PageParams, IfNoneMatch),
+    responses(
+        (status = 200, description = "A page of farmers, ordered by region.", body = FarmerList),
+        (status = 400, description = "The cursor is invalid or belongs to another query."),
+    ))]
+async fn list_farmers(
+    State(state): State<Arc<AppState>>,
+    Query(filter): Query<FarmerFilter>,
+    Query(page): Query<PageParams>,
+    headers: HeaderMap,
+) -> Result<Reply<FarmerList>, ApiError> {
+    let mut query = farmers::list_query(filter.region.as_ref().map(Place::as_str));
+    let scope = "farmers";
+    if let Some(cursor) = &page.cursor {
+        query.start_after = Some(Cursor::decode(scope, &query, cursor)?);
+    }
+    let fingerprint = query.clone();
+    query.limit = page.limit().min(FARMERS_PER_QUERY);
+    let (pages, last) = farmers::list(state.store.as_ref(), &query).await?;
+    let body = FarmerList {
+        items: pages.iter().map(FarmerView::from).collect(),
+        next_cursor: last.as_ref().map(|last| Cursor::encode(scope, &fingerprint, last)),
+    };
+    Ok(Reply::public(body, &headers))
+}
+
+/// The farmer id in the path.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+struct FarmerPath {
+    /// The farmer's user id (a ULID); anything else answers 404.
+    id: String,
+}
+
+/// A farmer's public page.
+#[utoipa::path(get, path = "/farmers/{id}", tag = "users", operation_id = "getFarmer",
+    params(FarmerPath, IfNoneMatch),
+    responses(
+        (status = 200, description = "The farmer's profile and listed product count.", body = FarmerView),
+        (status = 404, description = "No such farmer, or one not (or no longer) selling in public."),
+    ))]
+async fn read_farmer(
+    State(state): State<Arc<AppState>>,
+    PathParams(path): PathParams<FarmerPath>,
+    headers: HeaderMap,
+) -> Result<Reply<FarmerView>, ApiError> {
+    let page = accounts::public_farmer(&state, &path.id).await?;
+    Ok(Reply::public(FarmerView::from(&page), &headers))
+}
+
+/// A page of accounts.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct UserList {
+    items: Vec<AccountView>,
+    /// The cursor of the next page; `null` on the last. A page cut short by the
+    /// read budget still carries one.
+    next_cursor: Option<String>,
+}
+
+/// The admin list filters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+struct UserFilter {
+    /// Only accounts with this role.
+    #[param(inline, nullable = false)]
+    role: Option<Role>,
+    /// Only accounts whose email starts with this (ignoring case).
+    #[param(nullable = false, min_length = 1, max_length = 254)]
+    email_prefix: Option<String>,
+    /// Only disabled (`true`) or enabled (`false`) accounts.
+    #[param(nullable = false)]
+    disabled: Option<bool>,
+}
+
+/// List accounts by email (admins).
+#[utoipa::path(get, path = "/users", tag = "users", operation_id = "listUsers",
+    security(("bearerAuth" = [])),
+    params(UserFilter, PageParams),
+    responses(
+        (status = 200, description = "A page of accounts, ordered by email.", body = UserList),
+        (status = 400, description = "The cursor is invalid or belongs to another query."),
+        (status = 403, description = "Admins only."),
+    ))]
+async fn list_users(
+    State(state): State<Arc<AppState>>,
+    _admin: Authorized<Admins>,
+    Query(filter): Query<UserFilter>,
+    Query(page): Query<PageParams>,
+) -> Result<Reply<UserList>, ApiError> {
+    if filter.email_prefix.as_deref().is_some_and(|p| p.is_empty() || p.chars().count() > 254) {
+        return Err(ApiError::field("emailPrefix", "must be 1 to 254 characters"));
+    }
+    let prefix = filter.email_prefix.as_deref().map(str::trim).filter(|p| !p.is_empty());
+    let mut query = users::list_query(prefix);
+    let scope = format!(
+        "users#{}#{}",
+        filter.role.map(Role::as_str).unwrap_or("any"),
+        filter.disabled.map_or("any", |d| if d { "disabled" } else { "enabled" })
+    );
+    if let Some(cursor) = &page.cursor {
+        query.start_after = Some(Cursor::decode(&scope, &query, cursor)?);
+    }
+    let fingerprint = query.clone();
+    let keep = |user: &User| {
+        filter.role.is_none_or(|role| user.role == role) && filter.disabled.is_none_or(|d| user.disabled == d)
+    };
+    let (found, last) = users::list(state.store.as_ref(), query, keep, page.limit(), LIST_BUDGET).await?;
+    let body = UserList {
+        items: found.iter().map(|user| account_view(user, None)).collect(),
+        next_cursor: last.as_ref().map(|last| Cursor::encode(&scope, &fingerprint, last)),
+    };
+    Ok(Reply::ok(body))
+}
+
+/// The user id in the path.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+struct UserPath {
+    /// The user's id (a ULID); anything else answers 404.
+    id: String,
+}
+
+/// A role change.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = ChangeUserRequest)]
+struct RoleBody {
+    /// `customer` or `farmer` (admin rights are given with the command-line tool only).
+    role: SelfServiceRole,
+}
+
+/// Make a customer a farmer, or a farmer a customer (admins).
+#[utoipa::path(patch, path = "/users/{id}", tag = "users", operation_id = "changeUser",
+    security(("bearerAuth" = [])),
+    params(UserPath),
+    request_body = RoleBody,
+    responses(
+        (status = 200, description = "The account as it is now. The user's tokens carry the new role from their next refresh (at most 15 minutes); a former farmer's products leave public view.", body = AccountView),
+        (status = 403, description = "Admins only."),
+        (status = 404, description = "No such account."),
+        (status = 409, description = "The account is an admin's (managed with the command-line tool), or kept changing; try again."),
+    ))]
+async fn change_user(
+    State(state): State<Arc<AppState>>,
+    _admin: Authorized<Admins>,
+    PathParams(path): PathParams<UserPath>,
+    JsonBody { value: body, .. }: JsonBody<RoleBody>,
+) -> Result<Reply<AccountView>, ApiError> {
+    let user = accounts::set_role(&state, &path.id, body.role).await?;
+    Ok(Reply::ok(account_view(&user, None)))
+}
+
+/// Disable an account (admins): its sessions end at once, it cannot sign in,
+/// and a farmer's products leave public view until enabled again.
+#[utoipa::path(post, path = "/users/{id}/disable", tag = "users", operation_id = "disableUser",
+    security(("bearerAuth" = [])),
+    params(UserPath),
+    responses(
+        (status = 200, description = "Disabled (disabling a disabled account changes nothing). Refresh tokens fail at once; access tokens within their 15-minute life, and at once on routes that read the account.", body = AccountView),
+        (status = 403, description = "Admins only."),
+        (status = 404, description = "No such account."),
+        (status = 409, description = "The account is an admin's (managed with the command-line tool), or kept changing; try again."),
+    ))]
+async fn disable_user(
+    State(state): State<Arc<AppState>>,
+    _admin: Authorized<Admins>,
+    PathParams(path): PathParams<UserPath>,
+) -> Result<Reply<AccountView>, ApiError> {
+    let user = accounts::set_disabled(&state, &path.id, true).await?;
+    Ok(Reply::ok(account_view(&user, None)))
+}
+
+/// Enable a disabled account again (admins).
+#[utoipa::path(post, path = "/users/{id}/enable", tag = "users", operation_id = "enableUser",
+    security(("bearerAuth" = [])),
+    params(UserPath),
+    responses(
+        (status = 200, description = "Enabled; the user signs in again, and a verified farmer's products return to public view.", body = AccountView),
+        (status = 403, description = "Admins only."),
+        (status = 404, description = "No such account."),
+        (status = 409, description = "The account is an admin's (managed with the command-line tool), or kept changing; try again."),
+    ))]
+async fn enable_user(
+    State(state): State<Arc<AppState>>,
+    _admin: Authorized<Admins>,
+    PathParams(path): PathParams<UserPath>,
+) -> Result<Reply<AccountView>, ApiError> {
+    let user = accounts::set_disabled(&state, &path.id, false).await?;
+    Ok(Reply::ok(account_view(&user, None)))
+}

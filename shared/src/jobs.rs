@@ -1,0 +1,51 @@
+//! The application's jobs on the jobs queue, for the worker (besides the S3
+//! notifications of uploads): JSON objects tagged by `job`. Every job is safe
+//! to run twice.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::UserId;
+use crate::ports::{JobError, OutgoingMail};
+use crate::AppState;
+
+/// A job for the worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "job", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum Job {
+    /// Send one rendered message.
+    SendEmail { mail: OutgoingMail },
+    /// Someone asked to reset the password of `email`: when an account has it,
+    /// issue a reset token and enqueue its mail; otherwise send nothing. The
+    /// request only enqueues this, so it does the same work whether or not the
+    /// account exists.
+    PasswordReset { email: String },
+    /// Bring a farmer's products and page in line with the account (verified,
+    /// disabled, role, erased). Reads the account when it runs, so duplicates
+    /// and reorderings converge on the current state.
+    SyncFarmer { farmer_id: UserId },
+}
+
+/// Puts `job` on the jobs queue.
+pub async fn enqueue(state: &AppState, job: &Job) -> Result<(), JobError> {
+    let queue = state.jobs.as_ref().ok_or_else(|| {
+        JobError::backend("enqueue a job", "this function has no jobs queue configured (JOBS_QUEUE_URL)")
+    })?;
+    let body = serde_json::to_string(job).map_err(|e| JobError::backend("encode a job", e))?;
+    queue.send(&body).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_are_tagged_objects() {
+        let job = Job::PasswordReset { email: "a@example.com".into() };
+        let body = serde_json::to_value(&job).unwrap();
+        assert_eq!(body, serde_json::json!({"job": "passwordReset", "email": "a@example.com"}));
+        assert_eq!(serde_json::from_value::<Job>(body).unwrap(), job);
+        let sync = serde_json::to_value(Job::SyncFarmer { farmer_id: UserId::new() }).unwrap();
+        assert!(sync.get("farmerId").is_some());
+    }
+}
