@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use serde_json::Value;
 
 use crate::ports::{
-    Attrs, BlobError, Condition, Index, Item, ItemKey, Query, StoreError, WriteOp, ATTR_TTL, ATTR_VERSION,
+    Attrs, BlobError, Condition, Guard, Index, Item, ItemKey, Query, StoreError, WriteOp, ATTR_TTL, ATTR_VERSION,
 };
 
 /// Most writes one transaction may hold (the port's limit).
@@ -38,6 +38,43 @@ pub(crate) fn condition_holds(condition: &Condition, current: Option<&Attrs>) ->
         Condition::VersionIs(version) => {
             current.and_then(|attrs| attrs.get(ATTR_VERSION)).and_then(Value::as_i64) == Some(*version)
         }
+    }
+}
+
+/// Whether an existing item's attributes (`None` when absent or expired)
+/// satisfy every guard of a `WriteOp::Adjust`.
+pub(crate) fn guards_hold(guards: &[Guard], current: Option<&Attrs>) -> bool {
+    let Some(attrs) = current else {
+        return false;
+    };
+    guards.iter().all(|guard| match guard {
+        Guard::AtLeast(attr, min) => attrs.get(attr).and_then(Value::as_i64).unwrap_or(0) >= *min,
+        Guard::Equals(attr, value) => attrs.get(attr) == Some(value),
+    })
+}
+
+/// `current` with each delta of a `WriteOp::Adjust` added.
+pub(crate) fn adjusted(mut current: Attrs, add: &[(String, i64)]) -> Attrs {
+    for (attr, delta) in add {
+        let value = current.get(attr).and_then(Value::as_i64).unwrap_or(0) + delta;
+        current.insert(attr.clone(), value.into());
+    }
+    current
+}
+
+/// Rejects an adjustment of a key attribute, an index key or the TTL.
+fn check_adjust(key: &ItemKey, add: &[(String, i64)]) -> Result<(), StoreError> {
+    check_key(key)?;
+    let reserved =
+        |attr: &str| attr == "pk" || attr == "sk" || attr == ATTR_TTL || index_key_attrs().any(|a| a == attr);
+    match add.iter().find(|(attr, _)| reserved(attr)) {
+        Some((attr, _)) => {
+            Err(StoreError::Invalid(format!("attribute {attr} of {}/{} cannot be adjusted", key.pk, key.sk)))
+        }
+        None if add.is_empty() => {
+            Err(StoreError::Invalid(format!("an adjustment of {}/{} adds nothing", key.pk, key.sk)))
+        }
+        None => Ok(()),
     }
 }
 
@@ -129,6 +166,9 @@ pub(crate) fn check_writes(writes: Vec<WriteOp>) -> Result<Vec<WriteOp>, StoreEr
             WriteOp::Put { item, condition } => Ok(WriteOp::Put { item: normalize_item(item)?, condition }),
             WriteOp::Delete { key, condition } => check_key(&key).map(|()| WriteOp::Delete { key, condition }),
             WriteOp::Check { key, condition } => check_key(&key).map(|()| WriteOp::Check { key, condition }),
+            WriteOp::Adjust { key, add, guards } => {
+                check_adjust(&key, &add).map(|()| WriteOp::Adjust { key, add, guards })
+            }
         })
         .collect()
 }
@@ -141,6 +181,7 @@ pub(crate) fn describe_writes(writes: &[WriteOp]) -> String {
             WriteOp::Put { .. } => "put",
             WriteOp::Delete { .. } => "delete",
             WriteOp::Check { .. } => "check",
+            WriteOp::Adjust { .. } => "adjust",
         };
         let key = write.key();
         format!("{verb} item {}/{}", key.pk, key.sk)

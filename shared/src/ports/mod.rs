@@ -12,5 +12,5 @@ pub use clock::{Clock, SystemClock};
 pub use jobs::{JobError, JobMessage, JobQueue};
 pub use mail::{MailError, Mailer, OutgoingMail};
 pub use store::{
-    Attrs, Condition, Index, Item, ItemKey, Page, Query, Store, StoreError, WriteOp, ATTR_TTL, ATTR_VERSION,
+    Attrs, Condition, Guard, Index, Item, ItemKey, Page, Query, Store, StoreError, WriteOp, ATTR_TTL, ATTR_VERSION,
 };

@@ -112,6 +112,15 @@ pub enum Condition {
     VersionIs(i64),
 }
 
+/// A requirement on an attribute of an existing item, for `WriteOp::Adjust`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Guard {
+    /// The integer attribute is at least this.
+    AtLeast(String, i64),
+    /// The attribute equals this value.
+    Equals(String, serde_json::Value),
+}
+
 /// One write in a transaction.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WriteOp {
@@ -121,13 +130,18 @@ pub enum WriteOp {
     Delete { key: ItemKey, condition: Condition },
     /// Write nothing; only require the condition on this key.
     Check { key: ItemKey, condition: Condition },
+    /// Add each delta to its integer attribute of an existing item (an absent
+    /// attribute counts as zero), leaving the rest of the item as it is; the
+    /// item must exist and every guard hold, as checked atomically with the
+    /// write (a stock decrement guarded by `stock >= quantity`).
+    Adjust { key: ItemKey, add: Vec<(String, i64)>, guards: Vec<Guard> },
 }
 
 impl WriteOp {
     pub fn key(&self) -> &ItemKey {
         match self {
             WriteOp::Put { item, .. } => &item.key,
-            WriteOp::Delete { key, .. } | WriteOp::Check { key, .. } => key,
+            WriteOp::Delete { key, .. } | WriteOp::Check { key, .. } | WriteOp::Adjust { key, .. } => key,
         }
     }
 }

@@ -58,6 +58,8 @@ macro_rules! backend {
                 ping_answers,
                 increment_counts_from_one_and_sets_the_expiry,
                 twenty_concurrent_increments_each_see_a_distinct_value,
+                adjust_adds_under_guards_and_leaves_the_rest,
+                concurrent_guarded_decrements_never_oversell,
             );
 
             suite!(blobs:

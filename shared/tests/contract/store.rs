@@ -461,3 +461,71 @@ pub async fn twenty_concurrent_increments_each_see_a_distinct_value<B: Backend>(
     seen.sort_unstable();
     assert_eq!(seen, (1..=20).collect::<Vec<i64>>());
 }
+
+pub async fn adjust_adds_under_guards_and_leaves_the_rest<B: Backend>() {
+    use shared::ports::Guard;
+    let store = B::store().await;
+    let stock = item("PRODUCT#A", "PRODUCT", json!({ "stock": 3, "status": "listed", "name": "Kale", "version": 1 }));
+    store.put(stock.clone(), Condition::None).await.unwrap();
+    let take = |n: i64| WriteOp::Adjust {
+        key: key("PRODUCT#A", "PRODUCT"),
+        add: vec![("stock".into(), -n), ("version".into(), 1)],
+        guards: vec![Guard::AtLeast("stock".into(), n), Guard::Equals("status".into(), json!("listed"))],
+    };
+    store.transact(vec![take(2)]).await.unwrap();
+    let after = store.get(&stock.key).await.unwrap().unwrap();
+    assert_eq!(
+        after,
+        item("PRODUCT#A", "PRODUCT", json!({ "stock": 1, "status": "listed", "name": "Kale", "version": 2 }))
+    );
+    // Short: the guard fails, nothing in the transaction is written.
+    let other = item("ORDER#1", "ORDER", json!({}));
+    let short = store.transact(vec![put(other.clone(), Condition::NotExists), take(2)]).await;
+    assert!(matches!(short, Err(StoreError::ConditionFailed { index: 1 })), "{short:?}");
+    assert_eq!(store.get(&other.key).await.unwrap(), None);
+    // An equality guard, a missing item, and an absent attribute counting as zero.
+    let unlisted = item("PRODUCT#B", "PRODUCT", json!({ "stock": 9, "status": "unlisted" }));
+    store.put(unlisted, Condition::None).await.unwrap();
+    let refused = WriteOp::Adjust {
+        key: key("PRODUCT#B", "PRODUCT"),
+        add: vec![("stock".into(), -1)],
+        guards: vec![Guard::Equals("status".into(), json!("listed"))],
+    };
+    assert!(matches!(store.transact(vec![refused]).await, Err(StoreError::ConditionFailed { index: 0 })));
+    let missing = WriteOp::Adjust { key: key("PRODUCT#C", "PRODUCT"), add: vec![("stock".into(), 1)], guards: vec![] };
+    assert!(matches!(store.transact(vec![missing]).await, Err(StoreError::ConditionFailed { index: 0 })));
+    let counted = WriteOp::Adjust { key: key("PRODUCT#A", "PRODUCT"), add: vec![("sold".into(), 2)], guards: vec![] };
+    store.transact(vec![counted]).await.unwrap();
+    assert_eq!(store.get(&stock.key).await.unwrap().unwrap().int("sold"), Some(2));
+    // Keys, index keys and the TTL cannot be adjusted.
+    let bad = WriteOp::Adjust { key: key("PRODUCT#A", "PRODUCT"), add: vec![("gsi1pk".into(), 1)], guards: vec![] };
+    assert!(matches!(store.transact(vec![bad]).await, Err(StoreError::Invalid(_))));
+}
+
+pub async fn concurrent_guarded_decrements_never_oversell<B: Backend>() {
+    use shared::ports::Guard;
+    let store = B::store().await;
+    store.put(item("PRODUCT#S", "PRODUCT", json!({ "stock": 5 })), Condition::None).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..12 {
+        let store = store.another_handle().await;
+        tasks.push(tokio::spawn(async move {
+            let take = WriteOp::Adjust {
+                key: key("PRODUCT#S", "PRODUCT"),
+                add: vec![("stock".into(), -1)],
+                guards: vec![Guard::AtLeast("stock".into(), 1)],
+            };
+            store.transact(vec![take]).await
+        }));
+    }
+    let mut won = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => won += 1,
+            Err(StoreError::ConditionFailed { .. }) => {}
+            Err(other) => panic!("{other}"),
+        }
+    }
+    assert_eq!(won, 5);
+    assert_eq!(store.get(&key("PRODUCT#S", "PRODUCT")).await.unwrap().unwrap().int("stock"), Some(0));
+}

@@ -11,12 +11,14 @@ use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, ReturnValue, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, ReturnValue, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use rand::Rng;
 
 use crate::adapters::rules;
-use crate::ports::{Attrs, Condition, Item, ItemKey, Page, Query, Store, StoreError, WriteOp, ATTR_TTL, ATTR_VERSION};
+use crate::ports::{
+    Attrs, Condition, Guard, Item, ItemKey, Page, Query, Store, StoreError, WriteOp, ATTR_TTL, ATTR_VERSION,
+};
 
 type AttrMap = HashMap<String, AttributeValue>;
 
@@ -114,6 +116,42 @@ fn expression(condition: &Condition, now: i64) -> Option<Expression> {
             values: HashMap::from([now_value, (":v".to_owned(), AttributeValue::N(version.to_string()))]),
         }),
     }
+}
+
+/// The update and condition expressions of a `WriteOp::Adjust`.
+struct Adjustment {
+    update: String,
+    condition: String,
+    names: HashMap<String, String>,
+    values: AttrMap,
+}
+
+fn adjustment(add: &[(String, i64)], guards: &[Guard], now: i64, context: &str) -> Result<Adjustment, StoreError> {
+    let mut names = HashMap::from([("#pk".to_owned(), "pk".to_owned()), ("#ttl".to_owned(), ATTR_TTL.to_owned())]);
+    let mut values: AttrMap = HashMap::from([
+        (":now".to_owned(), AttributeValue::N(now.to_string())),
+        (":zero".to_owned(), AttributeValue::N("0".into())),
+    ]);
+    let mut sets = Vec::new();
+    for (n, (attr, delta)) in add.iter().enumerate() {
+        names.insert(format!("#a{n}"), attr.clone());
+        values.insert(format!(":a{n}"), AttributeValue::N(delta.to_string()));
+        sets.push(format!("#a{n} = if_not_exists(#a{n}, :zero) + :a{n}"));
+    }
+    let mut condition = "attribute_exists(#pk) AND (attribute_not_exists(#ttl) OR #ttl >= :now)".to_owned();
+    for (n, guard) in guards.iter().enumerate() {
+        let (attr, op, value) = match guard {
+            Guard::AtLeast(attr, min) => (attr, ">=", AttributeValue::N(min.to_string())),
+            Guard::Equals(attr, value) => {
+                let value = serde_dynamo::to_attribute_value(value).map_err(|e| StoreError::backend(context, e))?;
+                (attr, "=", value)
+            }
+        };
+        names.insert(format!("#g{n}"), attr.clone());
+        values.insert(format!(":g{n}"), value);
+        condition.push_str(&format!(" AND #g{n} {op} :g{n}"));
+    }
+    Ok(Adjustment { update: format!("SET {}", sets.join(", ")), condition, names, values })
 }
 
 /// Sleeps before retry number `attempt` (0-based): exponential with full jitter.
@@ -242,6 +280,19 @@ impl DynamoStore {
                         .build()
                         .map_err(build)?;
                     TransactWriteItem::builder().condition_check(check).build()
+                }
+                WriteOp::Adjust { key, add, guards } => {
+                    let e = adjustment(add, guards, now, context)?;
+                    let update = Update::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(key_map(key)))
+                        .update_expression(e.update)
+                        .condition_expression(e.condition)
+                        .set_expression_attribute_names(Some(e.names))
+                        .set_expression_attribute_values(Some(e.values))
+                        .build()
+                        .map_err(build)?;
+                    TransactWriteItem::builder().update(update).build()
                 }
             };
             items.push(entry);

@@ -150,20 +150,32 @@ fn transact(conn: &mut Connection, writes: &[WriteOp], context: &str) -> Result<
     let tx =
         conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| StoreError::backend(context, e))?;
     let now = rules::now_epoch();
+    let mut adjusted = Vec::new();
     for (index, write) in writes.iter().enumerate() {
-        let condition = match write {
+        let live = current(&tx, write.key(), now, context)?;
+        let holds = match write {
             WriteOp::Put { condition, .. } | WriteOp::Delete { condition, .. } | WriteOp::Check { condition, .. } => {
-                condition
+                rules::condition_holds(condition, live.as_ref())
+            }
+            WriteOp::Adjust { key, add, guards } => {
+                let holds = rules::guards_hold(guards, live.as_ref());
+                if let (true, Some(attrs)) = (holds, live) {
+                    adjusted.push(Item::new(key.clone(), rules::adjusted(attrs, add)));
+                }
+                holds
             }
         };
-        let live = current(&tx, write.key(), now, context)?;
-        if !rules::condition_holds(condition, live.as_ref()) {
+        if !holds {
             return Err(StoreError::ConditionFailed { index });
         }
+    }
+    for item in &adjusted {
+        write_item(&tx, item, context)?;
     }
     for write in writes {
         match write {
             WriteOp::Put { item, .. } => write_item(&tx, item, context)?,
+            WriteOp::Adjust { .. } => {}
             WriteOp::Delete { key, .. } => {
                 tx.execute("DELETE FROM items WHERE pk = ?1 AND sk = ?2", params![key.pk, key.sk])
                     .map_err(|e| StoreError::backend(context, e))?;
