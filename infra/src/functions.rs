@@ -28,6 +28,7 @@ pub const HTTP_FUNCTIONS: &[HttpFunction] = &[
     HttpFunction { binary: "categories", routes: categories::routes },
     HttpFunction { binary: "products", routes: products::routes },
     HttpFunction { binary: "users", routes: users::routes },
+    HttpFunction { binary: "orders", routes: orders::routes },
 ];
 
 /// The HTTP function built as `binary`.

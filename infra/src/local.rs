@@ -1,6 +1,8 @@
 //! The whole stack on a laptop: the local gateway with the local bucket and CDN,
-//! plus a queue pump per SQS event source, over the embedded backend in one data
-//! directory. `marketplace-local` and the end-to-end tests both start it here.
+//! a queue pump per SQS event source, and the outbox relay (what the table's
+//! stream and its EventBridge Pipe do in AWS: pending `OUTBOX` events go to the
+//! jobs queue), over the embedded backend in one data directory.
+//! `marketplace-local` and the end-to-end tests both start it here.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -24,6 +26,22 @@ pub enum LocalError {
     Template(#[from] TemplateError),
     #[error("read the listener's address: {0}")]
     Addr(#[source] std::io::Error),
+}
+
+/// How often the local outbox relay looks for new events.
+const RELAY_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Drains the outbox into the jobs queue, forever.
+async fn relay_outbox(state: AppState) {
+    let Some(jobs) = state.jobs.clone() else {
+        return;
+    };
+    loop {
+        if let Err(error) = shared::repo::outbox::relay(state.store.as_ref(), jobs.as_ref()).await {
+            tracing::warn!(error = %error, "outbox relay failed; retrying");
+        }
+        tokio::time::sleep(RELAY_POLL).await;
+    }
 }
 
 /// A running local stack; its tasks stop when it is dropped.
@@ -55,6 +73,7 @@ impl LocalStack {
         }
         let pumps = QueuePump::for_template(&state, &template, &data_dir.join("marketplace.db"), &settings)?;
         let mut tasks: Vec<JoinHandle<()>> = pumps.iter().cloned().flat_map(QueuePump::spawn).collect();
+        tasks.push(tokio::spawn(relay_outbox(state.clone())));
         let serving = gateway.clone();
         tasks.push(tokio::spawn(async move {
             if let Err(error) = serving.serve(listener, std::future::pending()).await {

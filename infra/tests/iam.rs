@@ -93,9 +93,34 @@ const EXPECTED: &[(&str, &[Row])] = &[
         &[
             ("ReadWriteAccounts", &["dynamodb:GetItem", "dynamodb:PutItem"], TABLE, keys!("USER#*", "FARMER#*")),
             ("EraseAccounts", &["dynamodb:DeleteItem"], TABLE, keys!("EMAIL#*", "FARMER#*")),
-            ("CountAttempts", &["dynamodb:UpdateItem"], TABLE, keys!("THROTTLE#*")),
+            ("CountAttempts", &["dynamodb:UpdateItem"], TABLE, keys!("THROTTLE#*", "NOTIF#*")),
+            (
+                "ReadNotificationsAndSales",
+                &["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"],
+                TABLE,
+                keys!("NOTIF#*", "SALES#*"),
+            ),
             ("ListAccounts", &["dynamodb:Query"], "!Sub ${Table.Arn}/index/gsi7", ""),
             ("QueueJobs", &["sqs:SendMessage"], "!GetAtt JobsQueue.Arn", ""),
+        ],
+    ),
+    (
+        "OrdersFunction",
+        &[
+            (
+                "ReadOrdersAndCatalogue",
+                &["dynamodb:GetItem"],
+                TABLE,
+                keys!("USER#*", "PRODUCT#*", "FARMER#*", "ORDER#*", "CHECKOUT#*", "IDEMPOTENCY#*"),
+            ),
+            ("WriteOrders", &["dynamodb:PutItem"], TABLE, keys!("ORDER#*", "CHECKOUT#*", "IDEMPOTENCY#*", "OUTBOX")),
+            ("MoveStock", &["dynamodb:UpdateItem"], TABLE, keys!("PRODUCT#*")),
+            (
+                "ListOrders",
+                &["dynamodb:Query"],
+                "!Sub ${Table.Arn}/index/gsi8, !Sub ${Table.Arn}/index/gsi9, !Sub ${Table.Arn}/index/gsi10",
+                "",
+            ),
         ],
     ),
     (
@@ -119,6 +144,12 @@ const EXPECTED: &[(&str, &[Row])] = &[
             ("TellMissingUploads", &["s3:ListBucket"], "!GetAtt AssetsBucket.Arn", ""),
             ("PublishImages", &["s3:DeleteObject", "s3:PutObject"], "!Sub ${AssetsBucket.Arn}/public/*", ""),
             ("FindFarmerProducts", &["dynamodb:Query"], "!Sub ${Table.Arn}/index/gsi2", ""),
+            (
+                "ApplyOrderEvents",
+                &["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+                TABLE,
+                keys!("NOTIF#*", "SALES#*", "APPLIED#*", "OUTBOX"),
+            ),
             ("QueueJobs", &["sqs:SendMessage"], "!GetAtt JobsQueue.Arn", ""),
             (
                 "SendMail",

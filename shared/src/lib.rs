@@ -5,6 +5,7 @@
 //! - `domain`: plain types and rules, no I/O (users, categories, products, validation).
 //! - `accounts`: the accounts' use cases (register, sign in, refresh, sign out,
 //!   email verification, password reset and change, profiles, administration, erasure).
+//! - `orders`: checkout, the order lifecycle, reading by role, and order events.
 //! - `catalogue`: the catalogue's use cases (categories, products, photo uploads).
 //! - `jobs`: the jobs the functions put on the jobs queue for the worker.
 //! - `mail`: outgoing mail templates and their rendering.
@@ -24,6 +25,7 @@ pub mod domain;
 pub mod http;
 pub mod jobs;
 pub mod mail;
+pub mod orders;
 pub mod ports;
 pub mod repo;
 pub mod telemetry;

@@ -13,12 +13,16 @@ pub enum Template<'a> {
     VerifyEmail { name: &'a str, link: &'a str, hours: i64 },
     /// A link setting a new password, valid `hours`.
     ResetPassword { name: &'a str, link: &'a str, hours: i64 },
+    /// A notice (order placed, order status changed): its title and text.
+    Notice { name: &'a str, title: &'a str, body: &'a str },
 }
 
 const VERIFY_TEXT: &str = include_str!("../mail/verify-email.txt");
 const VERIFY_HTML: &str = include_str!("../mail/verify-email.html");
 const RESET_TEXT: &str = include_str!("../mail/reset-password.txt");
 const RESET_HTML: &str = include_str!("../mail/reset-password.html");
+const NOTICE_TEXT: &str = include_str!("../mail/notice.txt");
+const NOTICE_HTML: &str = include_str!("../mail/notice.html");
 
 /// Replaces each `{{key}}` of `template` by its value (escaped by `escape`).
 fn fill(template: &str, values: &[(&str, &str)], escape: fn(&str) -> String) -> String {
@@ -47,16 +51,22 @@ fn html_escape(raw: &str) -> String {
 impl Template<'_> {
     /// The message to `to`.
     pub fn render(&self, to: &str) -> OutgoingMail {
-        let (subject, text, html, name, link, hours) = match self {
-            Template::VerifyEmail { name, link, hours } => {
-                ("Confirm your email address", VERIFY_TEXT, VERIFY_HTML, name, link, hours)
+        let hours;
+        let (subject, text, html, values): (&str, &str, &str, Vec<(&str, &str)>) = match self {
+            Template::VerifyEmail { name, link, hours: h } => {
+                hours = h.to_string();
+                let values = vec![("name", *name), ("link", *link), ("hours", hours.as_str())];
+                ("Confirm your email address", VERIFY_TEXT, VERIFY_HTML, values)
             }
-            Template::ResetPassword { name, link, hours } => {
-                ("Reset your password", RESET_TEXT, RESET_HTML, name, link, hours)
+            Template::ResetPassword { name, link, hours: h } => {
+                hours = h.to_string();
+                let values = vec![("name", *name), ("link", *link), ("hours", hours.as_str())];
+                ("Reset your password", RESET_TEXT, RESET_HTML, values)
+            }
+            Template::Notice { name, title, body } => {
+                (*title, NOTICE_TEXT, NOTICE_HTML, vec![("name", *name), ("title", *title), ("body", *body)])
             }
         };
-        let hours = hours.to_string();
-        let values = [("name", *name), ("link", *link), ("hours", hours.as_str())];
         OutgoingMail {
             to: to.to_owned(),
             subject: subject.to_owned(),

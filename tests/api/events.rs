@@ -25,6 +25,10 @@ async fn every_sample_event_is_answered_by_its_handler() {
     for path in entries.into_iter().filter(|p| p.extension().is_some_and(|e| e == "json")) {
         let raw = std::fs::read_to_string(&path).unwrap();
         let event: Value = serde_json::from_str(&raw).unwrap();
+        if event["Records"][0]["eventSource"] == "aws:dynamodb" {
+            check_stream_record(&path, &event);
+            continue;
+        }
         let Some(route_key) = event["routeKey"].as_str() else {
             sqs_events += check_sqs_event(&path, &raw).await;
             continue;
@@ -69,7 +73,19 @@ async fn every_sample_event_is_answered_by_its_handler() {
         })
         .sum();
     assert!(seen >= routes, "expected an event per route ({routes}), found {seen}");
-    assert_eq!(sqs_events, 4, "expected the worker's four SQS events");
+    assert_eq!(sqs_events, 5, "expected the worker's five SQS events");
+}
+
+/// A stream record of the outbox, as the relay (an EventBridge Pipe) reads it:
+/// a new `OUTBOX` item whose `job` attribute, forwarded as the message body,
+/// is a job the worker understands.
+fn check_stream_record(path: &std::path::Path, event: &Value) {
+    for record in event["Records"].as_array().unwrap() {
+        assert_eq!(record["eventName"], "INSERT", "{}", path.display());
+        assert_eq!(record["dynamodb"]["Keys"]["pk"]["S"], shared::repo::outbox::PARTITION, "{}", path.display());
+        let job = record["dynamodb"]["NewImage"]["job"]["S"].as_str().expect("a job attribute");
+        serde_json::from_str::<shared::jobs::Job>(job).unwrap_or_else(|e| panic!("{}: not a job: {e}", path.display()));
+    }
 }
 
 /// Runs an SQS event through the worker: messages whose body is not JSON are the

@@ -262,6 +262,15 @@ async fn worker_binary_reports_partial_batch_failures_as_a_lambda() {
 }
 
 #[tokio::test]
+async fn orders_binary_answers_its_events_as_a_lambda() {
+    let env = lambda_env("orders").await;
+    let (outcomes, logs) = invoke("orders", &env, &["orders-list.json", "orders-checkout.json"]).await;
+    let statuses: Vec<u64> = outcomes.iter().map(status_of).collect();
+    // The sample events carry placeholder tokens.
+    assert_eq!(statuses, [401, 401], "{logs}");
+}
+
+#[tokio::test]
 async fn users_binary_answers_its_events_as_a_lambda() {
     let env = lambda_env("users").await;
     let events = ["users-list-farmers.json", "users-get-farmer.json", "users-me.json", "users-list.json"];

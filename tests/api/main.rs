@@ -14,6 +14,8 @@ mod health;
 mod helpers;
 mod lambda_binaries;
 mod mail;
+mod orders;
+mod outbox;
 mod photos;
 mod presign;
 mod products;

@@ -11,11 +11,12 @@ use http::{header, HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use shared::catalogue::{self, etag, Idempotent, ImageUpload, NewProduct, ProductChanges};
 use shared::domain::{format_date, CategoryId, ImageId, PriceBound, Product, ProductId, SearchText, Unit, UserId};
+use shared::http::idempotency_key;
 use shared::http::{
     ApiError, Authorized, Caller, Cursor, Farmers, IfNoneMatch, JsonBody, NoContent, PageParams, PathParams, Query,
     Reply, Routes,
 };
-use shared::repo::idempotency::{self, IdempotencyKey};
+use shared::repo::idempotency;
 use shared::repo::products::{self, Browse, Sort};
 use shared::AppState;
 use time::format_description::well_known::Rfc3339;
@@ -276,17 +277,6 @@ async fn read(
 ) -> Result<Reply<ProductView>, ApiError> {
     let product = catalogue::public_product(&state, &path.id).await?;
     Ok(Reply::public(view(&state, &product), &headers).etag(etag(&product)))
-}
-
-/// The `Idempotency-Key` header, if sent: 400 when malformed.
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
-    match headers.get("idempotency-key") {
-        None => Ok(None),
-        Some(value) => {
-            let raw = value.to_str().map_err(|_| ApiError::BadRequest("Idempotency-Key must be ASCII".into()))?;
-            IdempotencyKey::parse(raw).map(Some).map_err(|e| ApiError::BadRequest(format!("Idempotency-Key {e}")))
-        }
-    }
 }
 
 /// List a product (farmers).

@@ -1,23 +1,25 @@
 //! The `users` function: the signed-in user's profile (read, change, erase),
-//! the public farmer pages (list by region, read), and user administration for
-//! admins (list with filters, disable, enable, change role). The use cases live
+//! in-app notifications, a farmer's sales figures (JSON or CSV), the public
+//! farmer pages (list by region, read), and user administration for admins
+//! (list with filters, disable, enable, change role). The use cases live
 //! in `shared::accounts`; this file parses, authorises and shapes the JSON.
 
 use std::sync::Arc;
 
 use axum::extract::State;
-use http::HeaderMap;
+use http::{header, HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use shared::accounts::{self, Profile, ProfileChanges, SelfServiceRole};
 use shared::domain::{
-    Coordinates, DisplayName, FarmDescription, FarmName, FarmNote, FarmProfile, Place, Role, User, UserId,
+    Coordinates, DisplayName, FarmDescription, FarmName, FarmNote, FarmProfile, OrderId, Place, ProductId, Role, User,
+    UserId,
 };
 use shared::http::{
-    non_null, Admins, ApiError, Authorized, Caller, Cursor, IfNoneMatch, JsonBody, NoContent, PageParams, PathParams,
-    Query, Reply, Routes,
+    non_null, Admins, ApiError, Authorized, Caller, Cursor, Farmers, IfNoneMatch, JsonBody, NoContent, PageParams,
+    PathParams, Query, Reply, Routes,
 };
 use shared::repo::farmers::{self, FarmerPage};
-use shared::repo::users;
+use shared::repo::{notifications, users};
 use shared::AppState;
 use time::format_description::well_known::Rfc3339;
 use utoipa::{IntoParams, ToSchema};
@@ -39,6 +41,9 @@ pub fn routes() -> Routes {
         .routes(routes!(change_user))
         .routes(routes!(disable_user))
         .routes(routes!(enable_user))
+        .routes(routes!(list_notifications))
+        .routes(routes!(read_notification))
+        .routes(routes!(sales))
 }
 
 /// A farm profile as shown.
@@ -460,4 +465,237 @@ async fn enable_user(
 ) -> Result<Reply<AccountView>, ApiError> {
     let user = accounts::set_disabled(&state, &path.id, false).await?;
     Ok(Reply::ok(account_view(&user, None)))
+}
+
+/// A notification.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = Notification)]
+struct NotificationView {
+    id: String,
+    title: String,
+    body: String,
+    /// The order it is about.
+    order_id: Option<OrderId>,
+    read: bool,
+    #[schema(format = DateTime)]
+    created_at: String,
+}
+
+/// A page of notifications, newest first.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct NotificationList {
+    items: Vec<NotificationView>,
+    /// Unread notifications in all.
+    #[schema(minimum = 0)]
+    unread_count: i64,
+    /// The cursor of the next page; `null` on the last.
+    next_cursor: Option<String>,
+}
+
+/// The signed-in user's notifications (new orders for farmers, status changes
+/// for customers), newest first, with the unread count.
+#[utoipa::path(get, path = "/users/me/notifications", tag = "users", operation_id = "listMyNotifications",
+    security(("bearerAuth" = [])),
+    params(PageParams),
+    responses(
+        (status = 200, description = "A page of notifications and the unread count.", body = NotificationList),
+        (status = 400, description = "The cursor is invalid or belongs to another query."),
+    ))]
+async fn list_notifications(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(page): Query<PageParams>,
+) -> Result<Reply<NotificationList>, ApiError> {
+    let user = caller.user_id()?;
+    let store = state.store.as_ref();
+    let mut query = notifications::list_query(user);
+    let scope = "notifications";
+    if let Some(cursor) = &page.cursor {
+        query.start_after = Some(Cursor::decode(scope, &query, cursor)?);
+    }
+    let fingerprint = query.clone();
+    query.limit = page.limit();
+    let (items, last) = notifications::list(store, &query).await?;
+    Ok(Reply::ok(NotificationList {
+        items: items
+            .iter()
+            .map(|n| NotificationView {
+                id: n.id.clone(),
+                title: n.title.clone(),
+                body: n.body.clone(),
+                order_id: n.order_id,
+                read: n.read,
+                created_at: n.created_at.format(&Rfc3339).unwrap_or_default(),
+            })
+            .collect(),
+        unread_count: notifications::unread(store, user).await?,
+        next_cursor: last.as_ref().map(|last| Cursor::encode(scope, &fingerprint, last)),
+    }))
+}
+
+/// The notification id in the path.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+struct NotificationPath {
+    /// The notification's id.
+    #[param(max_length = 64)]
+    id: String,
+}
+
+/// Mark one of the signed-in user's notifications read.
+#[utoipa::path(post, path = "/users/me/notifications/{id}/read", tag = "users", operation_id = "readMyNotification",
+    security(("bearerAuth" = [])),
+    params(NotificationPath),
+    responses(
+        (status = 204, description = "Read (marking it again changes nothing)."),
+        (status = 404, description = "No such notification of the caller's."),
+    ))]
+async fn read_notification(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams(path): PathParams<NotificationPath>,
+) -> Result<NoContent, ApiError> {
+    let user = caller.user_id()?;
+    let not_found = || ApiError::NotFound(format!("no notification with id {:?}", path.id));
+    if path.id.is_empty() || path.id.len() > 64 {
+        return Err(not_found());
+    }
+    notifications::mark_read(state.store.as_ref(), user, &path.id).await?.ok_or_else(not_found)?;
+    Ok(NoContent)
+}
+
+/// A date range of sales figures.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct SalesRange {
+    /// First day (UTC), default 29 days before `to`.
+    #[param(nullable = false, format = Date)]
+    from: Option<String>,
+    /// Last day (UTC), default today; at most 366 days after `from`.
+    #[param(nullable = false, format = Date)]
+    to: Option<String>,
+}
+
+/// One product's sales on a day.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct ProductSalesView {
+    product_id: ProductId,
+    name: String,
+    units: i64,
+    /// In minor units.
+    revenue: i64,
+}
+
+/// One day's sales.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct SalesDayView {
+    #[schema(format = Date)]
+    date: String,
+    orders: i64,
+    units: i64,
+    revenue: i64,
+    products: Vec<ProductSalesView>,
+}
+
+/// A farmer's sales figures over a range (orders placed, net of cancellations).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct SalesReport {
+    #[schema(format = Date)]
+    from: String,
+    #[schema(format = Date)]
+    to: String,
+    orders: i64,
+    units: i64,
+    /// In minor units.
+    revenue: i64,
+    /// Days with sales, oldest first.
+    days: Vec<SalesDayView>,
+}
+
+fn sales_date(field: &str, raw: Option<&str>) -> Result<Option<time::Date>, ApiError> {
+    raw.map(|raw| {
+        time::Date::parse(raw, time::macros::format_description!("[year]-[month]-[day]"))
+            .map_err(|_| ApiError::field(field, "must be a date like 2026-11-28"))
+    })
+    .transpose()
+}
+
+/// The signed-in farmer's daily sales (orders, units, revenue, by product),
+/// kept current as orders arrive; `Accept: text/csv` gives the same as CSV
+/// (`date,productId,productName,units,revenue`).
+#[utoipa::path(get, path = "/farmers/me/sales", tag = "users", operation_id = "getMySales",
+    security(("bearerAuth" = [])),
+    params(SalesRange),
+    responses(
+        (status = 200, description = "The figures, per day and product.",
+            content((SalesReport = "application/json"), (String = "text/csv"))),
+        (status = 403, description = "Farmers only."),
+        (status = 422, description = "A date is malformed, `to` is before `from`, or the range is longer than 366 days."),
+    ))]
+async fn sales(
+    State(state): State<Arc<AppState>>,
+    farmer: Authorized<Farmers>,
+    Query(range): Query<SalesRange>,
+    headers: HeaderMap,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let today = time::OffsetDateTime::now_utc().date();
+    let to = sales_date("to", range.to.as_deref())?.unwrap_or(today);
+    let from = sales_date("from", range.from.as_deref())?.unwrap_or(to - time::Duration::days(29));
+    if from > to {
+        return Err(ApiError::field("to", "must not be before from"));
+    }
+    if (to - from).whole_days() > 366 {
+        return Err(ApiError::field("from", "the range is at most 366 days"));
+    }
+    let (from, to) = (shared::domain::format_date(from), shared::domain::format_date(to));
+    let days = shared::repo::sales::range(state.store.as_ref(), farmer.user_id()?, &from, &to).await?;
+    let wants_csv = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/csv") && !accept.contains("application/json"));
+    if wants_csv {
+        let mut csv = String::from("date,productId,productName,units,revenue\r\n");
+        for day in &days {
+            for (id, product) in &day.products {
+                let name = product.name.replace('"', "\"\"");
+                csv.push_str(&format!("{},{id},\"{name}\",{},{}\r\n", day.date, product.units, product.revenue));
+            }
+        }
+        let mut response = (StatusCode::OK, csv).into_response();
+        response.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("text/csv; charset=utf-8"));
+        return Ok(response);
+    }
+    let report = SalesReport {
+        from,
+        to,
+        orders: days.iter().map(|d| d.orders).sum(),
+        units: days.iter().map(|d| d.units).sum(),
+        revenue: days.iter().map(|d| d.revenue).sum(),
+        days: days
+            .iter()
+            .map(|d| SalesDayView {
+                date: d.date.clone(),
+                orders: d.orders,
+                units: d.units,
+                revenue: d.revenue,
+                products: d
+                    .products
+                    .iter()
+                    .map(|(id, p)| ProductSalesView {
+                        product_id: *id,
+                        name: p.name.clone(),
+                        units: p.units,
+                        revenue: p.revenue,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    };
+    Ok(Reply::ok(report).into_response())
 }

@@ -1,6 +1,7 @@
 //! The `worker` function: consumes the jobs queue. Its jobs are the
 //! application's own (`shared::jobs::Job`: send a mail, issue a password
-//! reset, sync a farmer's products with the account) and S3 notifications of
+//! reset, sync a farmer's products with the account, and order events from the
+//! outbox: notifications, mail and sales figures, each once) and S3 notifications of
 //! uploaded product photos. Each upload is checked against its
 //! ticket (real size, magic bytes, decodable, sane dimensions), published
 //! without its metadata (EXIF, XMP, trailing bytes) and with a thumbnail under
@@ -24,7 +25,7 @@ use shared::ports::{BlobError, StoreError};
 use shared::repo::products::{
     self, parse_upload_object_key, ProductWriteError, UploadTicket, INCOMING_PREFIX, PUBLIC_PREFIX,
 };
-use shared::{accounts, catalogue, AppState};
+use shared::{accounts, catalogue, orders, AppState};
 use tracing::Instrument;
 
 pub use images::{check_and_thumbnail, Checked, Rejection, MAX_SIDE, MIN_SIDE, THUMBNAIL_SIDE};
@@ -52,6 +53,8 @@ pub enum JobFailure {
     Account(#[from] shared::accounts::AccountError),
     #[error(transparent)]
     Catalogue(#[from] shared::catalogue::CatalogueError),
+    #[error(transparent)]
+    Order(#[from] shared::orders::OrderError),
 }
 
 /// The parts of an S3 event notification the worker reads. S3 also sends a
@@ -103,6 +106,11 @@ pub enum Outcome {
     FarmerSynced {
         products_changed: usize,
     },
+    /// An order event: whether it notified and counted (false for a duplicate).
+    OrderEvent {
+        notified: bool,
+        sales_applied: bool,
+    },
 }
 
 /// Processes one SQS batch, reporting the messages that failed.
@@ -126,8 +134,12 @@ pub async fn handle(state: &AppState, event: SqsEvent) -> SqsBatchResponse {
 
 async fn process_message(state: &AppState, message: &SqsMessage) -> Result<Vec<Outcome>, JobFailure> {
     let body = message.body.as_deref().ok_or_else(|| JobFailure::Malformed("no body".into()))?;
-    let value: serde_json::Value =
+    let mut value: serde_json::Value =
         serde_json::from_str(body).map_err(|e| JobFailure::Malformed(format!("not JSON: {e}")))?;
+    // The outbox relay may hand a job over as a JSON string holding the job.
+    if let Some(inner) = value.as_str().and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok()) {
+        value = inner;
+    }
     if value.get("job").is_some() {
         let job: Job = serde_json::from_value(value).map_err(|e| JobFailure::Malformed(format!("bad job: {e}")))?;
         return Ok(vec![run_job(state, job).await?]);
@@ -164,6 +176,10 @@ pub async fn run_job(state: &AppState, job: Job) -> Result<Outcome, JobFailure> 
         Job::SyncFarmer { farmer_id } => {
             let products_changed = catalogue::sync_farmer(state, farmer_id).await?;
             Ok(Outcome::FarmerSynced { products_changed })
+        }
+        Job::OrderPlaced(event) | Job::OrderStatusChanged(event) => {
+            let effects = orders::on_event(state, &event).await?;
+            Ok(Outcome::OrderEvent { notified: effects.notified, sales_applied: effects.sales_applied })
         }
     }
 }

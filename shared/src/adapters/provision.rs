@@ -38,7 +38,7 @@ fn sdk<E: std::error::Error + Send + Sync + 'static>(context: &str, err: E) -> P
 }
 
 /// Creates the single table `name` unless it exists: string keys `pk` (hash) and
-/// `sk` (range); global indexes `gsi1`..`gsi7` (`gsiNpk`, `gsiNsk`) projecting
+/// `sk` (range); global indexes `gsi1`..`gsi10` (`gsiNpk`, `gsiNsk`) projecting
 /// all attributes; on-demand billing; TTL on `ttl`. Waits
 /// until the table is active. TTL is enabled only where the endpoint supports
 /// it; reads filter expired items anyway, so its absence changes no result.

@@ -135,12 +135,17 @@ fn ulid_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
 
 mod category;
 mod farm;
+mod order;
 mod product;
 mod user;
 mod validation;
 
 pub use category::{Category, CategoryDescription, CategoryId, CategoryName, Slug};
 pub use farm::{region_key, Coordinates, FarmDescription, FarmName, FarmNote, FarmProfile, Place};
+pub use order::{
+    Address, CheckoutId, Fulfilment, FulfilmentMethod, Order, OrderId, OrderLine, OrderStatus, Party, Payment,
+    PaymentStatus, Quantity, StatusChange,
+};
 pub use product::{
     format_date, parse_harvest_date, search_words, ImageFormat, ImageId, ListingStatus, Price, PriceBound, Product,
     ProductDescription, ProductId, ProductImage, ProductName, SearchText, Stock, Unit, MAX_IMAGES_PER_PRODUCT,

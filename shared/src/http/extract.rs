@@ -272,6 +272,21 @@ fn field_error(path: &str, message: &str) -> FieldError {
     FieldError { field, message: message.to_owned() }
 }
 
+/// The `Idempotency-Key` header, if sent: 400 when malformed.
+pub fn idempotency_key(
+    headers: &http::HeaderMap,
+) -> Result<Option<crate::repo::idempotency::IdempotencyKey>, ApiError> {
+    match headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(value) => {
+            let raw = value.to_str().map_err(|_| ApiError::BadRequest("Idempotency-Key must be ASCII".into()))?;
+            crate::repo::idempotency::IdempotencyKey::parse(raw)
+                .map(Some)
+                .map_err(|e| ApiError::BadRequest(format!("Idempotency-Key {e}")))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

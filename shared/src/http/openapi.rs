@@ -146,6 +146,7 @@ pub fn document(functions: impl IntoIterator<Item = OpenApi>) -> OpenApi {
     let components = ComponentsBuilder::new()
         .schema(Problem::name(), Problem::schema())
         .schema(FieldError::name(), FieldError::schema())
+        .schema(crate::orders::Shortage::name(), crate::orders::Shortage::schema())
         .security_scheme(BEARER, SecurityScheme::Http(bearer))
         .build();
     let deployed = ServerBuilder::new()

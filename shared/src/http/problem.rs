@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 use crate::accounts::AccountError;
 use crate::catalogue::CatalogueError;
 use crate::domain::FieldError;
+use crate::orders::{OrderError, Shortage};
 use crate::ports::{BlobError, JobError, StoreError};
 use crate::tokens::TokenError;
 
@@ -34,6 +35,10 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub errors: Option<Vec<FieldError>>,
+    /// On a checkout's 409: each product short of stock and what is left.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub shortages: Option<Vec<Shortage>>,
 }
 
 /// Every error a handler can answer with. Each variant's doc names its status.
@@ -60,9 +65,18 @@ pub enum ApiError {
     /// 410: the thing asked for existed but is used up or expired (a link token).
     #[error("{0}")]
     Gone(String),
+    /// 409 naming each product short of stock.
+    #[error("{detail}")]
+    OutOfStock { detail: String, shortages: Vec<Shortage> },
+    /// 409 with `Retry-After`: the same request is still in flight.
+    #[error("{detail}")]
+    Busy { detail: String, retry_after_secs: u64 },
     /// 412: `If-Match` does not match the current version.
     #[error("{0}")]
     PreconditionFailed(String),
+    /// 428: a header the request needs is missing (`Idempotency-Key`).
+    #[error("{0}")]
+    PreconditionRequired(String),
     /// 413: the body is larger than the endpoint accepts.
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
@@ -99,6 +113,8 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Gone(_) => StatusCode::GONE,
+            ApiError::OutOfStock { .. } | ApiError::Busy { .. } => StatusCode::CONFLICT,
+            ApiError::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -118,6 +134,9 @@ impl ApiError {
             ApiError::MethodNotAllowed => "/problems/method-not-allowed",
             ApiError::Conflict(_) => "/problems/conflict",
             ApiError::Gone(_) => "/problems/gone",
+            ApiError::OutOfStock { .. } => "/problems/out-of-stock",
+            ApiError::Busy { .. } => "/problems/in-flight",
+            ApiError::PreconditionRequired(_) => "/problems/precondition-required",
             ApiError::PreconditionFailed(_) => "/problems/precondition-failed",
             ApiError::PayloadTooLarge { .. } => "/problems/payload-too-large",
             ApiError::UnsupportedMediaType(_) => "/problems/unsupported-media-type",
@@ -151,6 +170,10 @@ impl ApiError {
             ApiError::Validation(errors) => Some(errors.clone()),
             _ => None,
         };
+        let shortages = match &self {
+            ApiError::OutOfStock { shortages, .. } => Some(shortages.clone()),
+            _ => None,
+        };
         let body = Problem {
             kind: self.type_uri(),
             title: status.canonical_reason().unwrap_or("Error"),
@@ -158,6 +181,7 @@ impl ApiError {
             detail,
             request_id: request_id.to_owned(),
             errors,
+            shortages,
         };
         let body = serde_json::to_string(&body).expect("a problem serializes");
         let mut response = Response::builder()
@@ -166,7 +190,7 @@ impl ApiError {
             .header(header::CACHE_CONTROL, "no-store")
             .body(Body::from(body))
             .expect("static response parts are valid");
-        if let ApiError::TooManyRequests { retry_after_secs, .. } = self {
+        if let ApiError::TooManyRequests { retry_after_secs, .. } | ApiError::Busy { retry_after_secs, .. } = self {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs.max(1)));
         }
         response
@@ -195,6 +219,27 @@ impl From<AccountError> for ApiError {
             AccountError::Forbidden(detail) => ApiError::Forbidden(detail),
             AccountError::NotFound(detail) => ApiError::NotFound(detail),
             AccountError::Conflict(detail) => ApiError::Conflict(detail),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<OrderError> for ApiError {
+    fn from(e: OrderError) -> Self {
+        match e {
+            OrderError::Invalid { field, message } => ApiError::field(&field, message),
+            OrderError::Short(shortages) => {
+                let names: Vec<String> =
+                    shortages.iter().map(|s| format!("{} ({} left)", s.product_id, s.available)).collect();
+                let detail = format!("not enough stock, nothing was ordered: {}", names.join(", "));
+                ApiError::OutOfStock { detail, shortages }
+            }
+            OrderError::NotFound(detail) => ApiError::NotFound(detail),
+            OrderError::Forbidden(detail) => ApiError::Forbidden(detail),
+            OrderError::Unauthenticated(detail) => ApiError::Unauthorized(detail),
+            OrderError::Conflict(detail) => ApiError::Conflict(detail),
+            OrderError::InFlight => ApiError::Busy { detail: e.to_string(), retry_after_secs: 1 },
+            OrderError::Stale(detail) => ApiError::PreconditionFailed(detail),
             other => ApiError::internal(other),
         }
     }

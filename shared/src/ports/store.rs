@@ -1,8 +1,8 @@
 //! The item store port: a single-table key/value store with secondary indexes,
 //! conditional writes and all-or-nothing transactions (DynamoDB semantics).
 //!
-//! Every item has a partition key `pk` and a sort key `sk`. Seven optional secondary
-//! indexes are keyed by the attributes `gsiNpk`/`gsiNsk` (N = 1..=7); an item is in
+//! Every item has a partition key `pk` and a sort key `sk`. Ten optional secondary
+//! indexes are keyed by the attributes `gsiNpk`/`gsiNsk` (N = 1..=10); an item is in
 //! an index only when it has both of that index's attributes (sparse indexes).
 //! An item whose numeric `ttl` attribute (epoch seconds) lies in the past is
 //! expired and reads as absent on every backend.
@@ -65,12 +65,25 @@ pub enum Index {
     Gsi5,
     Gsi6,
     Gsi7,
+    Gsi8,
+    Gsi9,
+    Gsi10,
 }
 
 impl Index {
     /// Every index, in order.
-    pub const ALL: [Index; 7] =
-        [Index::Gsi1, Index::Gsi2, Index::Gsi3, Index::Gsi4, Index::Gsi5, Index::Gsi6, Index::Gsi7];
+    pub const ALL: [Index; 10] = [
+        Index::Gsi1,
+        Index::Gsi2,
+        Index::Gsi3,
+        Index::Gsi4,
+        Index::Gsi5,
+        Index::Gsi6,
+        Index::Gsi7,
+        Index::Gsi8,
+        Index::Gsi9,
+        Index::Gsi10,
+    ];
 
     /// The (partition, sort) attribute names of this index.
     pub fn key_attrs(self) -> (&'static str, &'static str) {
@@ -82,6 +95,9 @@ impl Index {
             Index::Gsi5 => ("gsi5pk", "gsi5sk"),
             Index::Gsi6 => ("gsi6pk", "gsi6sk"),
             Index::Gsi7 => ("gsi7pk", "gsi7sk"),
+            Index::Gsi8 => ("gsi8pk", "gsi8sk"),
+            Index::Gsi9 => ("gsi9pk", "gsi9sk"),
+            Index::Gsi10 => ("gsi10pk", "gsi10sk"),
         }
     }
 
@@ -95,6 +111,9 @@ impl Index {
             Index::Gsi5 => "gsi5",
             Index::Gsi6 => "gsi6",
             Index::Gsi7 => "gsi7",
+            Index::Gsi8 => "gsi8",
+            Index::Gsi9 => "gsi9",
+            Index::Gsi10 => "gsi10",
         }
     }
 }

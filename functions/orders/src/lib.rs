@@ -1,0 +1,318 @@
+//! The `orders` function: checkout (`POST /orders`, one order per farmer, with a
+//! required `Idempotency-Key`), reading orders by role, status changes along
+//! the lifecycle (`If-Match` honoured), recording payment, and a checkout's
+//! orders together. The use cases live in `shared::orders`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use http::{header, HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+use shared::domain::{
+    Address, CheckoutId, FulfilmentMethod, Order, OrderId, OrderLine, OrderStatus, Payment, StatusChange, UserId,
+};
+use shared::http::{idempotency_key, ApiError, Caller, Cursor, JsonBody, PageParams, PathParams, Query, Reply, Routes};
+use shared::orders::{self, etag, NewOrder, Placed, StatusRequest, LIST_BUDGET};
+use shared::repo::idempotency;
+use shared::AppState;
+use time::format_description::well_known::Rfc3339;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+/// The function's routes (the template's `Orders` events name the same).
+pub fn routes() -> Routes {
+    OpenApiRouter::new()
+        .routes(routes!(list, checkout))
+        .routes(routes!(read))
+        .routes(routes!(change_status))
+        .routes(routes!(record_payment))
+        .routes(routes!(read_checkout))
+}
+
+/// How an order reaches its customer.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = Fulfilment)]
+struct FulfilmentView {
+    method: FulfilmentMethod,
+    /// The delivery address; `null` for pickup.
+    address: Option<Address>,
+}
+
+/// One farmer's part of a checkout.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = Order)]
+struct OrderView {
+    id: OrderId,
+    checkout_id: CheckoutId,
+    customer_id: UserId,
+    farmer_id: UserId,
+    lines: Vec<OrderLine>,
+    /// Sum of the lines, in minor units.
+    #[schema(minimum = 1)]
+    total: i64,
+    fulfilment: FulfilmentView,
+    status: OrderStatus,
+    /// Every status the order had, oldest first.
+    history: Vec<StatusChange>,
+    payment: Payment,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    updated_at: String,
+    /// Bumped by every change; the ETag is this number in double quotes.
+    #[schema(minimum = 1)]
+    version: i64,
+}
+
+fn view(order: &Order) -> OrderView {
+    OrderView {
+        id: order.id,
+        checkout_id: order.checkout_id,
+        customer_id: order.customer_id,
+        farmer_id: order.farmer_id,
+        lines: order.lines.clone(),
+        total: order.total,
+        fulfilment: FulfilmentView { method: order.fulfilment.method, address: order.fulfilment.address.clone() },
+        status: order.status,
+        history: order.history.clone(),
+        payment: order.payment.clone(),
+        created_at: order.created_at.format(&Rfc3339).unwrap_or_default(),
+        updated_at: order.updated_at.format(&Rfc3339).unwrap_or_default(),
+        version: order.version,
+    }
+}
+
+/// The orders of one checkout.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = Checkout)]
+struct CheckoutView {
+    id: CheckoutId,
+    customer_id: UserId,
+    /// Sum of the orders, in minor units.
+    total: i64,
+    #[schema(format = DateTime)]
+    created_at: String,
+    /// One order per farmer.
+    orders: Vec<OrderView>,
+}
+
+fn checkout_view(placed: &Placed) -> CheckoutView {
+    CheckoutView {
+        id: placed.checkout.id,
+        customer_id: placed.checkout.customer_id,
+        total: placed.checkout.total,
+        created_at: placed.checkout.created_at.format(&Rfc3339).unwrap_or_default(),
+        orders: placed.orders.iter().map(view).collect(),
+    }
+}
+
+/// Check out a cart: one order per farmer, all or nothing.
+#[utoipa::path(post, path = "/orders", tag = "orders", operation_id = "checkout",
+    security(("bearerAuth" = [])),
+    params(("Idempotency-Key" = String, Header, description = "Required. Makes the checkout safe to retry: the same key (per customer, remembered 24 hours) with the same body answers 201 with the first checkout, marked `Idempotent-Replayed: true`; with another body 422 on `Idempotency-Key`; while the first request is still in flight 409 with `Retry-After`. 1 to 128 visible ASCII characters.")),
+    request_body = NewOrder,
+    responses(
+        (status = 201, description = "Placed: the checkout and its orders (one per farmer, each `pending`, payment `due`). `Location` names the checkout.", body = CheckoutView,
+            headers(("Location" = String, description = "`/checkouts/{id}`."))),
+        (status = 403, description = "Only customers check out, with a verified email address."),
+        (status = 409, description = "Some lines are short of stock (`shortages` names each product and what is left) and nothing was ordered; or the same key is still in flight (`Retry-After`); or the products kept changing."),
+        (status = 428, description = "The `Idempotency-Key` header is missing."),
+    ))]
+async fn checkout(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: JsonBody<NewOrder>,
+) -> Result<Reply<CheckoutView>, ApiError> {
+    let key = idempotency_key(&headers)?.ok_or_else(|| {
+        ApiError::PreconditionRequired(
+            "an Idempotency-Key header is required (a fresh UUID or ULID per checkout)".into(),
+        )
+    })?;
+    let fingerprint = idempotency::fingerprint(&body.raw);
+    let placed = orders::checkout(&state, &caller.0, body.value, &key, &fingerprint).await?;
+    let reply = Reply::with_status(StatusCode::CREATED, checkout_view(&placed))
+        .header(header::LOCATION, format!("/checkouts/{}", placed.checkout.id));
+    Ok(if placed.replayed {
+        reply.header(header::HeaderName::from_static("idempotent-replayed"), "true".into())
+    } else {
+        reply
+    })
+}
+
+/// A page of orders.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct OrderList {
+    items: Vec<OrderView>,
+    /// The cursor of the next page; `null` on the last. A page cut short by the
+    /// read budget still carries one.
+    next_cursor: Option<String>,
+}
+
+/// Order list filters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct OrderFilter {
+    /// Only orders with this status.
+    #[param(inline, nullable = false)]
+    status: Option<OrderStatus>,
+    /// Only orders placed on or after this day (UTC).
+    #[param(nullable = false, format = Date)]
+    from: Option<String>,
+    /// Only orders placed on or before this day (UTC).
+    #[param(nullable = false, format = Date)]
+    to: Option<String>,
+}
+
+fn date(field: &str, raw: Option<&str>) -> Result<Option<time::Date>, ApiError> {
+    raw.map(|raw| {
+        time::Date::parse(raw, time::macros::format_description!("[year]-[month]-[day]"))
+            .map_err(|_| ApiError::field(field, "must be a date like 2026-11-28"))
+    })
+    .transpose()
+}
+
+/// List orders, newest first: a customer's own, a farmer's incoming, or (admins) all.
+#[utoipa::path(get, path = "/orders", tag = "orders", operation_id = "listOrders",
+    security(("bearerAuth" = [])),
+    params(OrderFilter, PageParams),
+    responses(
+        (status = 200, description = "A page of orders.", body = OrderList),
+        (status = 400, description = "The cursor is invalid or belongs to another query."),
+    ))]
+async fn list(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(filter): Query<OrderFilter>,
+    Query(page): Query<PageParams>,
+) -> Result<Reply<OrderList>, ApiError> {
+    let (from, to) = (date("from", filter.from.as_deref())?, date("to", filter.to.as_deref())?);
+    if let (Some(from), Some(to)) = (from, to) {
+        if from > to {
+            return Err(ApiError::field("to", "must not be before from"));
+        }
+    }
+    let mut query = orders::listing(&caller.0)?.query();
+    query.sort_between = orders::id_range(from, to);
+    let scope = format!("orders#{}", filter.status.map_or("any", OrderStatus::as_str));
+    if let Some(cursor) = &page.cursor {
+        query.start_after = Some(Cursor::decode(&scope, &query, cursor)?);
+    }
+    let fingerprint = query.clone();
+    let keep = |order: &Order| filter.status.is_none_or(|status| order.status == status);
+    let (found, last) = orders::list(&state, query, keep, page.limit(), LIST_BUDGET).await?;
+    Ok(Reply::ok(OrderList {
+        items: found.iter().map(view).collect(),
+        next_cursor: last.as_ref().map(|last| Cursor::encode(&scope, &fingerprint, last)),
+    }))
+}
+
+/// The id in the path.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+struct IdPath {
+    /// The id (a ULID); anything else answers 404.
+    id: String,
+}
+
+/// Read one order (its customer, its farmer or an admin).
+#[utoipa::path(get, path = "/orders/{id}", tag = "orders", operation_id = "getOrder",
+    security(("bearerAuth" = [])),
+    params(IdPath),
+    responses(
+        (status = 200, description = "The order; its `ETag` is the version.", body = OrderView),
+        (status = 404, description = "No such order, or not the caller's to see."),
+    ))]
+async fn read(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams(path): PathParams<IdPath>,
+) -> Result<Reply<OrderView>, ApiError> {
+    let order = orders::read(&state, &caller.0, &path.id).await?;
+    Ok(Reply::ok(view(&order)).etag(etag(&order)))
+}
+
+/// Move an order along its lifecycle.
+#[utoipa::path(post, path = "/orders/{id}/status", tag = "orders", operation_id = "changeOrderStatus",
+    security(("bearerAuth" = [])),
+    params(IdPath, ("If-Match" = Option<String>, Header, nullable = false, description = "The ETag of the version the change is based on; if it is not current the answer is 412 and nothing changes.")),
+    request_body = StatusRequest,
+    responses(
+        (status = 200, description = "The order as it is now; `ETag` is its new version. `pending → confirmed → ready` (pickup) `| shipped` (delivery) `→ delivered` by the farmer; `cancelled` from `pending` by either party or from `confirmed` by the farmer with a `reason`. Cancelling puts the stock back.", body = OrderView),
+        (status = 404, description = "No such order, or not the caller's to see."),
+        (status = 409, description = "The change is not allowed from the current status (named in `detail`), or the order kept changing."),
+        (status = 412, description = "`If-Match` does not name the current version; nothing changed."),
+        (status = 422, description = "A field is invalid, or a confirmed order is cancelled without a `reason`."),
+    ))]
+async fn change_status(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams(path): PathParams<IdPath>,
+    headers: HeaderMap,
+    JsonBody { value: body, .. }: JsonBody<StatusRequest>,
+) -> Result<Reply<OrderView>, ApiError> {
+    let if_match = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok());
+    let order = orders::change_status(&state, &caller.0, &path.id, body, if_match).await?;
+    Ok(Reply::ok(view(&order)).etag(etag(&order)))
+}
+
+/// A payment to record.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = RecordPayment)]
+struct PaymentBody {
+    /// `paid`: the customer paid at pickup or delivery.
+    #[schema(schema_with = paid_schema)]
+    status: String,
+}
+
+fn paid_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["paid"]))
+        .build()
+}
+
+/// Record that an order was paid (its farmer or an admin).
+#[utoipa::path(post, path = "/orders/{id}/payment", tag = "orders", operation_id = "recordOrderPayment",
+    security(("bearerAuth" = [])),
+    params(IdPath),
+    request_body = PaymentBody,
+    responses(
+        (status = 200, description = "The order with `payment.status: paid` (recording it again changes nothing).", body = OrderView),
+        (status = 403, description = "Only the order's farmer (or an admin) records a payment."),
+        (status = 404, description = "No such order, or not the caller's to see."),
+        (status = 409, description = "The order is cancelled, or kept changing."),
+    ))]
+async fn record_payment(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams(path): PathParams<IdPath>,
+    JsonBody { value: body, .. }: JsonBody<PaymentBody>,
+) -> Result<Reply<OrderView>, ApiError> {
+    if body.status != "paid" {
+        return Err(ApiError::field("status", "must be \"paid\""));
+    }
+    let order = orders::mark_paid(&state, &caller.0, &path.id).await?;
+    Ok(Reply::ok(view(&order)).etag(etag(&order)))
+}
+
+/// A checkout's orders together (its customer or an admin).
+#[utoipa::path(get, path = "/checkouts/{id}", tag = "orders", operation_id = "getCheckout",
+    security(("bearerAuth" = [])),
+    params(IdPath),
+    responses(
+        (status = 200, description = "The checkout and its orders as they are now.", body = CheckoutView),
+        (status = 404, description = "No such checkout, or not the caller's."),
+    ))]
+async fn read_checkout(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams(path): PathParams<IdPath>,
+) -> Result<Reply<CheckoutView>, ApiError> {
+    let placed = orders::read_checkout(&state, &caller.0, &path.id).await?;
+    Ok(Reply::ok(checkout_view(&placed)))
+}

@@ -1,0 +1,705 @@
+//! The orders' use cases: checkout (one order per farmer, all or nothing),
+//! status changes along the lifecycle, reading by role, and the worker's
+//! handling of order events (notifications, mail, sales figures).
+//!
+//! # Checkout
+//! One transaction holds, for every product, a stock decrement guarded by
+//! `stock >= quantity`, the product still listed and its farmer still selling
+//! in public (`WriteOp::Adjust`); an order per farmer; the checkout; the
+//! idempotency record; and an `OrderPlaced` event per order in the outbox.
+//! DynamoDB transactions hold at most 100 actions and the store port 25, so a
+//! checkout holds at most `MAX_PRODUCTS` products from at most `MAX_FARMERS`
+//! farmers (12 + 2 × 5 + 2 = 24 writes), each line 1 to 1000 units.
+//!
+//! # Idempotency
+//! `Idempotency-Key` is required (428 without). The record is written in the
+//! checkout's transaction, so a replay finds either the committed checkout (and
+//! answers with it) or nothing; a key whose record is not readable yet although
+//! its write won (in flight) answers 409 with `Retry-After`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use crate::domain::{
+    Address, CheckoutId, Fulfilment, FulfilmentMethod, Order, OrderId, OrderLine, OrderStatus, Party, Payment,
+    PaymentStatus, Product, ProductId, Quantity, Role, StatusChange, User, UserId,
+};
+use crate::jobs::{Job, OrderEvent};
+use crate::mail::Template;
+use crate::ports::{Guard, Item, StoreError, WriteOp};
+use crate::repo::idempotency::{self, IdempotencyKey};
+use crate::repo::orders::{self, Checkout, Listing};
+use crate::repo::{farmers, notifications, outbox, products, sales, users};
+use crate::tokens::Claims;
+use crate::AppState;
+
+/// Distinct products one checkout may hold.
+pub const MAX_PRODUCTS: usize = 12;
+/// Farmers one checkout may span (an order each).
+pub const MAX_FARMERS: usize = 5;
+/// Attempts of a write that loses races (products changing, status changes).
+const ATTEMPTS: usize = 8;
+/// Index entries one list request may evaluate when `status` filters after the
+/// lookup; past it the page comes back short, with a cursor.
+pub const LIST_BUDGET: usize = 500;
+
+/// A product short of stock.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Shortage {
+    pub product_id: ProductId,
+    pub requested: i64,
+    /// Units left (0 when the product is no longer on sale).
+    pub available: i64,
+}
+
+/// Why an order action failed. Each variant's doc names its HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum OrderError {
+    /// 422 on `field`.
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    /// 409: some lines are short; nothing was written.
+    #[error("not enough stock for {} product(s)", .0.len())]
+    Short(Vec<Shortage>),
+    /// 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// 403.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 401.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// 409: an illegal status change or a lost race.
+    #[error("{0}")]
+    Conflict(String),
+    /// 409 with `Retry-After`: the same key's first request is still in flight.
+    #[error("a request with this Idempotency-Key is still in flight; retry shortly")]
+    InFlight,
+    /// 412: `If-Match` does not match.
+    #[error("{0}")]
+    Stale(String),
+    /// 500.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// 500.
+    #[error("{0}")]
+    Internal(String),
+}
+
+type Result<T> = std::result::Result<T, OrderError>;
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> OrderError {
+    OrderError::Invalid { field: field.into(), message: message.into() }
+}
+
+fn now_text(now: OffsetDateTime) -> String {
+    now.format(&Rfc3339).unwrap_or_default()
+}
+
+/// One line of a cart.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = NewOrderLine)]
+pub struct NewLine {
+    pub product_id: ProductId,
+    pub quantity: Quantity,
+}
+
+/// How one farmer's order reaches the customer (pickup when not given).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = FulfilmentChoice)]
+pub struct FulfilmentChoice {
+    pub farmer_id: UserId,
+    pub method: FulfilmentMethod,
+    /// Required for delivery.
+    #[serde(default)]
+    pub address: Option<Address>,
+}
+
+/// A cart to check out.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = NewCheckout)]
+pub struct NewOrder {
+    /// 1 to 12 distinct products, from at most 5 farmers.
+    #[schema(min_items = 1, max_items = 12)]
+    pub lines: Vec<NewLine>,
+    /// One entry per farmer who delivers; farmers not named mean pickup.
+    #[serde(default)]
+    #[schema(max_items = 5)]
+    pub fulfilment: Vec<FulfilmentChoice>,
+}
+
+/// What a checkout made.
+#[derive(Debug, Clone)]
+pub struct Placed {
+    pub checkout: Checkout,
+    pub orders: Vec<Order>,
+    /// An earlier request with the same key made it.
+    pub replayed: bool,
+}
+
+/// The signed-in user behind `caller` (401 when gone or disabled).
+async fn caller_user(state: &AppState, caller: &Claims) -> Result<User> {
+    let id = caller.user_id().ok_or_else(|| OrderError::Unauthenticated("the token names no user".into()))?;
+    match users::get(state.store.as_ref(), id).await? {
+        Some(user) if !user.disabled => Ok(user),
+        _ => Err(OrderError::Unauthenticated("the account no longer exists or is disabled".into())),
+    }
+}
+
+async fn load_checkout(state: &AppState, id: CheckoutId) -> Result<Placed> {
+    let store = state.store.as_ref();
+    let checkout = orders::get_checkout(store, id)
+        .await?
+        .ok_or_else(|| OrderError::Internal(format!("checkout {id} is missing")))?;
+    let mut found = Vec::new();
+    for order_id in &checkout.order_ids {
+        found.push(
+            orders::get(store, *order_id)
+                .await?
+                .ok_or_else(|| OrderError::Internal(format!("order {order_id} is missing")))?,
+        );
+    }
+    Ok(Placed { checkout, orders: found, replayed: true })
+}
+
+/// The answer to a repeated key: the checkout it made, 422 for another body.
+async fn replay(state: &AppState, fingerprint: &str, record: &idempotency::Record) -> Result<Placed> {
+    if record.fingerprint != fingerprint {
+        return Err(invalid(
+            "Idempotency-Key",
+            "this key was already used for a different request body; use a new key for a new checkout",
+        ));
+    }
+    let id =
+        CheckoutId::parse(&record.resource_id).ok_or_else(|| OrderError::Internal("bad idempotency record".into()))?;
+    load_checkout(state, id).await
+}
+
+/// Checks the cart's shape: lines, duplicates, fulfilment choices.
+fn check_cart(new: &NewOrder) -> Result<()> {
+    if new.lines.is_empty() {
+        return Err(invalid("lines", "must hold at least one line"));
+    }
+    if new.lines.len() > MAX_PRODUCTS {
+        return Err(invalid("lines", format!("at most {MAX_PRODUCTS} products per checkout")));
+    }
+    for (i, line) in new.lines.iter().enumerate() {
+        if new.lines[..i].iter().any(|other| other.product_id == line.product_id) {
+            return Err(invalid(format!("lines[{i}].productId"), "appears twice; put the whole quantity on one line"));
+        }
+    }
+    for (i, choice) in new.fulfilment.iter().enumerate() {
+        if new.fulfilment[..i].iter().any(|other| other.farmer_id == choice.farmer_id) {
+            return Err(invalid(format!("fulfilment[{i}].farmerId"), "appears twice"));
+        }
+    }
+    Ok(())
+}
+
+/// The products of the cart, each on sale (422 naming the line otherwise).
+async fn products_on_sale(state: &AppState, new: &NewOrder) -> Result<Vec<Product>> {
+    let mut found = Vec::with_capacity(new.lines.len());
+    for (i, line) in new.lines.iter().enumerate() {
+        match products::get(state.store.as_ref(), line.product_id).await? {
+            Some(product) if product.is_public() => found.push(product),
+            _ => return Err(invalid(format!("lines[{i}].productId"), "no such product on sale")),
+        }
+    }
+    Ok(found)
+}
+
+/// Each farmer's fulfilment, checked against their farm profile.
+async fn fulfilments(state: &AppState, new: &NewOrder, farmers: &[UserId]) -> Result<BTreeMap<UserId, Fulfilment>> {
+    let mut chosen = BTreeMap::new();
+    for (i, choice) in new.fulfilment.iter().enumerate() {
+        if !farmers.contains(&choice.farmer_id) {
+            return Err(invalid(format!("fulfilment[{i}].farmerId"), "no line of the cart is this farmer's"));
+        }
+        let address = match (choice.method, &choice.address) {
+            (FulfilmentMethod::Pickup, _) => None,
+            (FulfilmentMethod::Delivery, None) => {
+                return Err(invalid(format!("fulfilment[{i}].address"), "delivery needs an address"))
+            }
+            (FulfilmentMethod::Delivery, Some(address)) => {
+                Some(address.check().map_err(|m| invalid(format!("fulfilment[{i}].address"), m))?)
+            }
+        };
+        if choice.method == FulfilmentMethod::Delivery {
+            let page = farmers::get(state.store.as_ref(), choice.farmer_id).await?;
+            if !page.and_then(|p| p.profile).is_some_and(|p| p.offers_delivery) {
+                return Err(invalid(format!("fulfilment[{i}].method"), "this farmer does not deliver; choose pickup"));
+            }
+        }
+        chosen.insert(choice.farmer_id, Fulfilment { method: choice.method, address });
+    }
+    Ok(chosen)
+}
+
+fn shortages(new: &NewOrder, found: &[Option<Product>]) -> Vec<Shortage> {
+    new.lines
+        .iter()
+        .zip(found)
+        .filter_map(|(line, product)| {
+            let available = product.as_ref().filter(|p| p.is_public()).map_or(0, |p| p.stock.count());
+            (available < line.quantity.count()).then_some(Shortage {
+                product_id: line.product_id,
+                requested: line.quantity.count(),
+                available,
+            })
+        })
+        .collect()
+}
+
+/// The order event of `order` moving `from` → its status, and its outbox write.
+fn event(order: &Order, from: Option<OrderStatus>, reason: Option<String>, now: OffsetDateTime) -> WriteOp {
+    let event_id = ulid::Ulid::new().to_string();
+    let event = OrderEvent {
+        event_id: event_id.clone(),
+        order_id: order.id,
+        checkout_id: order.checkout_id,
+        customer_id: order.customer_id,
+        farmer_id: order.farmer_id,
+        lines: order.lines.clone(),
+        total: order.total,
+        placed_at: now_text(order.created_at),
+        from,
+        to: order.status,
+        reason,
+        at: now_text(now),
+    };
+    let job = if from.is_none() { Job::OrderPlaced(event) } else { Job::OrderStatusChanged(event) };
+    outbox::write(&event_id, &job, now.unix_timestamp())
+}
+
+/// Checks out the caller's cart under `key` (see the module doc).
+pub async fn checkout(
+    state: &AppState,
+    caller: &Claims,
+    new: NewOrder,
+    key: &IdempotencyKey,
+    fingerprint: &str,
+) -> Result<Placed> {
+    let customer = caller_user(state, caller).await?;
+    if customer.role != Role::Customer {
+        return Err(OrderError::Forbidden("only customers check out".into()));
+    }
+    if !customer.email_verified {
+        return Err(OrderError::Forbidden("verify your email address before checking out".into()));
+    }
+    let store = state.store.as_ref();
+    let scope = format!("orders.create#{}", customer.id);
+    if let Some(record) = idempotency::recall(store, &scope, key).await? {
+        return replay(state, fingerprint, &record).await;
+    }
+    check_cart(&new)?;
+    for _ in 0..ATTEMPTS {
+        let found = products_on_sale(state, &new).await?;
+        let mut farmer_ids: Vec<UserId> = Vec::new();
+        for product in &found {
+            if !farmer_ids.contains(&product.farmer_id) {
+                farmer_ids.push(product.farmer_id);
+            }
+        }
+        if farmer_ids.len() > MAX_FARMERS {
+            return Err(invalid("lines", format!("at most {MAX_FARMERS} farmers per checkout")));
+        }
+        let chosen = fulfilments(state, &new, &farmer_ids).await?;
+        let short = shortages(&new, &found.iter().cloned().map(Some).collect::<Vec<_>>());
+        if !short.is_empty() {
+            return Err(OrderError::Short(short));
+        }
+        let now = state.clock.now();
+        let checkout_id = CheckoutId::new();
+        let mut placed_orders = Vec::new();
+        for farmer_id in &farmer_ids {
+            let lines: Vec<OrderLine> = new
+                .lines
+                .iter()
+                .zip(&found)
+                .filter(|(_, product)| product.farmer_id == *farmer_id)
+                .map(|(line, product)| OrderLine {
+                    product_id: product.id,
+                    name: product.name.as_str().to_owned(),
+                    unit: product.unit,
+                    unit_price: product.price.minor_units(),
+                    quantity: line.quantity.count(),
+                    line_total: product.price.minor_units() * line.quantity.count(),
+                })
+                .collect();
+            placed_orders.push(Order {
+                id: OrderId::new(),
+                checkout_id,
+                customer_id: customer.id,
+                farmer_id: *farmer_id,
+                total: lines.iter().map(|l| l.line_total).sum(),
+                lines,
+                fulfilment: chosen
+                    .get(farmer_id)
+                    .cloned()
+                    .unwrap_or(Fulfilment { method: FulfilmentMethod::Pickup, address: None }),
+                status: OrderStatus::Pending,
+                history: vec![StatusChange {
+                    status: OrderStatus::Pending,
+                    at: now_text(now),
+                    by: customer.id,
+                    reason: None,
+                }],
+                payment: Payment { method: "payOnFulfilment".into(), status: PaymentStatus::Due },
+                created_at: now,
+                updated_at: now,
+                version: 1,
+            });
+        }
+        let checkout = Checkout {
+            id: checkout_id,
+            customer_id: customer.id,
+            order_ids: placed_orders.iter().map(|o| o.id).collect(),
+            total: placed_orders.iter().map(|o| o.total).sum(),
+            created_at: now,
+        };
+        let mut writes: Vec<WriteOp> = new
+            .lines
+            .iter()
+            .map(|line| WriteOp::Adjust {
+                key: products::key(line.product_id),
+                add: vec![("stock".into(), -line.quantity.count()), ("version".into(), 1)],
+                guards: vec![
+                    Guard::AtLeast("stock".into(), line.quantity.count()),
+                    Guard::Equals("status".into(), "listed".into()),
+                    Guard::Equals("farmerHidden".into(), false.into()),
+                ],
+            })
+            .collect();
+        let product_writes = writes.len();
+        let record = idempotency::Record { fingerprint: fingerprint.to_owned(), resource_id: checkout_id.to_string() };
+        writes.push(idempotency::remember(&scope, key, &record, now.unix_timestamp()));
+        let idempotency_write = product_writes;
+        writes.push(orders::create_checkout(&checkout));
+        for order in &placed_orders {
+            writes.push(orders::create(order));
+            writes.push(event(order, None, None, now));
+        }
+        match store.transact(writes).await {
+            Ok(()) => {
+                tracing::info!(checkout_id = %checkout_id, orders = placed_orders.len(), "checkout placed");
+                return Ok(Placed { checkout, orders: placed_orders, replayed: false });
+            }
+            Err(StoreError::ConditionFailed { index }) if index == idempotency_write => {
+                return match idempotency::recall(store, &scope, key).await? {
+                    Some(record) => replay(state, fingerprint, &record).await,
+                    None => Err(OrderError::InFlight),
+                };
+            }
+            // A product changed: read again; short lines answer 409 then.
+            Err(StoreError::ConditionFailed { index }) if index < product_writes => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(OrderError::Conflict("the products kept changing during checkout; try again".into()))
+}
+
+/// Whether `caller` may see `order`: its customer, its farmer, or an admin.
+fn may_see(caller: &Claims, order: &Order) -> bool {
+    caller.role == Role::Admin
+        || caller.sub == order.customer_id.to_string()
+        || caller.sub == order.farmer_id.to_string()
+}
+
+/// The order `raw_id` names, if `caller` may see it (404 otherwise: existence
+/// is not leaked).
+pub async fn read(state: &AppState, caller: &Claims, raw_id: &str) -> Result<Order> {
+    let not_found = || OrderError::NotFound(format!("no order with id {raw_id:?}"));
+    let id = OrderId::parse(raw_id).ok_or_else(not_found)?;
+    orders::get(state.store.as_ref(), id).await?.filter(|order| may_see(caller, order)).ok_or_else(not_found)
+}
+
+/// The orders of checkout `raw_id`, for its customer or an admin.
+pub async fn read_checkout(state: &AppState, caller: &Claims, raw_id: &str) -> Result<Placed> {
+    let not_found = || OrderError::NotFound(format!("no checkout with id {raw_id:?}"));
+    let id = CheckoutId::parse(raw_id).ok_or_else(not_found)?;
+    let checkout = orders::get_checkout(state.store.as_ref(), id).await?.ok_or_else(not_found)?;
+    if caller.role != Role::Admin && caller.sub != checkout.customer_id.to_string() {
+        return Err(not_found());
+    }
+    load_checkout(state, id).await
+}
+
+/// The order's ETag: its version, quoted.
+pub fn etag(order: &Order) -> String {
+    format!("\"{}\"", order.version)
+}
+
+/// A requested status change.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = OrderStatusChange)]
+pub struct StatusRequest {
+    pub status: OrderStatus,
+    /// Required to cancel a confirmed order; kept in the history.
+    #[serde(default)]
+    #[schema(max_length = 500)]
+    pub reason: Option<String>,
+}
+
+/// Moves an order along its lifecycle for its customer, its farmer or an admin
+/// (see `OrderStatus::may_become`). Cancelling restores the stock in the same
+/// transaction; every change leaves an `OrderStatusChanged` event.
+pub async fn change_status(
+    state: &AppState,
+    caller: &Claims,
+    raw_id: &str,
+    request: StatusRequest,
+    if_match: Option<&str>,
+) -> Result<Order> {
+    let reason = request.reason.as_deref().map(str::trim).filter(|r| !r.is_empty()).map(str::to_owned);
+    if request.reason.as_deref().is_some_and(|r| r.chars().count() > 500) {
+        return Err(invalid("reason", "must be at most 500 characters"));
+    }
+    let store = state.store.as_ref();
+    for _ in 0..ATTEMPTS {
+        let current = read(state, caller, raw_id).await?;
+        let by = caller.user_id().ok_or_else(|| OrderError::Unauthenticated("the token names no user".into()))?;
+        if let Some(wanted) = if_match {
+            let tag = etag(&current);
+            if !wanted.split(',').map(str::trim).any(|t| t == "*" || t == tag) {
+                return Err(OrderError::Stale(format!(
+                    "If-Match {wanted} does not match the current version {tag}; nothing was changed"
+                )));
+            }
+        }
+        let party = if caller.role == Role::Admin || caller.sub == current.farmer_id.to_string() {
+            Party::Farmer
+        } else {
+            Party::Customer
+        };
+        if !current.status.may_become(request.status, party, current.fulfilment.method) {
+            return Err(OrderError::Conflict(format!(
+                "the order is {}; it cannot become {} by this request",
+                current.status.as_str(),
+                request.status.as_str()
+            )));
+        }
+        if current.status.needs_reason(request.status) && reason.is_none() {
+            return Err(invalid("reason", "a confirmed order is cancelled only with a reason"));
+        }
+        let now = state.clock.now();
+        let mut next = current.clone();
+        next.status = request.status;
+        next.history.push(StatusChange { status: request.status, at: now_text(now), by, reason: reason.clone() });
+        next.updated_at = now;
+        next.version = current.version + 1;
+        let mut writes = vec![orders::update(&next)];
+        if request.status == OrderStatus::Cancelled {
+            writes.extend(current.lines.iter().map(|line| WriteOp::Adjust {
+                key: products::key(line.product_id),
+                add: vec![("stock".into(), line.quantity), ("version".into(), 1)],
+                guards: Vec::new(),
+            }));
+        }
+        writes.push(event(&next, Some(current.status), reason.clone(), now));
+        match store.transact(writes).await {
+            Ok(()) => {
+                tracing::info!(order_id = %next.id, status = next.status.as_str(), "order status changed");
+                return Ok(next);
+            }
+            Err(StoreError::ConditionFailed { index: 0 }) if if_match.is_some() => {
+                return Err(OrderError::Stale("the order changed meanwhile; nothing was changed".into()))
+            }
+            Err(StoreError::ConditionFailed { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(OrderError::Conflict("the order kept changing; try again".into()))
+}
+
+/// Marks an order paid (its farmer or an admin).
+pub async fn mark_paid(state: &AppState, caller: &Claims, raw_id: &str) -> Result<Order> {
+    for _ in 0..ATTEMPTS {
+        let current = read(state, caller, raw_id).await?;
+        if caller.role != Role::Admin && caller.sub != current.farmer_id.to_string() {
+            return Err(OrderError::Forbidden("only the order's farmer records a payment".into()));
+        }
+        if current.status == OrderStatus::Cancelled {
+            return Err(OrderError::Conflict("the order is cancelled; nothing is due".into()));
+        }
+        if current.payment.status == PaymentStatus::Paid {
+            return Ok(current);
+        }
+        let mut next = current.clone();
+        next.payment.status = PaymentStatus::Paid;
+        next.updated_at = state.clock.now();
+        next.version = current.version + 1;
+        match state.store.transact(vec![orders::update(&next)]).await {
+            Ok(()) => return Ok(next),
+            Err(StoreError::ConditionFailed { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(OrderError::Conflict("the order kept changing; try again".into()))
+}
+
+/// The orders listing `caller` sees: a customer's own, a farmer's incoming,
+/// an admin's all.
+pub fn listing(caller: &Claims) -> Result<Listing> {
+    let id = caller.user_id().ok_or_else(|| OrderError::Unauthenticated("the token names no user".into()))?;
+    Ok(match caller.role {
+        Role::Customer => Listing::Customer(id),
+        Role::Farmer => Listing::Farmer(id),
+        Role::Admin => Listing::All,
+    })
+}
+
+/// The ULID bounds of orders placed from `from` to `to` (dates, inclusive).
+pub fn id_range(from: Option<time::Date>, to: Option<time::Date>) -> Option<(String, String)> {
+    if from.is_none() && to.is_none() {
+        return None;
+    }
+    let millis = |date: time::Date| (date.midnight().assume_utc().unix_timestamp().max(0) as u64) * 1000;
+    let low = from.map_or(0, millis);
+    // Without `to`, up to the last instant a ULID can name (year 10889), so
+    // the range is never empty for any `from` a date can spell.
+    let high = to.map_or((1 << 48) - 1, |d| millis(d) + 86_400_000 - 1);
+    let low = ulid::Ulid::from_parts(low, 0).to_string();
+    let high = ulid::Ulid::from_parts(high, u128::MAX).to_string();
+    Some((low, high))
+}
+
+/// Reads `query` until `limit` orders pass `keep` or `budget` entries were
+/// evaluated; the item to resume after, when more may follow.
+pub async fn list(
+    state: &AppState,
+    mut query: crate::ports::Query,
+    keep: impl Fn(&Order) -> bool,
+    limit: usize,
+    budget: usize,
+) -> Result<(Vec<Order>, Option<Item>)> {
+    let mut found = Vec::new();
+    let mut evaluated = 0;
+    loop {
+        query.limit = 100.min(budget - evaluated).max(1);
+        let page = state.store.query(&query).await?;
+        let count = page.items.len();
+        for (position, item) in page.items.into_iter().enumerate() {
+            evaluated += 1;
+            let order = orders::from_item(&item)?;
+            if keep(&order) {
+                found.push(order);
+                if found.len() == limit {
+                    let more = position + 1 < count || page.last.is_some();
+                    return Ok((found, more.then_some(item)));
+                }
+            }
+        }
+        match page.last {
+            None => return Ok((found, None)),
+            Some(last) if evaluated >= budget => return Ok((found, Some(last))),
+            Some(last) => query.start_after = Some(last),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The worker's side: order events
+// ---------------------------------------------------------------------------
+
+/// What an order event changed, for logs and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventEffects {
+    pub notified: bool,
+    pub sales_applied: bool,
+}
+
+fn money(minor: i64) -> String {
+    format!("{}.{:02}", minor / 100, minor.rem_euclid(100))
+}
+
+/// Handles an `OrderPlaced` or `OrderStatusChanged` event once: notifies the
+/// farmer (new order) or the customer (status change) in the app and by mail
+/// (the mail's job goes into the outbox in the notification's transaction),
+/// and keeps the farmer's daily sales (a cancellation takes its order back
+/// out). A duplicate delivery changes nothing.
+pub async fn on_event(state: &AppState, event: &OrderEvent) -> Result<EventEffects> {
+    let store = state.store.as_ref();
+    let now = state.clock.now();
+    let (recipient, title, body) = match event.from {
+        None => (
+            event.farmer_id,
+            "New order".to_owned(),
+            format!(
+                "Order {} for {} ({} line(s)) is waiting for you to confirm it.",
+                event.order_id,
+                money(event.total),
+                event.lines.len()
+            ),
+        ),
+        Some(_) => (
+            event.customer_id,
+            format!("Your order is {}", event.to.as_str()),
+            match &event.reason {
+                Some(reason) => format!("Order {} is now {}: {reason}", event.order_id, event.to.as_str()),
+                None => format!("Order {} is now {}.", event.order_id, event.to.as_str()),
+            },
+        ),
+    };
+    let notification = notifications::Notification {
+        id: event.event_id.clone(),
+        title: title.clone(),
+        body: body.clone(),
+        order_id: Some(event.order_id),
+        read: false,
+        created_at: now,
+        version: 1,
+    };
+    let mut extra = Vec::new();
+    if let Some(user) = users::get(store, recipient).await? {
+        let mail = Template::Notice { name: user.display_name.as_str(), title: &title, body: &body }
+            .render(user.email.as_str());
+        let mail_event = format!("{}-mail", event.event_id);
+        extra.push(outbox::write(&mail_event, &Job::SendEmail { mail }, now.unix_timestamp()));
+    }
+    let notified = notifications::add(store, recipient, &notification, extra).await?;
+    let placed_on = event.placed_at.get(..10).unwrap_or_default();
+    let sales_applied = match (event.from, event.to) {
+        (None, _) => {
+            sales::apply(store, event.farmer_id, placed_on, &event.lines, 1, &event.event_id, now.unix_timestamp())
+                .await?
+        }
+        (Some(_), OrderStatus::Cancelled) => {
+            sales::apply(store, event.farmer_id, placed_on, &event.lines, -1, &event.event_id, now.unix_timestamp())
+                .await?
+        }
+        _ => false,
+    };
+    Ok(EventEffects { notified, sales_applied })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn date_ranges_are_never_empty_and_cover_whole_days() {
+        let date = |y, m, d| time::Date::from_calendar_date(y, time::Month::try_from(m).unwrap(), d).unwrap();
+        for from in [date(2000, 1, 1), date(2026, 11, 28), date(8435, 7, 9), date(9999, 12, 31)] {
+            let (low, high) = id_range(Some(from), None).unwrap();
+            assert!(low <= high, "{from}");
+        }
+        let (low, high) = id_range(Some(date(2026, 11, 28)), Some(date(2026, 11, 28))).unwrap();
+        let noon = ulid::Ulid::from_parts(
+            (date(2026, 11, 28).midnight().assume_utc().unix_timestamp() as u64 + 43_200) * 1000,
+            7,
+        )
+        .to_string();
+        assert!(low <= noon && noon <= high);
+        assert_eq!(id_range(None, None), None);
+    }
+}
