@@ -573,38 +573,15 @@ pub fn id_range(from: Option<time::Date>, to: Option<time::Date>) -> Option<(Str
     Some((low, high))
 }
 
-/// Reads `query` until `limit` orders pass `keep` or `budget` entries were
-/// evaluated; the item to resume after, when more may follow.
+/// Orders of `query` passing `keep` (see `repo::pages::filtered`).
 pub async fn list(
     state: &AppState,
-    mut query: crate::ports::Query,
+    query: crate::ports::Query,
     keep: impl Fn(&Order) -> bool,
     limit: usize,
     budget: usize,
 ) -> Result<(Vec<Order>, Option<Item>)> {
-    let mut found = Vec::new();
-    let mut evaluated = 0;
-    loop {
-        query.limit = 100.min(budget - evaluated).max(1);
-        let page = state.store.query(&query).await?;
-        let count = page.items.len();
-        for (position, item) in page.items.into_iter().enumerate() {
-            evaluated += 1;
-            let order = orders::from_item(&item)?;
-            if keep(&order) {
-                found.push(order);
-                if found.len() == limit {
-                    let more = position + 1 < count || page.last.is_some();
-                    return Ok((found, more.then_some(item)));
-                }
-            }
-        }
-        match page.last {
-            None => return Ok((found, None)),
-            Some(last) if evaluated >= budget => return Ok((found, Some(last))),
-            Some(last) => query.start_after = Some(last),
-        }
-    }
+    Ok(crate::repo::pages::filtered(state.store.as_ref(), query, orders::from_item, keep, limit, budget).await?)
 }
 
 // ---------------------------------------------------------------------------

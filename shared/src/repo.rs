@@ -8,6 +8,7 @@ pub mod link_tokens;
 pub mod notifications;
 pub mod orders;
 pub mod outbox;
+pub mod pages;
 pub mod products;
 pub mod sales;
 pub mod sessions;

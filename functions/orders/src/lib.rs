@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use shared::domain::{
     Address, CheckoutId, FulfilmentMethod, Order, OrderId, OrderLine, OrderStatus, Payment, StatusChange, UserId,
 };
-use shared::http::{idempotency_key, ApiError, Caller, Cursor, JsonBody, PageParams, PathParams, Query, Reply, Routes};
+use shared::http::{
+    date_param, idempotency_key, ApiError, Caller, Cursor, JsonBody, PageParams, PathParams, Query, Reply, Routes,
+};
 use shared::orders::{self, etag, NewOrder, Placed, StatusRequest, LIST_BUDGET};
 use shared::repo::idempotency;
 use shared::AppState;
@@ -168,14 +170,6 @@ struct OrderFilter {
     to: Option<String>,
 }
 
-fn date(field: &str, raw: Option<&str>) -> Result<Option<time::Date>, ApiError> {
-    raw.map(|raw| {
-        time::Date::parse(raw, time::macros::format_description!("[year]-[month]-[day]"))
-            .map_err(|_| ApiError::field(field, "must be a date like 2026-11-28"))
-    })
-    .transpose()
-}
-
 /// List orders, newest first: a customer's own, a farmer's incoming, or (admins) all.
 #[utoipa::path(get, path = "/orders", tag = "orders", operation_id = "listOrders",
     security(("bearerAuth" = [])),
@@ -190,7 +184,7 @@ async fn list(
     Query(filter): Query<OrderFilter>,
     Query(page): Query<PageParams>,
 ) -> Result<Reply<OrderList>, ApiError> {
-    let (from, to) = (date("from", filter.from.as_deref())?, date("to", filter.to.as_deref())?);
+    let (from, to) = (date_param("from", filter.from.as_deref())?, date_param("to", filter.to.as_deref())?);
     if let (Some(from), Some(to)) = (from, to) {
         if from > to {
             return Err(ApiError::field("to", "must not be before from"));

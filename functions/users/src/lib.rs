@@ -617,14 +617,6 @@ struct SalesReport {
     days: Vec<SalesDayView>,
 }
 
-fn sales_date(field: &str, raw: Option<&str>) -> Result<Option<time::Date>, ApiError> {
-    raw.map(|raw| {
-        time::Date::parse(raw, time::macros::format_description!("[year]-[month]-[day]"))
-            .map_err(|_| ApiError::field(field, "must be a date like 2026-11-28"))
-    })
-    .transpose()
-}
-
 /// The signed-in farmer's daily sales (orders, units, revenue, by product),
 /// kept current as orders arrive; `Accept: text/csv` gives the same as CSV
 /// (`date,productId,productName,units,revenue`).
@@ -645,8 +637,8 @@ async fn sales(
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
     let today = time::OffsetDateTime::now_utc().date();
-    let to = sales_date("to", range.to.as_deref())?.unwrap_or(today);
-    let from = sales_date("from", range.from.as_deref())?.unwrap_or(to - time::Duration::days(29));
+    let to = shared::http::date_param("to", range.to.as_deref())?.unwrap_or(today);
+    let from = shared::http::date_param("from", range.from.as_deref())?.unwrap_or(to - time::Duration::days(29));
     if from > to {
         return Err(ApiError::field("to", "must not be before from"));
     }

@@ -287,6 +287,15 @@ pub fn idempotency_key(
     }
 }
 
+/// A `yyyy-mm-dd` query parameter (422 on `field` when malformed).
+pub fn date_param(field: &str, raw: Option<&str>) -> Result<Option<time::Date>, ApiError> {
+    raw.map(|raw| {
+        time::Date::parse(raw, time::macros::format_description!("[year]-[month]-[day]"))
+            .map_err(|_| ApiError::field(field, "must be a date like 2026-11-28"))
+    })
+    .transpose()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,8 +13,8 @@ mod response;
 pub use app::{app, run, Routes};
 pub use cursor::{Cursor, Limit, PageParams};
 pub use extract::{
-    idempotency_key, non_null, nullable, Admins, Allowed, Authorized, Caller, Farmers, JsonBody, PathParams, Query,
-    SourceAddress, MAX_JSON_BODY_BYTES,
+    date_param, idempotency_key, non_null, nullable, Admins, Allowed, Authorized, Caller, Farmers, JsonBody,
+    PathParams, Query, SourceAddress, MAX_JSON_BODY_BYTES,
 };
 pub use openapi::{document, IfNoneMatch, BEARER};
 pub use problem::{ApiError, Problem};

@@ -13,7 +13,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::domain::{DisplayName, Email, PasswordHash, Role, User, UserId};
-use crate::ports::{Condition, Index, Item, ItemKey, Page, Query, Store, StoreError, WriteOp, ATTR_VERSION};
+use crate::ports::{Condition, Index, Item, ItemKey, Query, Store, StoreError, WriteOp, ATTR_VERSION};
 
 /// The key of account `id`.
 pub fn key(id: UserId) -> ItemKey {
@@ -178,38 +178,15 @@ pub fn list_query(email_prefix: Option<&str>) -> Query {
     query
 }
 
-/// Reads accounts from `query` until `limit` pass `keep` or `budget` index
-/// entries were evaluated; the item to resume after, when more may follow.
+/// Accounts of `query` passing `keep` (see `repo::pages::filtered`).
 pub async fn list(
     store: &dyn Store,
-    mut query: Query,
+    query: Query,
     keep: impl Fn(&User) -> bool,
     limit: usize,
     budget: usize,
 ) -> Result<(Vec<User>, Option<Item>), StoreError> {
-    let mut users = Vec::new();
-    let mut evaluated = 0;
-    loop {
-        query.limit = 100.min(budget - evaluated).max(1);
-        let Page { items, last } = store.query(&query).await?;
-        let count = items.len();
-        for (position, item) in items.into_iter().enumerate() {
-            evaluated += 1;
-            let user = from_item(&item)?;
-            if keep(&user) {
-                users.push(user);
-                if users.len() == limit {
-                    let more = position + 1 < count || last.is_some();
-                    return Ok((users, more.then_some(item)));
-                }
-            }
-        }
-        match last {
-            None => return Ok((users, None)),
-            Some(last) if evaluated >= budget => return Ok((users, Some(last))),
-            Some(last) => query.start_after = Some(last),
-        }
-    }
+    super::pages::filtered(store, query, from_item, keep, limit, budget).await
 }
 
 pub async fn find_by_email(store: &dyn Store, email: &Email) -> Result<Option<User>, StoreError> {
