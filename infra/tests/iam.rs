@@ -46,7 +46,7 @@ const EXPECTED: &[(&str, &[Row])] = &[
                 "ReadWriteAccounts",
                 &["dynamodb:GetItem", "dynamodb:PutItem"],
                 TABLE,
-                keys!("USER#*", "EMAIL#*", "SESSION#*", "LINKTOKEN#*"),
+                keys!("USER#*", "EMAIL#*", "SESSION#*", "LINKTOKEN#*", "OUTBOX"),
             ),
             ("CountAttempts", &["dynamodb:DeleteItem", "dynamodb:UpdateItem"], TABLE, keys!("THROTTLE#*")),
             ("ReadSigningKey", &["secretsmanager:GetSecretValue"], "!Ref SigningKeySecretArn", ""),
@@ -91,7 +91,12 @@ const EXPECTED: &[(&str, &[Row])] = &[
     (
         "UsersFunction",
         &[
-            ("ReadWriteAccounts", &["dynamodb:GetItem", "dynamodb:PutItem"], TABLE, keys!("USER#*", "FARMER#*")),
+            (
+                "ReadWriteAccounts",
+                &["dynamodb:GetItem", "dynamodb:PutItem"],
+                TABLE,
+                keys!("USER#*", "FARMER#*", "OUTBOX"),
+            ),
             ("EraseAccounts", &["dynamodb:DeleteItem"], TABLE, keys!("EMAIL#*", "FARMER#*")),
             ("CountAttempts", &["dynamodb:UpdateItem"], TABLE, keys!("THROTTLE#*", "NOTIF#*")),
             (
@@ -101,7 +106,6 @@ const EXPECTED: &[(&str, &[Row])] = &[
                 keys!("NOTIF#*", "SALES#*"),
             ),
             ("ListAccounts", &["dynamodb:Query"], "!Sub ${Table.Arn}/index/gsi7", ""),
-            ("QueueJobs", &["sqs:SendMessage"], "!GetAtt JobsQueue.Arn", ""),
         ],
     ),
     (

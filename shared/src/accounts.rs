@@ -50,6 +50,7 @@ use crate::mail::Template;
 use crate::ports::{StoreError, WriteOp};
 use crate::repo::farmers::{self, FarmerPage};
 use crate::repo::link_tokens::{self, LinkTokenError, Purpose};
+use crate::repo::outbox;
 use crate::repo::sessions::{self, Session, SessionError};
 use crate::repo::throttle::{self, Limit};
 use crate::repo::users::{self, CreateUserError};
@@ -367,13 +368,12 @@ pub async fn resend_verification(state: &AppState, caller: &Claims) -> Result<()
     send_verification(state, &user).await
 }
 
-/// Asks the worker to bring a farmer's products in line with the account.
-/// Failing to queue it is logged, not answered: the change itself is done,
-/// and the next change of the account queues another.
-async fn sync_farmer_later(state: &AppState, farmer_id: UserId) {
-    if let Err(e) = jobs::enqueue(state, &Job::SyncFarmer { farmer_id }).await {
-        tracing::error!(farmer_id = %farmer_id, error = %e, "could not queue the farmer's product sync");
-    }
+/// The outbox write asking the worker to bring a farmer's products in line
+/// with the account: part of the account change's own transaction, so the
+/// sync happens if and only if the change committed.
+fn farmer_sync(state: &AppState, farmer_id: UserId) -> WriteOp {
+    let event_id = ulid::Ulid::new().to_string();
+    outbox::write(&event_id, &Job::SyncFarmer { farmer_id }, state.clock.now().unix_timestamp())
 }
 
 /// Marks the address of the token's account verified and spends the token.
@@ -385,12 +385,13 @@ pub async fn verify_email(state: &AppState, token: &str) -> Result<User> {
             return Err(LinkTokenError::Invalid.into());
         };
         let next = User { email_verified: true, version: user.version + 1, ..user.clone() };
-        match store.transact(vec![valid.spend(), users::update(&next, user.version)]).await {
+        let mut writes = vec![valid.spend(), users::update(&next, user.version)];
+        if next.role == Role::Farmer {
+            writes.push(farmer_sync(state, next.id));
+        }
+        match store.transact(writes).await {
             Ok(()) => {
                 tracing::info!(user_id = %user.id, "email verified");
-                if next.role == Role::Farmer {
-                    sync_farmer_later(state, next.id).await;
-                }
                 return Ok(next);
             }
             Err(StoreError::ConditionFailed { .. }) => continue, // re-checked: spent, or the account changed
@@ -461,12 +462,13 @@ pub async fn confirm_password_reset(state: &AppState, token: &str, password: Pas
             version: user.version + 1,
             ..user.clone()
         };
-        match store.transact(vec![valid.spend(), users::update(&next, user.version)]).await {
+        let mut writes = vec![valid.spend(), users::update(&next, user.version)];
+        if !user.email_verified && user.role == Role::Farmer {
+            writes.push(farmer_sync(state, user.id));
+        }
+        match store.transact(writes).await {
             Ok(()) => {
                 tracing::info!(user_id = %user.id, "password reset; every session ended");
-                if !user.email_verified && user.role == Role::Farmer {
-                    sync_farmer_later(state, user.id).await;
-                }
                 return Ok(());
             }
             Err(StoreError::ConditionFailed { .. }) => continue,
@@ -601,8 +603,10 @@ pub async fn account(state: &AppState, raw_id: &str) -> Result<User> {
 }
 
 /// Applies `change` to the account `raw_id` names (not an admin's: admins are
-/// managed with the `marketplace-admin` command), retrying lost races.
-async fn administer(state: &AppState, raw_id: &str, change: impl Fn(&User) -> User) -> Result<(User, User)> {
+/// managed with the `marketplace-admin` command), retrying lost races; when
+/// the account was or becomes a farmer's, a farmer sync goes into the outbox
+/// in the same transaction (so repeating an action repairs a farmer's products).
+async fn administer(state: &AppState, raw_id: &str, change: impl Fn(&User) -> User) -> Result<User> {
     for _ in 0..UPDATE_ATTEMPTS {
         let user = account(state, raw_id).await?;
         if user.role == Role::Admin {
@@ -611,8 +615,12 @@ async fn administer(state: &AppState, raw_id: &str, change: impl Fn(&User) -> Us
             ));
         }
         let next = User { version: user.version + 1, ..change(&user) };
-        match users::save(state.store.as_ref(), &next).await {
-            Ok(()) => return Ok((user, next)),
+        let mut writes = vec![users::update(&next, user.version)];
+        if user.role == Role::Farmer || next.role == Role::Farmer {
+            writes.push(farmer_sync(state, next.id));
+        }
+        match state.store.transact(writes).await {
+            Ok(()) => return Ok(next),
             Err(StoreError::ConditionFailed { .. }) => continue,
             Err(e) => return Err(e.into()),
         }
@@ -622,18 +630,15 @@ async fn administer(state: &AppState, raw_id: &str, change: impl Fn(&User) -> Us
 
 /// Disables or enables an account. Disabling ends every session at once; a
 /// farmer's products leave (or return to) public view. Repeating it is
-/// harmless and re-queues the farmer's sync.
+/// harmless and syncs the farmer's products again.
 pub async fn set_disabled(state: &AppState, raw_id: &str, disabled: bool) -> Result<User> {
-    let (before, after) = administer(state, raw_id, |user| User {
+    let after = administer(state, raw_id, |user| User {
         disabled,
         session_epoch: if disabled && !user.disabled { user.session_epoch + 1 } else { user.session_epoch },
         ..user.clone()
     })
     .await?;
     tracing::info!(user_id = %after.id, disabled, "account {}", if disabled { "disabled" } else { "enabled" });
-    if before.role == Role::Farmer {
-        sync_farmer_later(state, after.id).await;
-    }
     Ok(after)
 }
 
@@ -646,11 +651,7 @@ pub async fn set_role(state: &AppState, raw_id: &str, role: SelfServiceRole) -> 
         SelfServiceRole::Customer => Role::Customer,
         SelfServiceRole::Farmer => Role::Farmer,
     };
-    let (before, after) = administer(state, raw_id, |user| User { role, ..user.clone() }).await?;
-    if before.role == Role::Farmer || after.role == Role::Farmer {
-        sync_farmer_later(state, after.id).await;
-    }
-    Ok(after)
+    administer(state, raw_id, |user| User { role, ..user.clone() }).await
 }
 
 // ---------------------------------------------------------------------------
@@ -667,13 +668,11 @@ pub async fn erase(state: &AppState, caller: &Claims, password: String) -> Resul
         let mut writes = users::erase(&user, state.clock.now());
         if user.role == Role::Farmer {
             writes.push(farmers::delete(user.id));
+            writes.push(farmer_sync(state, user.id));
         }
         match store.transact(writes).await {
             Ok(()) => {
                 tracing::info!(user_id = %user.id, "account erased");
-                if user.role == Role::Farmer {
-                    sync_farmer_later(state, user.id).await;
-                }
                 return Ok(());
             }
             Err(StoreError::ConditionFailed { .. }) => user = caller_user(state, caller).await?,

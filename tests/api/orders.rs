@@ -253,7 +253,8 @@ async fn twenty_identical_requests_with_one_key_make_one_order(app: TestApp) {
 }
 
 async fn cancel_and_ship_at_once_let_exactly_one_win(app: TestApp) {
-    let shop = shop(&app, 10).await;
+    // Enough stock for three rounds whoever wins them.
+    let shop = shop(&app, 30).await;
     let (customer, farmer) = (access_token(&shop.customer), access_token(&shop.farmer_a));
     for round in 0..3 {
         let body = json!({
@@ -261,7 +262,9 @@ async fn cancel_and_ship_at_once_let_exactly_one_win(app: TestApp) {
             "fulfilment": [{"farmerId": shop.farmer_a["user"]["id"], "method": "delivery",
                 "address": {"line1": "1 Market Street", "postalCode": "9000", "town": "Ghent"}}],
         });
-        let placed: Value = checkout(&app, &customer, &body, None).await.json().await.unwrap();
+        let placed = checkout(&app, &customer, &body, None).await;
+        assert_eq!(placed.status(), 201, "round {round}");
+        let placed: Value = placed.json().await.unwrap();
         let order = placed["orders"][0]["id"].as_str().unwrap().to_owned();
         assert_eq!(status_change(&app, &farmer, &order, json!({"status": "confirmed"})).await.status(), 200);
         let before = stock(&app, &shop.apples).await;

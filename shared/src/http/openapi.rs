@@ -48,6 +48,8 @@ const TAGS: &[(&str, &str)] = &[
     ("auth", "The `auth` function: accounts and sessions."),
     ("categories", "The `categories` function: public catalogue reads, admin writes."),
     ("products", "The `products` function: public catalogue reads, farmer writes and image uploads."),
+    ("users", "The `users` function: profiles, notifications, sales figures, farmer pages, user administration."),
+    ("orders", "The `orders` function: checkout, order history, status changes, payment."),
 ];
 
 /// What a problem status means wherever an operation does not say more.
@@ -57,7 +59,7 @@ fn default_problem_description(status: &str) -> &'static str {
         "401" => "No bearer token, or an invalid or expired one.",
         "403" => "Authenticated, but not allowed to do this.",
         "404" => "No such resource.",
-        "409" => "Conflicts with the current state.",
+        "409" => "Conflicts with the current state, or the data is busy with concurrent requests (then `Retry-After` says when to try again); nothing was changed.",
         "412" => "`If-Match` does not name the current version; nothing changed.",
         "413" => "The body is larger than the endpoint accepts.",
         "415" => "The body is not `application/json`.",
@@ -89,8 +91,12 @@ fn problem_response(description: &str) -> Response {
 /// 422; a query: 422; a bearer token: 401; `If-None-Match`: 304; anything: 500),
 /// problem+json content on every error response that has none, and
 /// `x-request-id` on every response.
-fn complete(operation: &mut Operation) {
+fn complete(operation: &mut Operation, writes: bool) {
     let mut implied = vec!["500"];
+    if writes {
+        // A write can find its items busy (`StoreError::Contended`).
+        implied.push("409");
+    }
     if operation.request_body.is_some() {
         implied.extend(["400", "413", "415", "422"]);
     }
@@ -123,7 +129,7 @@ fn complete(operation: &mut Operation) {
             if response.content.is_empty() {
                 response.content = problem_response("").content;
             }
-            if status == "429" {
+            if status == "429" || status == "409" {
                 let retry_after = HeaderBuilder::new()
                     .schema(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)))
                     .description(Some("Seconds to wait before trying again."))
@@ -176,20 +182,19 @@ pub fn document(functions: impl IntoIterator<Item = OpenApi>) -> OpenApi {
         doc.merge(function);
     }
     for item in doc.paths.paths.values_mut() {
-        for operation in [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.options,
-            &mut item.head,
-            &mut item.patch,
-            &mut item.trace,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            complete(operation);
+        for (operation, writes) in [
+            (&mut item.get, false),
+            (&mut item.put, true),
+            (&mut item.post, true),
+            (&mut item.delete, true),
+            (&mut item.options, false),
+            (&mut item.head, false),
+            (&mut item.patch, true),
+            (&mut item.trace, false),
+        ] {
+            if let Some(operation) = operation {
+                complete(operation, writes);
+            }
         }
     }
     doc

@@ -219,6 +219,7 @@ impl From<AccountError> for ApiError {
             AccountError::Forbidden(detail) => ApiError::Forbidden(detail),
             AccountError::NotFound(detail) => ApiError::NotFound(detail),
             AccountError::Conflict(detail) => ApiError::Conflict(detail),
+            AccountError::Store(e) => e.into(),
             other => ApiError::internal(other),
         }
     }
@@ -240,6 +241,7 @@ impl From<OrderError> for ApiError {
             OrderError::Conflict(detail) => ApiError::Conflict(detail),
             OrderError::InFlight => ApiError::Busy { detail: e.to_string(), retry_after_secs: 1 },
             OrderError::Stale(detail) => ApiError::PreconditionFailed(detail),
+            OrderError::Store(e) => e.into(),
             other => ApiError::internal(other),
         }
     }
@@ -258,6 +260,7 @@ impl From<CatalogueError> for ApiError {
             CatalogueError::Throttled { retry_after_secs, .. } => {
                 ApiError::TooManyRequests { retry_after_secs, detail: e.to_string() }
             }
+            CatalogueError::Store(e) => e.into(),
             other => ApiError::internal(other),
         }
     }
@@ -265,7 +268,13 @@ impl From<CatalogueError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError::internal(e)
+        match e {
+            StoreError::Contended(_) => ApiError::Busy {
+                detail: "the data is busy with concurrent requests; nothing was changed, retry shortly".into(),
+                retry_after_secs: 1,
+            },
+            other => ApiError::internal(other),
+        }
     }
 }
 
@@ -293,5 +302,21 @@ impl From<TokenError> for ApiError {
 impl From<tokio::task::JoinError> for ApiError {
     fn from(e: tokio::task::JoinError) -> Self {
         ApiError::internal(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contended_writes_are_a_409_to_retry_and_other_store_failures_a_500() {
+        let busy = ApiError::from(StoreError::Contended("transaction of 3 writes".into())).problem("r1");
+        assert_eq!(busy.status(), StatusCode::CONFLICT);
+        assert_eq!(busy.headers()[header::RETRY_AFTER], "1");
+        let through_a_use_case = ApiError::from(OrderError::Store(StoreError::Contended("x".into())));
+        assert_eq!(through_a_use_case.status(), StatusCode::CONFLICT);
+        let broken = ApiError::from(StoreError::Invalid("x".into()));
+        assert_eq!(broken.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

@@ -225,6 +225,10 @@ pub enum StoreError {
     /// (e.g. two writes to one key in a transaction, a non-integer number).
     #[error("invalid store request: {0}")]
     Invalid(String),
+    /// 409 with `Retry-After`: the items kept conflicting with concurrent
+    /// transactions after every retry; nothing was written.
+    #[error("busy: {0}")]
+    Contended(String),
     /// 500 (503 from health): the backend failed or is unreachable.
     #[error("{context}")]
     Backend {

@@ -204,6 +204,9 @@ impl DynamoStore {
                     Some(PutItemError::TransactionConflictException(_)) if attempt + 1 < WRITE_ATTEMPTS => {
                         backoff(attempt).await
                     }
+                    Some(PutItemError::TransactionConflictException(_)) => {
+                        return Err(StoreError::Contended(context.to_owned()))
+                    }
                     _ => return Err(sdk_error(context, err)),
                 },
             }
@@ -228,6 +231,9 @@ impl DynamoStore {
                     }
                     Some(DeleteItemError::TransactionConflictException(_)) if attempt + 1 < WRITE_ATTEMPTS => {
                         backoff(attempt).await
+                    }
+                    Some(DeleteItemError::TransactionConflictException(_)) => {
+                        return Err(StoreError::Contended(context.to_owned()))
                     }
                     _ => return Err(sdk_error(context, err)),
                 },
@@ -321,9 +327,12 @@ impl DynamoStore {
                     let index = positions.get(failed).copied().unwrap_or(failed);
                     return Err(StoreError::ConditionFailed { index });
                 }
-                if reasons.iter().any(|r| retryable_reason(r.code())) && attempt + 1 < WRITE_ATTEMPTS {
-                    backoff(attempt).await;
-                    continue;
+                if reasons.iter().any(|r| retryable_reason(r.code())) {
+                    if attempt + 1 < WRITE_ATTEMPTS {
+                        backoff(attempt).await;
+                        continue;
+                    }
+                    return Err(StoreError::Contended(context.to_owned()));
                 }
             }
             return Err(sdk_error(context, err));
