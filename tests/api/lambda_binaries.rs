@@ -90,6 +90,8 @@ async fn binary(name: &str) -> PathBuf {
                     "-p",
                     "users",
                     "-p",
+                    "orders",
+                    "-p",
                     "worker",
                 ])
                 .current_dir(repo_root())

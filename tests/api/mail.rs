@@ -189,7 +189,7 @@ mod counting {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
-    use shared::ports::{Item, ItemKey, Page, Query, Store, StoreError, WriteOp};
+    use shared::ports::{Item, ItemKey, Page, Query, Scan, ScanPage, Store, StoreError, WriteOp};
 
     pub struct CountingStore {
         inner: Arc<dyn Store>,
@@ -224,6 +224,9 @@ mod counting {
         async fn query(&self, query: &Query) -> Result<Page, StoreError> {
             self.count(2);
             self.inner.query(query).await
+        }
+        async fn scan(&self, scan: &Scan) -> Result<ScanPage, StoreError> {
+            self.inner.scan(scan).await
         }
         async fn ping(&self) -> Result<(), StoreError> {
             self.inner.ping().await

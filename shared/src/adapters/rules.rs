@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use serde_json::Value;
 
 use crate::ports::{
-    Attrs, BlobError, Condition, Guard, Index, Item, ItemKey, Query, StoreError, WriteOp, ATTR_TTL, ATTR_VERSION,
+    Attrs, BlobError, Condition, Guard, Index, Item, ItemKey, Query, Scan, StoreError, WriteOp, ATTR_TTL, ATTR_VERSION,
 };
 
 /// Most writes one transaction may hold (the port's limit).
@@ -76,6 +76,31 @@ fn check_adjust(key: &ItemKey, add: &[(String, i64)]) -> Result<(), StoreError> 
         }
         None => Ok(()),
     }
+}
+
+/// Rejects scans DynamoDB would reject.
+pub(crate) fn check_scan(scan: &Scan) -> Result<(), StoreError> {
+    if scan.total_segments == 0 || scan.total_segments > 1_000_000 || scan.segment >= scan.total_segments {
+        return Err(StoreError::Invalid(format!(
+            "scan segment {} of {} is out of range",
+            scan.segment, scan.total_segments
+        )));
+    }
+    if !(1..=1000).contains(&scan.limit) {
+        return Err(StoreError::Invalid(format!("scan limit {} is not within 1..=1000", scan.limit)));
+    }
+    Ok(())
+}
+
+/// The scan segment of the partition `pk` in the embedded store: a stable
+/// FNV-1a hash, so a partition always falls in the same segment.
+pub(crate) fn segment_of(pk: &str, total_segments: u32) -> u32 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in pk.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash % u64::from(total_segments)) as u32
 }
 
 /// Rejects keys DynamoDB would reject: both parts must be non-empty.

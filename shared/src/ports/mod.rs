@@ -12,5 +12,6 @@ pub use clock::{Clock, SystemClock};
 pub use jobs::{JobError, JobMessage, JobQueue};
 pub use mail::{MailError, Mailer, OutgoingMail};
 pub use store::{
-    Attrs, Condition, Guard, Index, Item, ItemKey, Page, Query, Store, StoreError, WriteOp, ATTR_TTL, ATTR_VERSION,
+    Attrs, Condition, Guard, Index, Item, ItemKey, Page, Query, Scan, ScanPage, Store, StoreError, WriteOp, ATTR_TTL,
+    ATTR_VERSION,
 };

@@ -205,6 +205,30 @@ impl Query {
     }
 }
 
+/// One segment of a scan of the whole table, for backups: `total_segments`
+/// readers each scan their own `segment` (`0..total_segments`), together
+/// reading every live item exactly once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scan {
+    pub segment: u32,
+    pub total_segments: u32,
+    /// Maximum number of items returned (1..=1000).
+    pub limit: usize,
+    /// Continue after this key (from `ScanPage::last`).
+    pub start_after: Option<ItemKey>,
+}
+
+/// One page of a scan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanPage {
+    pub items: Vec<Item>,
+    /// Set when more items may follow in this segment.
+    pub last: Option<ItemKey>,
+    /// Read capacity units the page consumed (DynamoDB's own figure; 0 for the
+    /// embedded store), so a backup can keep within a read budget.
+    pub read_units: f64,
+}
+
 /// One page of query results.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page {
@@ -257,6 +281,10 @@ pub trait Store: Send + Sync {
 
     /// Reads one page of a partition of the table or of an index.
     async fn query(&self, query: &Query) -> Result<Page, StoreError>;
+
+    /// Reads one page of one segment of the whole table (live items only, in
+    /// no particular order across segments).
+    async fn scan(&self, scan: &Scan) -> Result<ScanPage, StoreError>;
 
     /// Cheap round trip proving the store is reachable.
     async fn ping(&self) -> Result<(), StoreError>;

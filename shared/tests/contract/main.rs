@@ -60,6 +60,7 @@ macro_rules! backend {
                 twenty_concurrent_increments_each_see_a_distinct_value,
                 adjust_adds_under_guards_and_leaves_the_rest,
                 concurrent_guarded_decrements_never_oversell,
+                a_segmented_scan_reads_every_live_item_once,
             );
 
             suite!(blobs:

@@ -11,13 +11,16 @@ use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, ReturnValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, Delete, Put, ReturnConsumedCapacity, ReturnValue, TransactWriteItem, Update,
+};
 use aws_sdk_dynamodb::Client;
 use rand::Rng;
 
 use crate::adapters::rules;
 use crate::ports::{
-    Attrs, Condition, Guard, Item, ItemKey, Page, Query, Store, StoreError, WriteOp, ATTR_TTL, ATTR_VERSION,
+    Attrs, Condition, Guard, Item, ItemKey, Page, Query, Scan, ScanPage, Store, StoreError, WriteOp, ATTR_TTL,
+    ATTR_VERSION,
 };
 
 type AttrMap = HashMap<String, AttributeValue>;
@@ -488,6 +491,42 @@ impl Store for DynamoStore {
             backoff(attempt).await;
         }
         Err(StoreError::backend(context, "the count kept changing between its live and expired forms"))
+    }
+
+    async fn scan(&self, scan: &Scan) -> Result<ScanPage, StoreError> {
+        rules::check_scan(scan)?;
+        let context = format!("scan segment {} of {} of table {}", scan.segment, scan.total_segments, self.table);
+        let out = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .segment(scan.segment as i32)
+            .total_segments(scan.total_segments as i32)
+            .limit(i32::try_from(scan.limit).unwrap_or(1000))
+            .set_exclusive_start_key(scan.start_after.as_ref().map(key_map))
+            .consistent_read(true)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| sdk_error(&context, e))?;
+        let read_units = out.consumed_capacity().and_then(|c| c.capacity_units()).unwrap_or(0.0);
+        let last = match out.last_evaluated_key() {
+            Some(key) if !key.is_empty() => {
+                let text = |name: &str| key.get(name).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+                Some(ItemKey::new(text("pk"), text("sk")))
+            }
+            _ => None,
+        };
+        // DynamoDB deletes expired items lazily: drop them here, as every read does.
+        let now = rules::now_epoch();
+        let mut items = Vec::new();
+        for map in out.items.unwrap_or_default() {
+            let item = from_dynamo(map, &context)?;
+            if !rules::is_expired(&item.attrs, now) {
+                items.push(item);
+            }
+        }
+        Ok(ScanPage { items, last, read_units })
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

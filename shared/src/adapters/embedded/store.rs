@@ -10,7 +10,7 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Transact
 
 use super::db::Db;
 use crate::adapters::rules;
-use crate::ports::{Attrs, Index, Item, ItemKey, Page, Query, Store, StoreError, WriteOp, ATTR_TTL};
+use crate::ports::{Attrs, Index, Item, ItemKey, Page, Query, Scan, ScanPage, Store, StoreError, WriteOp, ATTR_TTL};
 
 /// `items` mirrors the DynamoDB table: `pk`/`sk` primary key, `ttl`, and `attrs`
 /// holding every attribute as JSON. Each index's key pair is mirrored into the
@@ -205,6 +205,36 @@ fn increment(
     Ok(next)
 }
 
+/// One page of one scan segment: live rows in key order after `start_after`,
+/// those of the segment kept, up to `limit` (one more tells whether more follow).
+fn scan(conn: &Connection, scan: &Scan, context: &str) -> Result<ScanPage, StoreError> {
+    let (after_pk, after_sk) =
+        scan.start_after.as_ref().map_or((String::new(), String::new()), |k| (k.pk.clone(), k.sk.clone()));
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT pk, sk, attrs FROM items WHERE (ttl IS NULL OR ttl >= ?1) AND (pk, sk) > (?2, ?3) ORDER BY pk, sk",
+        )
+        .map_err(|e| StoreError::backend(context, e))?;
+    let rows = statement
+        .query_map(params![rules::now_epoch(), after_pk, after_sk], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?))
+        })
+        .map_err(|e| StoreError::backend(context, e))?;
+    let mut items = Vec::new();
+    for row in rows {
+        let (pk, sk, json) = row.map_err(|e| StoreError::backend(context, e))?;
+        if rules::segment_of(&pk, scan.total_segments) != scan.segment {
+            continue;
+        }
+        if items.len() == scan.limit {
+            let last = items.last().map(|item: &Item| item.key.clone());
+            return Ok(ScanPage { items, last, read_units: 0.0 });
+        }
+        items.push(Item::new(ItemKey::new(pk, sk), parse_attrs(&json, context)?));
+    }
+    Ok(ScanPage { items, last: None, read_units: 0.0 })
+}
+
 /// One page of `query`, reading `limit + 1` rows to know whether more follow.
 fn query(conn: &Connection, query: &Query, context: &str) -> Result<Page, StoreError> {
     let (pcol, scol) = match query.index {
@@ -292,6 +322,13 @@ impl Store for EmbeddedStore {
         rules::check_query(q)?;
         let q = q.clone();
         self.call(rules::query_context(&q), move |conn, context| query(conn, &q, context)).await
+    }
+
+    async fn scan(&self, s: &Scan) -> Result<ScanPage, StoreError> {
+        rules::check_scan(s)?;
+        let s = s.clone();
+        let context = format!("scan segment {} of {}", s.segment, s.total_segments);
+        self.call(context, move |conn, context| scan(conn, &s, context)).await
     }
 
     async fn increment(&self, key: &ItemKey, attr: &str, expires_at: i64) -> Result<i64, StoreError> {
