@@ -118,7 +118,7 @@ fn checkout_view(placed: &Placed) -> CheckoutView {
     request_body = NewOrder,
     responses(
         (status = 201, description = "Placed: the checkout and its orders (one per farmer, each `pending`, payment `due`). `Location` names the checkout.", body = CheckoutView,
-            headers(("Location" = String, description = "`/checkouts/{id}`."))),
+            headers(("Location" = String, description = "`/checkouts/{id}`."), ("Idempotent-Replayed" = String, description = "`true` when an earlier request with the same key made this checkout."))),
         (status = 403, description = "Only customers check out, with a verified email address."),
         (status = 409, description = "Some lines are short of stock (`shortages` names each product and what is left) and nothing was ordered; or the same key is still in flight (`Retry-After`); or the products kept changing."),
         (status = 428, description = "The `Idempotency-Key` header is missing."),

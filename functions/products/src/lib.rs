@@ -286,7 +286,7 @@ async fn read(
     request_body = NewProduct,
     responses(
         (status = 201, description = "Listed; `Location` names it, `ETag` is its version.", body = ProductView,
-            headers(("Location" = String, description = "The product's URL path."), ("ETag" = String, description = "The version, quoted."))),
+            headers(("Location" = String, description = "The product's URL path."), ("ETag" = String, description = "The version, quoted."), ("Idempotent-Replayed" = String, description = "`true` when an earlier request with the same `Idempotency-Key` made this product."))),
         (status = 403, description = "Only farmers list products; a disabled account lists none. An unverified farmer's products are listed but shown in public only once the farmer's email is verified."),
         (status = 409, description = "The category kept changing concurrently, or the product an `Idempotency-Key` created is gone; nothing was written."),
     ))]
