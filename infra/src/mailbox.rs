@@ -12,15 +12,12 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::StatusCode;
 use shared::adapters::{MailDir, StoredMail};
 use shared::http::ApiError;
+use shared::mail::html_escape;
 
 use crate::gateway::problem;
 
 /// The mailbox page.
 pub const MAIL_PATH: &str = "/_local/mail";
-
-fn escape(raw: &str) -> String {
-    raw.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
 
 /// Turns every `http(s)://…` run of the (escaped) text into a link.
 fn linkify(escaped: &str) -> String {
@@ -65,10 +62,10 @@ fn mail_page(mails: &[StoredMail]) -> String {
     for mail in mails.iter().rev() {
         html.push_str(&format!(
             "<article><h2>{}</h2><p>To <b>{}</b> at {}</p><pre>{}</pre></article>",
-            escape(&mail.mail.subject),
-            escape(&mail.mail.to),
-            escape(&mail.sent_at),
-            linkify(&escape(&mail.mail.text)),
+            html_escape(&mail.mail.subject),
+            html_escape(&mail.mail.to),
+            html_escape(&mail.sent_at),
+            linkify(&html_escape(&mail.mail.text)),
         ));
     }
     html.push_str("</body></html>");

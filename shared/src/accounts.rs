@@ -165,6 +165,15 @@ pub enum SelfServiceRole {
     Farmer,
 }
 
+impl From<SelfServiceRole> for Role {
+    fn from(role: SelfServiceRole) -> Self {
+        match role {
+            SelfServiceRole::Customer => Role::Customer,
+            SelfServiceRole::Farmer => Role::Farmer,
+        }
+    }
+}
+
 /// A new account.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -220,11 +229,7 @@ pub async fn register(state: &AppState, new: NewAccount, source: &str) -> Result
     limit(state, &format!("register#{source}"), REGISTER_PER_ADDRESS, "sign-ups from this address").await?;
     let NewAccount { email, password, display_name, role } = new;
     let password_hash = tokio::task::spawn_blocking(move || PasswordHash::create(&password)).await?;
-    let role = match role {
-        SelfServiceRole::Customer => Role::Customer,
-        SelfServiceRole::Farmer => Role::Farmer,
-    };
-    let user = User::new(email, display_name, role, password_hash, state.clock.now());
+    let user = User::new(email, display_name, role.into(), password_hash, state.clock.now());
     match users::create(state.store.as_ref(), &user).await {
         Ok(()) => {}
         Err(CreateUserError::DuplicateEmail) => return Err(AccountError::DuplicateEmail),
@@ -647,10 +652,7 @@ pub async fn set_disabled(state: &AppState, raw_id: &str, disabled: bool) -> Res
 /// Tokens carry the role: the new one applies from the next refresh (at most
 /// 15 minutes), and product writes check the stored role at once.
 pub async fn set_role(state: &AppState, raw_id: &str, role: SelfServiceRole) -> Result<User> {
-    let role = match role {
-        SelfServiceRole::Customer => Role::Customer,
-        SelfServiceRole::Farmer => Role::Farmer,
-    };
+    let role = Role::from(role);
     administer(state, raw_id, |user| User { role, ..user.clone() }).await
 }
 

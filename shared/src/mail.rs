@@ -33,7 +33,8 @@ fn fill(template: &str, values: &[(&str, &str)], escape: fn(&str) -> String) -> 
     out
 }
 
-fn html_escape(raw: &str) -> String {
+/// `raw` as HTML text (also safe inside a double- or single-quoted attribute).
+pub fn html_escape(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
     for c in raw.chars() {
         match c {

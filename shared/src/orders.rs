@@ -148,11 +148,10 @@ pub struct Placed {
 
 /// The signed-in user behind `caller` (401 when gone or disabled).
 async fn caller_user(state: &AppState, caller: &Claims) -> Result<User> {
-    let id = caller.user_id().ok_or_else(|| OrderError::Unauthenticated("the token names no user".into()))?;
-    match users::get(state.store.as_ref(), id).await? {
-        Some(user) if !user.disabled => Ok(user),
-        _ => Err(OrderError::Unauthenticated("the account no longer exists or is disabled".into())),
-    }
+    crate::accounts::caller_user(state, caller).await.map_err(|e| match e {
+        crate::accounts::AccountError::Store(e) => OrderError::Store(e),
+        other => OrderError::Unauthenticated(other.to_string()),
+    })
 }
 
 async fn load_checkout(state: &AppState, id: CheckoutId) -> Result<Placed> {
@@ -244,12 +243,13 @@ async fn fulfilments(state: &AppState, new: &NewOrder, farmers: &[UserId]) -> Re
     Ok(chosen)
 }
 
-fn shortages(new: &NewOrder, found: &[Option<Product>]) -> Vec<Shortage> {
+/// The lines whose product (on sale, from `products_on_sale`) has too little stock.
+fn shortages(new: &NewOrder, found: &[Product]) -> Vec<Shortage> {
     new.lines
         .iter()
         .zip(found)
         .filter_map(|(line, product)| {
-            let available = product.as_ref().filter(|p| p.is_public()).map_or(0, |p| p.stock.count());
+            let available = product.stock.count();
             (available < line.quantity.count()).then_some(Shortage {
                 product_id: line.product_id,
                 requested: line.quantity.count(),
@@ -313,7 +313,7 @@ pub async fn checkout(
             return Err(invalid("lines", format!("at most {MAX_FARMERS} farmers per checkout")));
         }
         let chosen = fulfilments(state, &new, &farmer_ids).await?;
-        let short = shortages(&new, &found.iter().cloned().map(Some).collect::<Vec<_>>());
+        let short = shortages(&new, &found);
         if !short.is_empty() {
             return Err(OrderError::Short(short));
         }

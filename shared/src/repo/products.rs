@@ -31,7 +31,7 @@ use crate::domain::{
     format_date, parse_harvest_date, Category, CategoryId, ImageId, ListingStatus, Price, Product, ProductDescription,
     ProductId, ProductImage, ProductName, Stock, Unit, UserId,
 };
-use crate::ports::{Condition, Index, Item, ItemKey, Page, Query, Store, StoreError, WriteOp, ATTR_TTL, ATTR_VERSION};
+use crate::ports::{Condition, Index, Item, ItemKey, Query, Store, StoreError, WriteOp, ATTR_TTL, ATTR_VERSION};
 
 /// Prefix of uploaded, unchecked objects (S3 notifies the worker of these, and
 /// the bucket expires them after a day).
@@ -380,39 +380,21 @@ pub struct BrowsePage {
 }
 
 /// Reads index entries in order until `limit` products match or `budget` entries
-/// were evaluated. A page cut short by the budget still carries `resume_after`,
-/// so walking the cursors visits every match exactly once.
+/// were evaluated (`repo::pages::filtered`). A page cut short by the budget still
+/// carries `resume_after`, so walking the cursors visits every match exactly once.
+/// Without filters after the lookup every index entry matches (only public
+/// products carry index keys), so exactly one page is read.
 pub async fn browse(
     store: &dyn Store,
     browse: &Browse,
-    mut query: Query,
+    query: Query,
     limit: usize,
     budget: usize,
 ) -> Result<BrowsePage, StoreError> {
-    let filtered = browse.filters_after_lookup();
-    let mut products = Vec::new();
-    let mut evaluated = 0;
-    loop {
-        query.limit = if filtered { 100.min(budget - evaluated).max(1) } else { limit - products.len() };
-        let Page { items, last } = store.query(&query).await?;
-        let count = items.len();
-        for (position, item) in items.into_iter().enumerate() {
-            evaluated += 1;
-            let product = from_item(&item)?;
-            if browse.matches(&product) {
-                products.push(product);
-                if products.len() == limit {
-                    let more = position + 1 < count || last.is_some();
-                    return Ok(BrowsePage { products, resume_after: more.then_some(item) });
-                }
-            }
-        }
-        match last {
-            None => return Ok(BrowsePage { products, resume_after: None }),
-            Some(last) if evaluated >= budget => return Ok(BrowsePage { products, resume_after: Some(last) }),
-            Some(last) => query.start_after = Some(last),
-        }
-    }
+    let budget = if browse.filters_after_lookup() { budget } else { limit };
+    let (products, resume_after) =
+        super::pages::filtered(store, query, from_item, |product| browse.matches(product), limit, budget).await?;
+    Ok(BrowsePage { products, resume_after })
 }
 
 /// An issued image upload ticket: what the worker checks an uploaded object against.

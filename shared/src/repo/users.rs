@@ -17,10 +17,6 @@ use crate::ports::{Condition, Index, Item, ItemKey, Query, Store, StoreError, Wr
 
 /// The key of account `id`.
 pub fn key(id: UserId) -> ItemKey {
-    user_key(id)
-}
-
-fn user_key(id: UserId) -> ItemKey {
     ItemKey::new(format!("USER#{id}"), "PROFILE")
 }
 
@@ -60,7 +56,7 @@ fn to_item(user: &User) -> Item {
         index_sk: format!("{}#{}", user.email, user.id),
         ATTR_VERSION: user.version,
     });
-    Item::new(user_key(user.id), into_map(attrs))
+    Item::new(key(user.id), into_map(attrs))
 }
 
 fn into_map(value: Value) -> Map<String, Value> {
@@ -115,10 +111,10 @@ pub async fn create(store: &dyn Store, user: &User) -> Result<(), CreateUserErro
 
 /// The account `id` names; `None` when there is none or it was erased.
 pub async fn get(store: &dyn Store, id: UserId) -> Result<Option<User>, StoreError> {
-    match store.get(&user_key(id)).await? {
-        Some(item) if !is_tombstone(&item) => from_item(&item).map(Some),
-        _ => Ok(None),
-    }
+    Ok(match lookup(store, id).await? {
+        Stored::Live(user) => Some(user),
+        Stored::Erased | Stored::Missing => None,
+    })
 }
 
 /// What is stored under an account id.
@@ -131,7 +127,7 @@ pub enum Stored {
 
 /// The account `id` names, telling an erased account from a missing one.
 pub async fn lookup(store: &dyn Store, id: UserId) -> Result<Stored, StoreError> {
-    Ok(match store.get(&user_key(id)).await? {
+    Ok(match store.get(&key(id)).await? {
         None => Stored::Missing,
         Some(item) if is_tombstone(&item) => Stored::Erased,
         Some(item) => Stored::Live(from_item(&item)?),
@@ -163,7 +159,7 @@ pub fn erase(user: &User, now: OffsetDateTime) -> Vec<WriteOp> {
     });
     vec![
         WriteOp::Put {
-            item: Item::new(user_key(user.id), into_map(tombstone)),
+            item: Item::new(key(user.id), into_map(tombstone)),
             condition: Condition::VersionIs(user.version),
         },
         WriteOp::Delete { key: email_key(&user.email), condition: Condition::None },
