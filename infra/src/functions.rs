@@ -1,7 +1,7 @@
 //! The tables of functions local tools can run in-process: binary name (as in the
 //! template's `Metadata.BuildProperties.Binary`) → the routes the Lambda binary
-//! serves (HTTP functions) or the handler it calls (queue functions), and the
-//! OpenAPI document generated from those routes.
+//! serves (HTTP functions) or the handler it calls (queue and scheduled
+//! functions), and the OpenAPI document generated from those routes.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -123,4 +123,55 @@ pub const QUEUE_FUNCTIONS: &[QueueFunction] = &[QueueFunction { binary: "worker"
 /// The queue function built as `binary`.
 pub fn queue_function(binary: &str) -> Option<&'static QueueFunction> {
     QUEUE_FUNCTIONS.iter().find(|f| f.binary == binary)
+}
+
+/// The future a scheduled function's handler returns: the invocation's result
+/// as JSON, or the error it failed with.
+pub type ScheduledFuture<'a> = Pin<Box<dyn Future<Output = Result<serde_json::Value, String>> + Send + 'a>>;
+
+/// A scheduled function's handler, given the schedule's input.
+pub type ScheduledHandlerFn = for<'a> fn(&'a AppState, serde_json::Value) -> ScheduledFuture<'a>;
+
+/// One function invoked by `ScheduleV2` events.
+#[derive(Clone, Copy)]
+pub struct ScheduledFunction {
+    /// The cargo binary name, matched against the template.
+    pub binary: &'static str,
+    /// Runs one invocation with the settings the binary reads from the
+    /// environment, as the Lambda binary does.
+    pub handle: ScheduledHandlerFn,
+}
+
+/// The function's timeout in the template (900 s for both scheduled
+/// functions): a local run gets the same deadline.
+const SCHEDULED_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(900);
+
+fn to_json<T: serde::Serialize, E: std::fmt::Display>(result: Result<T, E>) -> Result<serde_json::Value, String> {
+    let value = result.map_err(|e| e.to_string())?;
+    serde_json::to_value(value).map_err(|e| e.to_string())
+}
+
+fn archive(state: &AppState, event: serde_json::Value) -> ScheduledFuture<'_> {
+    Box::pin(async move {
+        let settings = archive::Settings::from_env().map_err(|e| e.to_string())?;
+        let deadline = std::time::Instant::now() + SCHEDULED_TIMEOUT;
+        to_json(archive::handle(state, &settings, event, deadline).await)
+    })
+}
+
+fn backup(state: &AppState, event: serde_json::Value) -> ScheduledFuture<'_> {
+    Box::pin(async move {
+        let settings = backup::settings_from_env().map_err(|e| e.to_string())?;
+        to_json(backup::handle(state, &settings, event).await)
+    })
+}
+
+/// Every scheduled function. A template function with a `ScheduleV2` event
+/// and no entry here stops the local scheduler at start-up.
+pub const SCHEDULED_FUNCTIONS: &[ScheduledFunction] =
+    &[ScheduledFunction { binary: "archive", handle: archive }, ScheduledFunction { binary: "backup", handle: backup }];
+
+/// The scheduled function built as `binary`.
+pub fn scheduled_function(binary: &str) -> Option<&'static ScheduledFunction> {
+    SCHEDULED_FUNCTIONS.iter().find(|f| f.binary == binary)
 }

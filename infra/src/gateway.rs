@@ -16,7 +16,9 @@
 //! With local assets (`Gateway::local`) it also stands in for the bucket and
 //! CDN: presigned uploads under `/_local/uploads/` and public assets under
 //! `/assets/` (see `assets`), and serves the local mailbox at `/_local/mail`
-//! with the pages its links open (see `mailbox`).
+//! with the pages its links open (see `mailbox`). With a scheduler
+//! (`Gateway::with_scheduler`), `POST /_local/schedules/<name>` runs a
+//! scheduled function now (see `scheduler`).
 //!
 //! Tests start it with [`spawn`] on `127.0.0.1:0`; `local::LocalStack` runs it
 //! with local assets and the queue pumps.
@@ -126,6 +128,8 @@ struct Inner {
     /// The bucket's CORS rule, for presigned uploads.
     upload_cors: Option<CorsConfig>,
     observer: Option<Observer>,
+    /// The local scheduler: `POST /_local/schedules/<name>` fires a schedule now.
+    scheduler: Option<crate::scheduler::Scheduler>,
 }
 
 /// The local gateway: cheap to clone, shared by every connection.
@@ -178,8 +182,16 @@ impl Gateway {
         }
         let openapi = Bytes::from(crate::functions::openapi_json());
         let upload_cors = template.bucket_cors.first().map(|b| b.cors.clone());
-        let inner =
-            Inner { routes, cors: template.cors.clone(), openapi, assets, mailbox, upload_cors, observer: None };
+        let inner = Inner {
+            routes,
+            cors: template.cors.clone(),
+            openapi,
+            assets,
+            mailbox,
+            upload_cors,
+            observer: None,
+            scheduler: None,
+        };
         Ok(Self { inner: Arc::new(inner) })
     }
 
@@ -200,6 +212,14 @@ impl Gateway {
     pub fn observe(self, observer: Observer) -> Self {
         let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|_| panic!("observe before the gateway is shared"));
         Self { inner: Arc::new(Inner { observer: Some(observer), ..inner }) }
+    }
+
+    /// Serves `POST /_local/schedules/<name>`, firing `scheduler`'s schedule
+    /// now (before any clone of this gateway starts serving).
+    pub fn with_scheduler(self, scheduler: crate::scheduler::Scheduler) -> Self {
+        let inner =
+            Arc::try_unwrap(self.inner).unwrap_or_else(|_| panic!("with_scheduler before the gateway is shared"));
+        Self { inner: Arc::new(Inner { scheduler: Some(scheduler), ..inner }) }
     }
 
     /// Every route served, in template order (`/openapi.json` excluded).
@@ -555,6 +575,29 @@ fn apply_cors(cors: &CorsConfig, origin: Option<&str>, headers: &mut HeaderMap) 
 }
 
 /// A problem+json response for an error the gateway itself answers.
+/// Fires a schedule now: 200 with the run's result, 404 for an unknown
+/// schedule, 500 with the reason when the run failed (local tooling only).
+async fn fire_schedule(
+    scheduler: &crate::scheduler::Scheduler,
+    name: &str,
+    request_id: &str,
+) -> http::Response<AxumBody> {
+    use crate::scheduler::SchedulerError;
+    let (status, body) = match scheduler.fire(name).await {
+        Ok(result) => (StatusCode::OK, serde_json::json!({"schedule": name, "result": result})),
+        Err(error @ SchedulerError::UnknownSchedule(..)) => {
+            return problem(ApiError::NotFound(error.to_string()), request_id)
+        }
+        Err(error) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, serde_json::json!({"schedule": name, "error": error.to_string()}))
+        }
+    };
+    let mut response = http::Response::new(AxumBody::from(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
 pub(crate) fn problem(error: ApiError, request_id: &str) -> http::Response<AxumBody> {
     error.problem(request_id)
 }
@@ -627,6 +670,11 @@ async fn dispatch(inner: &Arc<Inner>, request: http::Request<AxumBody>, request_
         }
         if let Some(page) = raw_path.strip_prefix(shared::config::LOCAL_LINKS_PATH).and_then(|p| p.strip_prefix('/')) {
             return crate::mailbox::serve_link_page(page, request_id);
+        }
+    }
+    if let (Some(scheduler), true) = (&inner.scheduler, parts.method == Method::POST) {
+        if let Some(name) = raw_path.strip_prefix(crate::scheduler::FIRE_PATH) {
+            return fire_schedule(scheduler, &percent_decode(name), request_id).await;
         }
     }
     let Some((route, params)) = find_route(&inner.routes, &parts.method, raw_path) else {

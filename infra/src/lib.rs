@@ -22,6 +22,7 @@ pub mod gateway;
 pub mod local;
 pub mod mailbox;
 pub mod pump;
+pub mod scheduler;
 pub mod seed;
 pub mod template;
 

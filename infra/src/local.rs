@@ -1,7 +1,8 @@
 //! The whole stack on a laptop: the local gateway with the local bucket and CDN,
 //! a queue pump per SQS event source, and the outbox relay (what the table's
 //! stream and its EventBridge Pipe do in AWS: pending `OUTBOX` events go to the
-//! jobs queue), over the embedded backend in one data directory.
+//! jobs queue), and the template's schedules (`scheduler`), over the embedded
+//! backend in one data directory.
 //! `marketplace-local` and the end-to-end tests both start it here.
 
 use std::net::SocketAddr;
@@ -13,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::gateway::{Gateway, GatewayError, Observer};
 use crate::pump::{PumpError, PumpSettings, QueuePump};
+use crate::scheduler::Scheduler;
 use crate::template::{Template, TemplateError};
 
 /// Why the local stack cannot start.
@@ -24,6 +26,8 @@ pub enum LocalError {
     Pump(#[from] PumpError),
     #[error(transparent)]
     Template(#[from] TemplateError),
+    #[error(transparent)]
+    Scheduler(#[from] crate::scheduler::SchedulerError),
     #[error("read the listener's address: {0}")]
     Addr(#[source] std::io::Error),
 }
@@ -50,6 +54,7 @@ pub struct LocalStack {
     pub addr: SocketAddr,
     pub gateway: Gateway,
     pub pumps: Vec<QueuePump>,
+    pub scheduler: Scheduler,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -71,16 +76,19 @@ impl LocalStack {
         if let Some(observer) = observer {
             gateway = gateway.observe(observer);
         }
+        let scheduler = Scheduler::for_template(&state, &template)?;
+        gateway = gateway.with_scheduler(scheduler.clone());
         let pumps = QueuePump::for_template(&state, &template, &data_dir.join("marketplace.db"), &settings)?;
         let mut tasks: Vec<JoinHandle<()>> = pumps.iter().cloned().flat_map(QueuePump::spawn).collect();
         tasks.push(tokio::spawn(relay_outbox(state.clone())));
+        tasks.extend(scheduler.spawn());
         let serving = gateway.clone();
         tasks.push(tokio::spawn(async move {
             if let Err(error) = serving.serve(listener, std::future::pending()).await {
                 tracing::error!(error = %error, "local gateway stopped");
             }
         }));
-        Ok(Self { addr, gateway, pumps, tasks })
+        Ok(Self { addr, gateway, pumps, scheduler, tasks })
     }
 
     /// Waits until Ctrl-C.

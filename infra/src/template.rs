@@ -131,6 +131,34 @@ pub struct BucketNotification {
     pub prefix: String,
 }
 
+/// A function's `ScheduleV2` event: the local scheduler fires it the same way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule {
+    /// `<binary>.<event name, lower case>`, e.g. `archive.daily`.
+    pub name: String,
+    pub binary: String,
+    /// `ScheduleExpression` as written, e.g. `rate(1 day)`.
+    pub expression: String,
+    /// The interval a `rate(...)` expression names (the only kind run locally).
+    pub every: std::time::Duration,
+    /// `Input`, parsed: the event the function receives.
+    pub input: serde_json::Value,
+}
+
+/// The interval of a `rate(N unit)` schedule expression.
+pub fn parse_rate(expression: &str) -> Option<std::time::Duration> {
+    let inner = expression.trim().strip_prefix("rate(")?.strip_suffix(')')?;
+    let (count, unit) = inner.trim().split_once(' ')?;
+    let count: u64 = count.parse().ok().filter(|n| *n > 0)?;
+    let unit_secs = match (unit.trim(), count) {
+        ("minute", 1) | ("minutes", 2..) => 60,
+        ("hour", 1) | ("hours", 2..) => 3600,
+        ("day", 1) | ("days", 2..) => 86_400,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_secs(count * unit_secs))
+}
+
 /// What the local tools read from the template.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Template {
@@ -146,6 +174,8 @@ pub struct Template {
     pub bucket_notifications: Vec<BucketNotification>,
     /// Every bucket's CORS rule, in template order.
     pub bucket_cors: Vec<BucketCors>,
+    /// Every function's `ScheduleV2` event, in template order.
+    pub schedules: Vec<Schedule>,
 }
 
 /// Event types that belong to other local tools (queue pump, scheduler, stream relay).
@@ -195,6 +225,7 @@ impl Template {
         let mut queue_sources = Vec::new();
         let mut bucket_notifications = Vec::new();
         let mut bucket_cors = Vec::new();
+        let mut schedules = Vec::new();
         for (id, resource) in resources {
             let id = key_str(id, "Resources")?;
             let at = format!("Resources.{id}");
@@ -237,6 +268,7 @@ impl Template {
                             routes.push(route);
                         }
                         "SQS" => queue_sources.push(ctx.queue_source(id, &binary, event, &at)?),
+                        "ScheduleV2" => schedules.push(ctx.schedule(&binary, name, event, &at)?),
                         other if NON_HTTP_EVENTS.contains(&other) => {}
                         "Api" => {
                             return Err(invalid(&at, "REST API (Type: Api) events are not supported; use HttpApi"));
@@ -267,7 +299,7 @@ impl Template {
                 ));
             }
         }
-        Ok(Self { functions, cors, queues, queue_sources, bucket_notifications, bucket_cors })
+        Ok(Self { functions, cors, queues, queue_sources, bucket_notifications, bucket_cors, schedules })
     }
 }
 
@@ -422,6 +454,32 @@ impl<'a> Ctx<'a> {
             }
         };
         Ok(Queue { logical_id: id.to_owned(), visibility_timeout_secs, dead_letter })
+    }
+
+    fn schedule(&self, binary: &str, event_name: &str, event: &Value, at: &str) -> Result<Schedule, TemplateError> {
+        let props = event.get("Properties").ok_or_else(|| invalid(at, "has no Properties"))?;
+        let expression = props.get("ScheduleExpression").ok_or_else(|| invalid(at, "has no ScheduleExpression"))?;
+        let expression = self.string(expression, &format!("{at}.Properties.ScheduleExpression"))?;
+        let every = parse_rate(&expression).ok_or_else(|| {
+            invalid(
+                at,
+                format!("ScheduleExpression {expression:?}: the local scheduler runs rate(N minutes|hours|days) only"),
+            )
+        })?;
+        let input = match props.get("Input") {
+            Some(input) => {
+                let text = self.string(input, &format!("{at}.Properties.Input"))?;
+                serde_json::from_str(&text).map_err(|e| invalid(at, format!("Input is not JSON: {e}")))?
+            }
+            None => serde_json::Value::Object(Default::default()),
+        };
+        Ok(Schedule {
+            name: format!("{binary}.{}", event_name.to_ascii_lowercase()),
+            binary: binary.to_owned(),
+            expression,
+            every,
+            input,
+        })
     }
 
     fn queue_source(

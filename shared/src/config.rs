@@ -105,6 +105,10 @@ pub struct AppState {
     /// `<base>/reset-password?token=…`. Absent where no mail is written.
     pub link_base_url: Option<String>,
     pub counters: Arc<crate::telemetry::Counters>,
+    /// The private data bucket (`DATA_BUCKET`; locally `<DATA_DIR>/data`): the
+    /// order archive and backups. Absent where the function's template entry
+    /// names no data bucket.
+    pub data_bucket: Option<Arc<dyn BlobStore>>,
 }
 
 /// The embedded jobs queue the local gateway pumps to the worker: the
@@ -123,7 +127,8 @@ fn setting(name: &'static str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-fn seconds_setting(name: &'static str, default: Duration, unit_secs: u64) -> Result<Duration, ConfigError> {
+/// A positive integer setting, or `default` when unset.
+pub fn positive_setting(name: &'static str, default: u64) -> Result<u64, ConfigError> {
     match setting(name) {
         None => Ok(default),
         Some(raw) => raw
@@ -131,8 +136,14 @@ fn seconds_setting(name: &'static str, default: Duration, unit_secs: u64) -> Res
             .parse::<u64>()
             .ok()
             .filter(|n| *n > 0)
-            .map(|n| Duration::from_secs(n * unit_secs))
             .ok_or(ConfigError::Invalid { name, reason: format!("{raw:?} is not a positive integer") }),
+    }
+}
+
+fn seconds_setting(name: &'static str, default: Duration, unit_secs: u64) -> Result<Duration, ConfigError> {
+    match setting(name) {
+        None => Ok(default),
+        Some(_) => Ok(Duration::from_secs(positive_setting(name, 1)? * unit_secs)),
     }
 }
 
@@ -188,6 +199,8 @@ impl AppState {
         };
         let jobs = setting("JOBS_QUEUE_URL")
             .map(|url| Arc::new(SqsJobs::new(adapters::sqs_client(&sdk), url)) as Arc<dyn JobQueue>);
+        let data_bucket = setting("DATA_BUCKET")
+            .map(|bucket| Arc::new(S3Blobs::new(adapters::s3_client(&sdk), bucket)) as Arc<dyn BlobStore>);
         let mailer = setting("MAIL_FROM").map(|from| {
             let ses = SesMailer::new(adapters::ses_client(&sdk), from, setting("MAIL_CONFIGURATION_SET"));
             Arc::new(ses) as Arc<dyn Mailer>
@@ -204,6 +217,7 @@ impl AppState {
             mailer,
             link_base_url: setting("LINK_BASE_URL").map(|url| url.trim_end_matches('/').to_owned()),
             counters: Default::default(),
+            data_bucket,
         })
     }
 
@@ -214,7 +228,7 @@ impl AppState {
     }
 
     /// The embedded backend in `data_dir`: `marketplace.db` (items and jobs),
-    /// `blobs/`, and `signing-key.pk8`, each created on first use. Upload tickets
+    /// `blobs/`, `data/` (the data bucket), and `signing-key.pk8`, each created on first use. Upload tickets
     /// and asset URLs point at the local gateway serving at `base_url`.
     pub async fn embedded_serving(data_dir: &Path, base_url: &str) -> Result<Self, ConfigError> {
         let base_url = base_url.trim_end_matches('/');
@@ -226,6 +240,8 @@ impl AppState {
             .map_err(|e| ConfigError::Open { what: "embedded blob store", source: e.into() })?;
         let jobs = EmbeddedJobs::open(&db, LOCAL_JOBS_QUEUE)
             .map_err(|e| ConfigError::Open { what: "embedded job queue", source: e.into() })?;
+        let data_bucket = EmbeddedBlobs::open(&data_dir.join("data"), base_url)
+            .map_err(|e| ConfigError::Open { what: "embedded data bucket", source: e.into() })?;
         let pkcs8 = local_signing_key(data_dir)?;
         Ok(Self {
             store: Arc::new(store),
@@ -239,6 +255,7 @@ impl AppState {
             mailer: Some(Arc::new(MailDir::new(&data_dir.join("mail")))),
             link_base_url: Some(format!("{base_url}{LOCAL_LINKS_PATH}")),
             counters: Default::default(),
+            data_bucket: Some(Arc::new(data_bucket)),
         })
     }
 }

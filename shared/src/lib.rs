@@ -19,6 +19,8 @@
 
 pub mod accounts;
 pub mod adapters;
+pub mod archive;
+pub mod backup;
 pub mod catalogue;
 pub mod config;
 pub mod domain;
@@ -26,6 +28,7 @@ pub mod http;
 pub mod jobs;
 pub mod mail;
 pub mod orders;
+pub mod photo_cleanup;
 pub mod ports;
 pub mod repo;
 pub mod telemetry;

@@ -357,6 +357,7 @@ pub async fn checkout(
                 created_at: now,
                 updated_at: now,
                 version: 1,
+                archived: false,
             });
         }
         let checkout = Checkout {
@@ -415,11 +416,18 @@ fn may_see(caller: &Claims, order: &Order) -> bool {
 }
 
 /// The order `raw_id` names, if `caller` may see it (404 otherwise: existence
-/// is not leaked).
+/// is not leaked); an archived order is read from the archive.
 pub async fn read(state: &AppState, caller: &Claims, raw_id: &str) -> Result<Order> {
     let not_found = || OrderError::NotFound(format!("no order with id {raw_id:?}"));
     let id = OrderId::parse(raw_id).ok_or_else(not_found)?;
-    orders::get(state.store.as_ref(), id).await?.filter(|order| may_see(caller, order)).ok_or_else(not_found)
+    let order = match (orders::get(state.store.as_ref(), id).await?, &state.data_bucket) {
+        (Some(order), _) => Some(order),
+        (None, Some(bucket)) => crate::archive::find(state.store.as_ref(), bucket.as_ref(), id)
+            .await
+            .map_err(|e| OrderError::Internal(format!("read archived order {id}: {e}")))?,
+        (None, None) => None,
+    };
+    order.filter(|order| may_see(caller, order)).ok_or_else(not_found)
 }
 
 /// The orders of checkout `raw_id`, for its customer or an admin.

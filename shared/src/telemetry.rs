@@ -25,3 +25,35 @@ pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
 }
+
+/// Namespace of the marketplace's own CloudWatch metrics.
+pub const METRICS_NAMESPACE: &str = "Marketplace";
+
+/// One metric value for `metrics_line`: name, CloudWatch unit, value.
+pub type Metric<'a> = (&'a str, &'a str, f64);
+
+/// A CloudWatch embedded metric format record of `metrics`, with the dimension
+/// `Function = function`: printed as one line to standard output, Lambda's
+/// logs turn it into metrics (`Marketplace/<name>`), no API call needed.
+pub fn metrics_line(function: &str, metrics: &[Metric<'_>]) -> String {
+    let mut record = serde_json::json!({
+        "_aws": {
+            "Timestamp": time::OffsetDateTime::now_utc().unix_timestamp() * 1000,
+            "CloudWatchMetrics": [{
+                "Namespace": METRICS_NAMESPACE,
+                "Dimensions": [["Function"]],
+                "Metrics": metrics.iter().map(|(name, unit, _)| serde_json::json!({"Name": name, "Unit": unit})).collect::<Vec<_>>(),
+            }],
+        },
+        "Function": function,
+    });
+    for (name, _, value) in metrics {
+        record[*name] = serde_json::json!(value);
+    }
+    record.to_string()
+}
+
+/// Prints `metrics_line(function, metrics)` to standard output.
+pub fn emit_metrics(function: &str, metrics: &[Metric<'_>]) {
+    println!("{}", metrics_line(function, metrics));
+}

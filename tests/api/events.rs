@@ -1,7 +1,8 @@
 //! Every sample event in `events/` runs through its function's handler, the way
 //! the Lambda runtime would deliver it: API Gateway events are answered by a route
 //! (never a 5xx, never an unmatched-route 404); SQS events reach the worker, which
-//! reports exactly the malformed messages as failures.
+//! reports exactly the malformed messages as failures; scheduled events are the
+//! template's schedule inputs and run their function.
 
 use serde_json::Value;
 
@@ -19,6 +20,7 @@ fn function_for(method: &str, path: &str) -> Option<&'static infra::functions::H
 async fn every_sample_event_is_answered_by_its_handler() {
     let mut seen = 0;
     let mut sqs_events = 0;
+    let mut scheduled_events = 0;
     let mut entries: Vec<_> =
         std::fs::read_dir(repo_root().join("events")).unwrap().map(|e| e.unwrap().path()).collect();
     entries.sort();
@@ -27,6 +29,10 @@ async fn every_sample_event_is_answered_by_its_handler() {
         let event: Value = serde_json::from_str(&raw).unwrap();
         if event["Records"][0]["eventSource"] == "aws:dynamodb" {
             check_stream_record(&path, &event);
+            continue;
+        }
+        if event.get("job").is_some() {
+            scheduled_events += check_scheduled_event(&path, event).await;
             continue;
         }
         let Some(route_key) = event["routeKey"].as_str() else {
@@ -74,6 +80,31 @@ async fn every_sample_event_is_answered_by_its_handler() {
         .sum();
     assert!(seen >= routes, "expected an event per route ({routes}), found {seen}");
     assert_eq!(sqs_events, 5, "expected the worker's five SQS events");
+    assert_eq!(scheduled_events, 3, "expected the two schedules' events and a restore event");
+}
+
+/// A scheduled function's event (`<binary>-<name>.json`): a schedule's input
+/// must be exactly what the template's schedule sends, and runs on an empty
+/// store; the restore event names a backup that does not exist here, so it
+/// must fail cleanly, saying so.
+async fn check_scheduled_event(path: &std::path::Path, event: Value) -> usize {
+    let name = path.file_stem().unwrap().to_str().unwrap();
+    let (binary, kind) = name.split_once('-').unwrap_or_else(|| panic!("{name}: not <function>-<what>"));
+    let function = infra::functions::scheduled_function(binary)
+        .unwrap_or_else(|| panic!("{}: no scheduled function {binary}", path.display()));
+    let (state, _dir) = embedded_state().await;
+    let result = (function.handle)(&state, event.clone()).await;
+    if kind == "scheduled" {
+        let template = infra::Template::load(&repo_root().join("template.yaml")).unwrap();
+        let schedule = template.schedules.iter().find(|s| s.binary == binary).expect("a schedule in the template");
+        assert_eq!(schedule.input, event, "{}: differs from the template's schedule input", path.display());
+        let outcome = result.unwrap_or_else(|e| panic!("{} failed: {e}", path.display()));
+        assert!(outcome.is_object(), "{}: {outcome}", path.display());
+    } else {
+        let error = result.expect_err("a restore of a backup that is not there fails");
+        assert!(error.contains("does not exist"), "{}: {error}", path.display());
+    }
+    1
 }
 
 /// A stream record of the outbox, as the relay (an EventBridge Pipe) reads it:

@@ -31,7 +31,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub state: AppState,
     /// Kept alive for the test: dropping it stops the gateway and the pumps.
-    _stack: LocalStack,
+    pub stack: LocalStack,
     /// The embedded data directory (blobs, queues).
     pub dir: TempDir,
     /// Responses that broke the OpenAPI document.
@@ -122,11 +122,13 @@ pub async fn fresh_bucket() -> adapters::S3Blobs {
     adapters::S3Blobs::new(client, bucket)
 }
 
-/// Points `state`'s store at a fresh DynamoDB table (tokens and blobs stay local).
+/// Points `state`'s store at a fresh DynamoDB table and its data bucket at a
+/// fresh S3 bucket (tokens and the assets bucket stay local).
 async fn use_dynamo(state: &mut AppState) {
     let (sdk, table) = fresh_table().await;
     state.store = Arc::new(DynamoStore::new(adapters::dynamo_client(&sdk), table.clone()));
     state.backend = shared::Backend::Aws { table };
+    state.data_bucket = Some(Arc::new(fresh_bucket().await));
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -160,7 +162,7 @@ pub async fn spawn_stack_with(aws: bool, settings: PumpSettings, configure: impl
     let stack = LocalStack::start(state.clone(), dir.path(), &template, listener, settings, Some(observer))
         .await
         .expect("local stack starts");
-    TestApp { addr, client: reqwest::Client::new(), state, _stack: stack, dir, violations, checked }
+    TestApp { addr, client: reqwest::Client::new(), state, stack, dir, violations, checked }
 }
 
 impl TestApp {

@@ -93,6 +93,10 @@ async fn binary(name: &str) -> PathBuf {
                     "orders",
                     "-p",
                     "worker",
+                    "-p",
+                    "archive",
+                    "-p",
+                    "backup",
                 ])
                 .current_dir(repo_root())
                 .status()
@@ -261,6 +265,28 @@ async fn worker_binary_reports_partial_batch_failures_as_a_lambda() {
     );
     let jobs: Vec<Value> = logs.lines().filter_map(|line| serde_json::from_str(line).ok()).collect();
     assert!(jobs.iter().any(|line| line["span"]["message_id"].is_string()), "log lines carry the message id: {logs}");
+}
+
+/// The scheduled functions as Lambda runs them: the schedule's input as the
+/// event, the data bucket on the test endpoint, a result or a clear error.
+#[tokio::test]
+async fn scheduled_binaries_run_their_jobs_as_a_lambda() {
+    let mut env = lambda_env("archive").await;
+    with_assets_bucket(&mut env).await;
+    env.vars.push(("DATA_BUCKET".into(), fresh_bucket().await.bucket().to_owned()));
+    let (outcomes, logs) = invoke("archive", &env, &["archive-scheduled.json"]).await;
+    assert_eq!(outcomes[0].kind, "response", "{logs}");
+    assert_eq!(outcomes[0].body["ordersArchived"], 0, "{logs}");
+    assert_eq!(outcomes[0].body["archiveComplete"], true, "{logs}");
+    assert!(logs.contains("\"OrdersArchived\"") && logs.contains("CloudWatchMetrics"), "an EMF record: {logs}");
+
+    let mut env = lambda_env("backup").await;
+    env.vars.push(("DATA_BUCKET".into(), fresh_bucket().await.bucket().to_owned()));
+    let (outcomes, logs) = invoke("backup", &env, &["backup-scheduled.json", "backup-restore.json"]).await;
+    assert_eq!(outcomes[0].kind, "response", "{logs}");
+    assert_eq!(outcomes[0].body["job"], "backup", "{logs}");
+    assert_eq!(outcomes[1].kind, "error", "restoring a backup that is not there fails: {logs}");
+    assert!(outcomes[1].body.to_string().contains("does not exist"), "{:?}", outcomes[1].body);
 }
 
 #[tokio::test]

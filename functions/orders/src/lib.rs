@@ -66,6 +66,9 @@ struct OrderView {
     /// Bumped by every change; the ETag is this number in double quotes.
     #[schema(minimum = 1)]
     version: i64,
+    /// `true` once the order is archived (finished and past the archive age):
+    /// it still reads by id but is no longer listed and cannot change.
+    archived: bool,
 }
 
 fn view(order: &Order) -> OrderView {
@@ -83,6 +86,7 @@ fn view(order: &Order) -> OrderView {
         created_at: order.created_at.format(&Rfc3339).unwrap_or_default(),
         updated_at: order.updated_at.format(&Rfc3339).unwrap_or_default(),
         version: order.version,
+        archived: order.archived,
     }
 }
 
@@ -218,7 +222,7 @@ struct IdPath {
     security(("bearerAuth" = [])),
     params(IdPath),
     responses(
-        (status = 200, description = "The order; its `ETag` is the version.", body = OrderView),
+        (status = 200, description = "The order; its `ETag` is the version. An archived order (`archived: true`) is read from the archive.", body = OrderView),
         (status = 404, description = "No such order, or not the caller's to see."),
     ))]
 async fn read(

@@ -3,14 +3,21 @@
 //! DynamoDB when `TABLE_NAME` is set, with the password from `ADMIN_PASSWORD` or
 //! standard input (never the command line); `generate-signing-key` prints a new token key pair;
 //! `api-contract` rewrites `openapi.json` and cargo-lambda's watch router in `Cargo.toml`
-//! from the functions' routes.
+//! from the functions' routes; `backup`, `restore` and `list-backups` take, restore
+//! and list portable backups (`shared::backup`) of the configured store, from its
+//! data bucket or from any other bucket or directory, so a backup taken on AWS
+//! restores into the local store and the other way round.
 
 use std::io::{BufRead, IsTerminal, Write};
 
+use std::sync::Arc;
+
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
+use shared::adapters::{self, EmbeddedBlobs, S3Blobs};
 use shared::config::KeyUse;
 use shared::domain::{DisplayName, Email, Password, PasswordHash, Role, User};
+use shared::ports::BlobStore;
 use shared::repo::users::{self, CreateUserError};
 use shared::tokens::TokenKeys;
 use shared::AppState;
@@ -37,6 +44,59 @@ enum Command {
     /// Regenerate `openapi.json` and the `cargo lambda watch` router table of
     /// `Cargo.toml` (in the current directory, the repository root) from the routes.
     ApiContract,
+    /// Back up every item of the configured store (the embedded one locally,
+    /// TABLE_NAME's table otherwise).
+    Backup {
+        #[command(flatten)]
+        location: BackupLocation,
+    },
+    /// Restore a backup into the configured store. Checks the manifest and
+    /// every part's SHA-256 before writing anything; refuses a non-empty store
+    /// unless --force.
+    Restore {
+        /// The backup's id (see list-backups).
+        backup_id: String,
+        #[command(flatten)]
+        location: BackupLocation,
+        /// Write even though the store already holds items (same keys are overwritten).
+        #[arg(long)]
+        force: bool,
+    },
+    /// List the complete backups, oldest first.
+    ListBackups {
+        #[command(flatten)]
+        location: BackupLocation,
+    },
+}
+
+/// Where backups are: the configured data bucket unless one of these is given.
+#[derive(Debug, clap::Args)]
+struct BackupLocation {
+    /// A local data bucket directory (e.g. .data/data).
+    #[arg(long, conflicts_with = "bucket")]
+    dir: Option<std::path::PathBuf>,
+    /// An S3 bucket (AWS credentials and region from the environment).
+    #[arg(long)]
+    bucket: Option<String>,
+}
+
+impl BackupLocation {
+    async fn open(&self, state: &AppState) -> anyhow::Result<Arc<dyn BlobStore>> {
+        Ok(match (&self.dir, &self.bucket) {
+            (Some(dir), _) => Arc::new(
+                EmbeddedBlobs::open(dir, shared::config::DEFAULT_LOCAL_BASE_URL)
+                    .with_context(|| format!("open {}", dir.display()))?,
+            ),
+            (None, Some(bucket)) => {
+                let sdk = adapters::sdk_config().await;
+                Arc::new(S3Blobs::new(adapters::s3_client(&sdk), bucket.clone()))
+            }
+            (None, None) => state
+                .data_bucket
+                .clone()
+                .context("no data bucket configured: set DATA_BUCKET, or pass --dir or --bucket")?,
+        })
+    }
 }
 
 /// The password from `ADMIN_PASSWORD`, or else one line of standard input.
@@ -61,7 +121,93 @@ async fn main() -> anyhow::Result<()> {
         Command::CreateAdmin { email, display_name } => create_admin(&email, &display_name).await,
         Command::GenerateSigningKey => generate_signing_key(),
         Command::ApiContract => write_api_contract(),
+        Command::Backup { location } => back_up(&location).await,
+        Command::Restore { backup_id, location, force } => restore(&backup_id, &location, force).await,
+        Command::ListBackups { location } => list_backups(&location).await,
     }
+}
+
+async fn back_up(location: &BackupLocation) -> anyhow::Result<()> {
+    let state = AppState::from_env(KeyUse::Verify).await.context("configure storage")?;
+    let bucket = location.open(&state).await?;
+    let settings = backup::settings_from_env()?;
+    let manifest = shared::backup::back_up(
+        state.store.as_ref(),
+        bucket.as_ref(),
+        state.clock.as_ref(),
+        &settings,
+        state.backend.name(),
+    )
+    .await
+    .context("back up")?;
+    println!(
+        "Backup {}: {} items in {} parts ({:?}).",
+        manifest.id,
+        manifest.items,
+        manifest.parts.len(),
+        manifest.counts
+    );
+    Ok(())
+}
+
+async fn list_backups(location: &BackupLocation) -> anyhow::Result<()> {
+    let state = AppState::from_env(KeyUse::Verify).await.context("configure storage")?;
+    let bucket = location.open(&state).await?;
+    for id in shared::backup::list(bucket.as_ref()).await.context("list backups")? {
+        println!("{id}");
+    }
+    Ok(())
+}
+
+async fn restore(backup_id: &str, location: &BackupLocation, force: bool) -> anyhow::Result<()> {
+    use shared::backup::Progress;
+    let state = AppState::from_env(KeyUse::Verify).await.context("configure storage")?;
+    let bucket = location.open(&state).await?;
+    // A bar on a terminal; otherwise a log line per tenth.
+    let terminal = std::io::stderr().is_terminal();
+    let bar = indicatif::ProgressBar::hidden();
+    let mut logged_tenths = 0;
+    let mut on_progress = |progress: Progress| match progress {
+        Progress::Verified { done, total } => {
+            if terminal {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                bar.set_length(total as u64);
+                bar.set_message("checking parts");
+                bar.set_position(done as u64);
+            } else {
+                eprintln!("checked part {done} of {total}");
+            }
+        }
+        Progress::Written { done, total } => {
+            if terminal {
+                if bar.message() != "restoring items" {
+                    bar.set_style(
+                        indicatif::ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} ({per_sec}, {eta})")
+                            .expect("a valid template"),
+                    );
+                    bar.set_message("restoring items");
+                    bar.set_length(total);
+                }
+                bar.set_position(done);
+            } else if done * 10 / total.max(1) > logged_tenths || done == total {
+                logged_tenths = done * 10 / total.max(1);
+                eprintln!("restored {done} of {total} items");
+            }
+        }
+    };
+    let manifest = shared::backup::restore(bucket.as_ref(), backup_id, state.store.as_ref(), force, &mut on_progress)
+        .await
+        .context("restore")?;
+    bar.finish_and_clear();
+    println!(
+        "Restored backup {} ({} items, taken on {} at {}) into the {} store.",
+        manifest.id,
+        manifest.items,
+        manifest.source,
+        manifest.created_at,
+        state.backend.name()
+    );
+    Ok(())
 }
 
 fn write_api_contract() -> anyhow::Result<()> {

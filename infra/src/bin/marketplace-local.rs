@@ -1,7 +1,8 @@
 //! `marketplace-local`: the whole API on a laptop. Reads `template.yaml`, serves
 //! every route through the local gateway over the embedded backend in `--data-dir`
-//! (with the local bucket and CDN, and the queue pumps feeding the worker), seeds
-//! demo data on first run (or with `--seed`), and runs until Ctrl-C.
+//! (with the local bucket and CDN, the queue pumps feeding the worker, and the
+//! template's schedules), seeds demo data on first run (or with `--seed`), fires
+//! the schedules named by `--fire` once at start, and runs until Ctrl-C.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -32,6 +33,10 @@ struct Args {
     /// Seed demo users and categories (always done when the data directory is new).
     #[arg(long)]
     seed: bool,
+    /// Fire this schedule once at start (e.g. `archive.daily`, or just `archive`);
+    /// repeatable. Schedules also fire at their template rate from start-up.
+    #[arg(long, value_name = "SCHEDULE")]
+    fire: Vec<String>,
 }
 
 #[tokio::main]
@@ -75,6 +80,9 @@ async fn main() -> anyhow::Result<()> {
             source.queue, source.binary, source.batch_size, source.maximum_concurrency
         );
     }
+    for name in stack.scheduler.names() {
+        println!("Schedule {name}: fire now with POST {url}{}{name}", infra::scheduler::FIRE_PATH);
+    }
     if let Some(cors) = stack.gateway.cors() {
         println!("CORS origins: {}", cors.allow_origins.join(", "));
     }
@@ -83,6 +91,10 @@ async fn main() -> anyhow::Result<()> {
         println!("  {:<9} {:<27} {}", user.role.as_str(), user.email, user.password);
     }
     println!("\nCtrl-C to stop.");
+    for name in &args.fire {
+        let result = stack.scheduler.fire(name).await.with_context(|| format!("fire {name}"))?;
+        println!("Fired {name}: {result}");
+    }
 
     stack.run_until_ctrl_c().await;
     println!("Stopped.");

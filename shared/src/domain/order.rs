@@ -240,6 +240,8 @@ pub struct Order {
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
     pub version: i64,
+    /// Read from the archive (`crate::archive`): finished and out of the table.
+    pub archived: bool,
 }
 
 #[cfg(test)]

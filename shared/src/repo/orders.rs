@@ -94,6 +94,7 @@ pub fn from_item(item: &Item) -> Result<Order, StoreError> {
         created_at: time("createdAt")?,
         updated_at: time("updatedAt")?,
         version: item.int(ATTR_VERSION).ok_or_else(|| bad("version"))?,
+        archived: false,
     })
 }
 

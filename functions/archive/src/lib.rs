@@ -1,0 +1,121 @@
+//! The scheduled archive function: each run moves finished orders older than
+//! the archive age to the data bucket (`shared::archive`), then removes public
+//! photos no listed product has referenced for the grace period
+//! (`shared::photo_cleanup`), both within the run's time budget, and emits the
+//! figures as CloudWatch metrics (embedded metric format).
+//!
+//! Settings: `ARCHIVE_AFTER_DAYS` (default 180), `PHOTO_GRACE_DAYS` (default 7).
+//! The event is the schedule's input, `{"job": "archive"}`.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use shared::archive::{self, ArchiveSettings};
+use shared::config::{positive_setting, ConfigError};
+use shared::photo_cleanup;
+use shared::AppState;
+
+/// What a run needs besides the state.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub archive: ArchiveSettings,
+    pub photo_grace: time::Duration,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let days = |name, default| positive_setting(name, default).map(|d| time::Duration::days(d as i64));
+        Ok(Self {
+            archive: ArchiveSettings { min_age: days("ARCHIVE_AFTER_DAYS", 180)?, ..ArchiveSettings::default() },
+            photo_grace: days("PHOTO_GRACE_DAYS", 7)?,
+        })
+    }
+}
+
+/// The schedule's input.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "job", rename_all = "camelCase", deny_unknown_fields)]
+pub enum Event {
+    Archive,
+}
+
+/// What a run did (the invocation's result, also logged).
+#[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Outcome {
+    pub orders_archived: usize,
+    pub batches: usize,
+    /// Batches a killed earlier run left, completed by this one.
+    pub batches_resumed: usize,
+    /// `false` when the time budget ran out first; the next run goes on.
+    pub archive_complete: bool,
+    /// `None` when the budget ran out before the clean-up.
+    pub photos_removed: Option<usize>,
+    pub photos_marked_unreferenced: Option<usize>,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("not an archive event: {0}")]
+    BadEvent(serde_json::Error),
+    #[error("this function has no {0} (DATA_BUCKET / ASSETS_BUCKET)")]
+    NotConfigured(&'static str),
+    #[error("archive: {0}")]
+    Archive(#[from] archive::ArchiveError),
+    #[error("photo clean-up: {0}")]
+    Cleanup(#[from] photo_cleanup::CleanupError),
+}
+
+/// How long before the deadline a run stops starting work: a minute, or a
+/// tenth of the time left when that is shorter.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(60);
+
+/// Runs one archive job; `deadline` is when the invocation must have returned.
+pub async fn handle(
+    state: &AppState,
+    settings: &Settings,
+    event: serde_json::Value,
+    deadline: Instant,
+) -> Result<Outcome, RunError> {
+    let Event::Archive = serde_json::from_value(event).map_err(RunError::BadEvent)?;
+    let started = Instant::now();
+    let margin = DEADLINE_MARGIN.min(deadline.saturating_duration_since(started) / 10);
+    let budget_end = deadline.checked_sub(margin).unwrap_or(started);
+    let data = state.data_bucket.as_deref().ok_or(RunError::NotConfigured("data bucket"))?;
+    let assets = state.blobs.as_deref().ok_or(RunError::NotConfigured("assets bucket"))?;
+    let store = state.store.as_ref();
+    let report = archive::run(store, data, state.clock.as_ref(), settings.archive, budget_end).await?;
+    let cleanup = if Instant::now() < budget_end {
+        Some(photo_cleanup::run(store, assets, state.clock.as_ref(), settings.photo_grace).await?)
+    } else {
+        None
+    };
+    let outcome = Outcome {
+        orders_archived: report.archived,
+        batches: report.batches,
+        batches_resumed: report.resumed,
+        archive_complete: report.complete,
+        photos_removed: cleanup.as_ref().map(|c| c.removed),
+        photos_marked_unreferenced: cleanup.as_ref().map(|c| c.marked),
+        duration_ms: started.elapsed().as_millis() as u64,
+    };
+    tracing::info!(
+        orders_archived = outcome.orders_archived,
+        batches = outcome.batches,
+        resumed = outcome.batches_resumed,
+        complete = outcome.archive_complete,
+        photos_removed = ?outcome.photos_removed,
+        duration_ms = outcome.duration_ms,
+        "archive run finished"
+    );
+    shared::telemetry::emit_metrics(
+        "archive",
+        &[
+            ("OrdersArchived", "Count", outcome.orders_archived as f64),
+            ("ArchiveDuration", "Milliseconds", outcome.duration_ms as f64),
+            ("PhotosRemoved", "Count", outcome.photos_removed.unwrap_or_default() as f64),
+        ],
+    );
+    Ok(outcome)
+}

@@ -1,0 +1,127 @@
+//! The scheduled backup function: `{"job": "backup"}` exports every item of
+//! the table to the data bucket (`shared::backup`) and prunes backups past the
+//! retention; `{"job": "restore", "backupId": "…", "force": false}` restores a
+//! backup from the data bucket into the function's table (refusing a non-empty
+//! one unless forced). Each run logs and emits its figures as CloudWatch
+//! metrics (embedded metric format).
+//!
+//! Settings: `BACKUP_SEGMENTS` (parallel scan readers, default 4),
+//! `BACKUP_READ_UNITS_PER_SECOND` (default 200), `BACKUP_RETENTION_DAYS`
+//! (default 35).
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use shared::backup::{self, BackupError, BackupSettings, Progress};
+use shared::config::{positive_setting, ConfigError};
+use shared::AppState;
+
+/// Reads the settings from the environment.
+pub fn settings_from_env() -> Result<BackupSettings, ConfigError> {
+    let defaults = BackupSettings::default();
+    Ok(BackupSettings {
+        segments: positive_setting("BACKUP_SEGMENTS", u64::from(defaults.segments))?.min(64) as u32,
+        read_units_per_second: positive_setting("BACKUP_READ_UNITS_PER_SECOND", defaults.read_units_per_second as u64)?
+            as f64,
+        retention: time::Duration::days(positive_setting("BACKUP_RETENTION_DAYS", 35)? as i64),
+        ..defaults
+    })
+}
+
+/// The schedule's input, or a restore request.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "job", rename_all = "camelCase", deny_unknown_fields)]
+pub enum Event {
+    Backup,
+    #[serde(rename_all = "camelCase")]
+    Restore {
+        backup_id: String,
+        #[serde(default)]
+        force: bool,
+    },
+}
+
+/// What a run did (the invocation's result, also logged).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Outcome {
+    pub job: &'static str,
+    pub backup_id: String,
+    pub items: u64,
+    pub parts: usize,
+    /// Read capacity the backup's scan consumed.
+    pub read_units: f64,
+    /// Backups removed by the retention (backup runs only).
+    pub pruned: Vec<String>,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("not a backup or restore event: {0}")]
+    BadEvent(serde_json::Error),
+    #[error("this function has no data bucket (DATA_BUCKET)")]
+    NoDataBucket,
+    #[error(transparent)]
+    Backup(#[from] BackupError),
+    #[error("prune old backups: {0}")]
+    Prune(#[from] shared::ports::BlobError),
+}
+
+/// Runs one backup or restore job.
+pub async fn handle(
+    state: &AppState,
+    settings: &BackupSettings,
+    event: serde_json::Value,
+) -> Result<Outcome, RunError> {
+    let event: Event = serde_json::from_value(event).map_err(RunError::BadEvent)?;
+    let started = Instant::now();
+    let bucket = state.data_bucket.as_deref().ok_or(RunError::NoDataBucket)?;
+    let store = state.store.as_ref();
+    let outcome = match event {
+        Event::Backup => {
+            let manifest = backup::back_up(store, bucket, state.clock.as_ref(), settings, state.backend.name()).await?;
+            let pruned = backup::prune(bucket, state.clock.as_ref(), settings.retention).await?;
+            Outcome {
+                job: "backup",
+                backup_id: manifest.id,
+                items: manifest.items,
+                parts: manifest.parts.len(),
+                read_units: manifest.read_units,
+                pruned,
+                duration_ms: started.elapsed().as_millis() as u64,
+            }
+        }
+        Event::Restore { backup_id, force } => {
+            let mut log_progress = |progress: Progress| {
+                if let Progress::Written { done, total } = progress {
+                    if done == total || done % 10_000 < 25 {
+                        tracing::info!(done, total, "restoring");
+                    }
+                }
+            };
+            let manifest = backup::restore(bucket, &backup_id, store, force, &mut log_progress).await?;
+            Outcome {
+                job: "restore",
+                backup_id,
+                items: manifest.items,
+                parts: manifest.parts.len(),
+                read_units: 0.0,
+                pruned: Vec::new(),
+                duration_ms: started.elapsed().as_millis() as u64,
+            }
+        }
+    };
+    tracing::info!(job = outcome.job, backup_id = %outcome.backup_id, items = outcome.items, parts = outcome.parts,
+        read_units = outcome.read_units, pruned = outcome.pruned.len(), duration_ms = outcome.duration_ms, "backup run finished");
+    let (items, duration) = if outcome.job == "backup" {
+        ("ItemsBackedUp", "BackupDuration")
+    } else {
+        ("ItemsRestored", "RestoreDuration")
+    };
+    shared::telemetry::emit_metrics(
+        "backup",
+        &[(items, "Count", outcome.items as f64), (duration, "Milliseconds", outcome.duration_ms as f64)],
+    );
+    Ok(outcome)
+}
