@@ -475,6 +475,9 @@ pub async fn change_status(
     let store = state.store.as_ref();
     for _ in 0..ATTEMPTS {
         let current = read(state, caller, raw_id).await?;
+        if current.archived {
+            return Err(OrderError::Conflict("the order is archived; it can no longer change".into()));
+        }
         let by = caller.user_id().ok_or_else(|| OrderError::Unauthenticated("the token names no user".into()))?;
         if let Some(wanted) = if_match {
             let tag = etag(&current);
@@ -533,6 +536,9 @@ pub async fn change_status(
 pub async fn mark_paid(state: &AppState, caller: &Claims, raw_id: &str) -> Result<Order> {
     for _ in 0..ATTEMPTS {
         let current = read(state, caller, raw_id).await?;
+        if current.archived {
+            return Err(OrderError::Conflict("the order is archived; it can no longer change".into()));
+        }
         if caller.role != Role::Admin && caller.sub != current.farmer_id.to_string() {
             return Err(OrderError::Forbidden("only the order's farmer records a payment".into()));
         }

@@ -339,6 +339,10 @@ async fn the_archive_survives_being_killed_and_keeps_every_order_once(app: TestA
         assert_eq!((order["archived"].clone(), order["status"].clone()), (json!(true), json!("delivered")));
         crate::helpers::assert_documented("Order", &order);
     }
+    let paid = json!({"status": "paid"});
+    let payment =
+        call(&app, Method::POST, &format!("/orders/{}/payment", eligible[0]), Some(&paid), Some(&farmer)).await;
+    assert!(crate::helpers::assert_problem(payment, 409).await["detail"].as_str().unwrap().contains("archived"));
     let stranger = access_token(&app.register(&crate::helpers::unique_email("stranger"), "customer").await);
     assert_eq!(app.get(&format!("/orders/{}", eligible[0]), Some(&stranger)).await.status(), 404);
     let live: Value = app.get(&format!("/orders/{}", young[0]), Some(&customer)).await.json().await.unwrap();

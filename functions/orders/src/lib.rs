@@ -242,7 +242,7 @@ async fn read(
     responses(
         (status = 200, description = "The order as it is now; `ETag` is its new version. `pending → confirmed → ready` (pickup) `| shipped` (delivery) `→ delivered` by the farmer; `cancelled` from `pending` by either party or from `confirmed` by the farmer with a `reason`. Cancelling puts the stock back.", body = OrderView),
         (status = 404, description = "No such order, or not the caller's to see."),
-        (status = 409, description = "The change is not allowed from the current status (named in `detail`), or the order kept changing."),
+        (status = 409, description = "The change is not allowed from the current status (named in `detail`), the order is archived, or it kept changing."),
         (status = 412, description = "`If-Match` does not name the current version; nothing changed."),
         (status = 422, description = "A field is invalid, or a confirmed order is cancelled without a `reason`."),
     ))]
@@ -283,7 +283,7 @@ fn paid_schema() -> utoipa::openapi::schema::Object {
         (status = 200, description = "The order with `payment.status: paid` (recording it again changes nothing).", body = OrderView),
         (status = 403, description = "Only the order's farmer (or an admin) records a payment."),
         (status = 404, description = "No such order, or not the caller's to see."),
-        (status = 409, description = "The order is cancelled, or kept changing."),
+        (status = 409, description = "The order is cancelled or archived, or kept changing."),
     ))]
 async fn record_payment(
     State(state): State<Arc<AppState>>,
