@@ -12,13 +12,15 @@
 //! mail goes to the mailbox directory `<DATA_DIR>/mail`, and links point at the
 //! local gateway's `/_local/links` pages.
 
-use std::path::{Path, PathBuf};
+#[cfg(feature = "embedded")]
+use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::adapters::{
-    self, DynamoStore, EmbeddedBlobs, EmbeddedJobs, EmbeddedStore, MailDir, S3Blobs, SesMailer, SqsJobs,
-};
+use crate::adapters::{self, DynamoStore};
+#[cfg(feature = "embedded")]
+use crate::adapters::{EmbeddedBlobs, EmbeddedJobs, EmbeddedStore, MailDir};
 use crate::ports::{BlobStore, Clock, JobQueue, Mailer, Store, SystemClock};
 use crate::tokens::{TokenError, TokenKeys};
 
@@ -43,6 +45,10 @@ pub enum ConfigError {
     },
     #[error("token keys: {0}")]
     Keys(#[from] TokenError),
+    #[error("setting {name} needs the {feature} client, which this build leaves out (enable the marketplace-shared feature {feature:?} for this function)")]
+    NotLinked { name: &'static str, feature: &'static str },
+    #[error("no TABLE_NAME, and this build has no embedded backend (Lambda builds leave it out): set TABLE_NAME, or build with the feature \"embedded\"")]
+    NoEmbeddedBackend,
 }
 
 /// Whether this process may sign tokens (only `auth`) or only verify them.
@@ -170,59 +176,50 @@ impl AppState {
         };
         let table = setting("TABLE_NAME");
         if forced_embedded || (table.is_none() && !in_lambda) {
-            let data_dir = PathBuf::from(setting("DATA_DIR").unwrap_or_else(|| ".data".into()));
-            let base_url = setting("LOCAL_BASE_URL").unwrap_or_else(|| DEFAULT_LOCAL_BASE_URL.into());
-            let mut state = Self::embedded_serving(&data_dir, &base_url).await?;
-            state.token_settings = token_settings;
-            return Ok(state);
+            #[cfg(feature = "embedded")]
+            {
+                let data_dir = PathBuf::from(setting("DATA_DIR").unwrap_or_else(|| ".data".into()));
+                let base_url = setting("LOCAL_BASE_URL").unwrap_or_else(|| DEFAULT_LOCAL_BASE_URL.into());
+                let mut state = Self::embedded_serving(&data_dir, &base_url).await?;
+                state.token_settings = token_settings;
+                return Ok(state);
+            }
+            #[cfg(not(feature = "embedded"))]
+            return Err(ConfigError::NoEmbeddedBackend);
         }
         let table = table.ok_or(ConfigError::Missing("TABLE_NAME"))?;
         let sdk = adapters::sdk_config().await;
         let tokens = match key_use {
-            KeyUse::Sign => {
-                let arn = setting("SIGNING_KEY_SECRET_ARN").ok_or(ConfigError::Missing("SIGNING_KEY_SECRET_ARN"))?;
-                let pkcs8 = adapters::fetch_signing_key(&sdk, &arn)
-                    .await
-                    .map_err(|source| ConfigError::Open { what: "signing key secret", source })?;
-                TokenKeys::from_pkcs8(&pkcs8)?
-            }
+            KeyUse::Sign => TokenKeys::from_pkcs8(&signing_key(&sdk).await?)?,
             KeyUse::Verify => {
                 let public = setting("TOKEN_PUBLIC_KEY").ok_or(ConfigError::Missing("TOKEN_PUBLIC_KEY"))?;
                 TokenKeys::from_public_key_b64(&public)?
             }
         };
-        let blobs = setting("ASSETS_BUCKET")
-            .map(|bucket| Arc::new(S3Blobs::new(adapters::s3_client(&sdk), bucket)) as Arc<dyn BlobStore>);
+        let blobs = bucket(&sdk, "ASSETS_BUCKET")?;
         let assets_base_url = match (&blobs, setting("ASSETS_BASE_URL")) {
             (Some(_), None) => return Err(ConfigError::Missing("ASSETS_BASE_URL")),
             (_, url) => url.map(|u| u.trim_end_matches('/').to_owned()),
         };
-        let jobs = setting("JOBS_QUEUE_URL")
-            .map(|url| Arc::new(SqsJobs::new(adapters::sqs_client(&sdk), url)) as Arc<dyn JobQueue>);
-        let data_bucket = setting("DATA_BUCKET")
-            .map(|bucket| Arc::new(S3Blobs::new(adapters::s3_client(&sdk), bucket)) as Arc<dyn BlobStore>);
-        let mailer = setting("MAIL_FROM").map(|from| {
-            let ses = SesMailer::new(adapters::ses_client(&sdk), from, setting("MAIL_CONFIGURATION_SET"));
-            Arc::new(ses) as Arc<dyn Mailer>
-        });
         Ok(Self {
             store: Arc::new(DynamoStore::new(adapters::dynamo_client(&sdk), table.clone())),
             blobs,
-            jobs,
+            jobs: jobs_queue(&sdk)?,
             clock: Arc::new(SystemClock),
             tokens: Arc::new(tokens),
             token_settings,
             backend: Backend::Aws { table },
             assets_base_url,
-            mailer,
+            mailer: mailer(&sdk)?,
             link_base_url: setting("LINK_BASE_URL").map(|url| url.trim_end_matches('/').to_owned()),
             counters: Default::default(),
-            data_bucket,
+            data_bucket: bucket(&sdk, "DATA_BUCKET")?,
         })
     }
 
     /// The embedded backend in `data_dir` behind a local gateway at the default
     /// address (see `embedded_serving`).
+    #[cfg(feature = "embedded")]
     pub async fn embedded(data_dir: &Path) -> Result<Self, ConfigError> {
         Self::embedded_serving(data_dir, DEFAULT_LOCAL_BASE_URL).await
     }
@@ -230,6 +227,7 @@ impl AppState {
     /// The embedded backend in `data_dir`: `marketplace.db` (items and jobs),
     /// `blobs/`, `data/` (the data bucket), and `signing-key.pk8`, each created on first use. Upload tickets
     /// and asset URLs point at the local gateway serving at `base_url`.
+    #[cfg(feature = "embedded")]
     pub async fn embedded_serving(data_dir: &Path, base_url: &str) -> Result<Self, ConfigError> {
         let base_url = base_url.trim_end_matches('/');
         std::fs::create_dir_all(data_dir).map_err(|source| ConfigError::DataDir { path: data_dir.into(), source })?;
@@ -260,8 +258,64 @@ impl AppState {
     }
 }
 
+/// The S3 bucket the setting `name` names, if set.
+fn bucket(sdk: &aws_config::SdkConfig, name: &'static str) -> Result<Option<Arc<dyn BlobStore>>, ConfigError> {
+    let Some(bucket) = setting(name) else { return Ok(None) };
+    #[cfg(feature = "s3")]
+    return Ok(Some(Arc::new(adapters::S3Blobs::new(adapters::s3_client(sdk), bucket))));
+    #[cfg(not(feature = "s3"))]
+    {
+        let _ = (sdk, bucket);
+        Err(ConfigError::NotLinked { name, feature: "s3" })
+    }
+}
+
+/// The jobs queue `JOBS_QUEUE_URL` names, if set.
+fn jobs_queue(sdk: &aws_config::SdkConfig) -> Result<Option<Arc<dyn JobQueue>>, ConfigError> {
+    let Some(url) = setting("JOBS_QUEUE_URL") else { return Ok(None) };
+    #[cfg(feature = "sqs")]
+    return Ok(Some(Arc::new(adapters::SqsJobs::new(adapters::sqs_client(sdk), url))));
+    #[cfg(not(feature = "sqs"))]
+    {
+        let _ = (sdk, url);
+        Err(ConfigError::NotLinked { name: "JOBS_QUEUE_URL", feature: "sqs" })
+    }
+}
+
+/// The SES mailer sending as `MAIL_FROM`, if set.
+fn mailer(sdk: &aws_config::SdkConfig) -> Result<Option<Arc<dyn Mailer>>, ConfigError> {
+    let Some(from) = setting("MAIL_FROM") else { return Ok(None) };
+    #[cfg(feature = "ses")]
+    return Ok(Some(Arc::new(adapters::SesMailer::new(
+        adapters::ses_client(sdk),
+        from,
+        setting("MAIL_CONFIGURATION_SET"),
+    ))));
+    #[cfg(not(feature = "ses"))]
+    {
+        let _ = (sdk, from);
+        Err(ConfigError::NotLinked { name: "MAIL_FROM", feature: "ses" })
+    }
+}
+
+/// The token signing key from the secret `SIGNING_KEY_SECRET_ARN` names (the
+/// one network call a function makes at start-up, `auth` only).
+async fn signing_key(sdk: &aws_config::SdkConfig) -> Result<Vec<u8>, ConfigError> {
+    let arn = setting("SIGNING_KEY_SECRET_ARN").ok_or(ConfigError::Missing("SIGNING_KEY_SECRET_ARN"))?;
+    #[cfg(feature = "secrets")]
+    return adapters::fetch_signing_key(sdk, &arn)
+        .await
+        .map_err(|source| ConfigError::Open { what: "signing key secret", source });
+    #[cfg(not(feature = "secrets"))]
+    {
+        let _ = (sdk, arn);
+        Err(ConfigError::NotLinked { name: "SIGNING_KEY_SECRET_ARN", feature: "secrets" })
+    }
+}
+
 /// Reads the local signing key, generating it on first use (several local
 /// processes may start at once; they end up sharing one key).
+#[cfg(feature = "embedded")]
 fn local_signing_key(data_dir: &Path) -> Result<Vec<u8>, ConfigError> {
     let path = data_dir.join("signing-key.pk8");
     adapters::key_file::read_or_create(&path, |bytes| !bytes.is_empty(), TokenKeys::generate_pkcs8)

@@ -4,15 +4,21 @@
 //! compatible endpoint, such as moto in tests.
 
 mod dynamo;
+#[cfg(feature = "s3")]
 mod s3;
+#[cfg(feature = "ses")]
 mod ses;
+#[cfg(feature = "sqs")]
 mod sqs;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 
 pub use dynamo::DynamoStore;
+#[cfg(feature = "s3")]
 pub use s3::S3Blobs;
+#[cfg(feature = "ses")]
 pub use ses::SesMailer;
+#[cfg(feature = "sqs")]
 pub use sqs::SqsJobs;
 
 /// Loads the shared SDK configuration (region, credentials, endpoint) from the
@@ -28,6 +34,7 @@ pub fn dynamo_client(config: &SdkConfig) -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::new(config)
 }
 
+#[cfg(feature = "s3")]
 /// An S3 client. With a custom endpoint (`AWS_ENDPOINT_URL`, e.g. moto) it uses
 /// path-style addressing, since such endpoints rarely resolve bucket subdomains.
 pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
@@ -35,16 +42,19 @@ pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(s3)
 }
 
+#[cfg(feature = "ses")]
 /// An SES (v2) client.
 pub fn ses_client(config: &SdkConfig) -> aws_sdk_sesv2::Client {
     aws_sdk_sesv2::Client::new(config)
 }
 
+#[cfg(feature = "sqs")]
 /// An SQS client.
 pub fn sqs_client(config: &SdkConfig) -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::new(config)
 }
 
+#[cfg(feature = "secrets")]
 /// Why the signing key could not be fetched from Secrets Manager.
 #[derive(Debug, thiserror::Error)]
 pub enum SigningKeyError {
@@ -69,6 +79,7 @@ pub enum SigningKeyError {
     },
 }
 
+#[cfg(feature = "secrets")]
 /// Fetches the token signing key (`auth` only, once at start-up): the secret's
 /// string is the base64 of the PKCS#8 Ed25519 private key; a binary secret is
 /// taken as the raw PKCS#8 bytes.
