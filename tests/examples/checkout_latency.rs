@@ -5,86 +5,28 @@
 //!
 //! `cargo run --release -p marketplace-tests --example checkout_latency [checkouts]`
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use serde_json::{json, Value};
-use shared::domain::{DisplayName, Email, Password, PasswordHash, Role, User};
+use serde_json::json;
 use shared::AppState;
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3
-}
-
-async fn sign_in(client: &reqwest::Client, base: &str, state: &AppState, role: Role, n: usize) -> String {
-    let email = format!("bench-{n}@example.com");
-    let password = "correct horse battery staple";
-    let user = User {
-        email_verified: true,
-        ..User::new(
-            Email::parse(&email).expect("valid"),
-            DisplayName::parse("Bench").expect("valid"),
-            role,
-            PasswordHash::create(&Password::parse(password.into()).expect("valid")),
-            time::OffsetDateTime::now_utc(),
-        )
-    };
-    shared::repo::users::create(state.store.as_ref(), &user).await.expect("create");
-    let session: Value = client
-        .post(format!("{base}/auth/login"))
-        .json(&json!({"email": email, "password": password}))
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("a session");
-    session["accessToken"].as_str().expect("a token").to_owned()
-}
+#[path = "support/mod.rs"]
+mod support;
 
 #[tokio::main]
 async fn main() {
     let checkouts: usize = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(300);
     let dir = tempfile::tempdir().expect("temp dir");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("address"));
-    let state = AppState::embedded_serving(dir.path(), &base).await.expect("state");
-    let template = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
-    let _stack =
-        infra::local::LocalStack::start(state.clone(), dir.path(), &template, listener, Default::default(), None)
-            .await
-            .expect("local stack");
+    let path = dir.path().to_owned();
+    let (_stack, base, state) = support::local_stack(dir.path(), |base| async move {
+        AppState::embedded_serving(&path, &base).await.expect("state")
+    })
+    .await;
     let client = reqwest::Client::new();
-    let admin = sign_in(&client, &base, &state, Role::Admin, 0).await;
-    let farmers = [
-        sign_in(&client, &base, &state, Role::Farmer, 1).await,
-        sign_in(&client, &base, &state, Role::Farmer, 2).await,
-    ];
-    let customer = sign_in(&client, &base, &state, Role::Customer, 3).await;
-    let category: Value = client
-        .post(format!("{base}/categories"))
-        .bearer_auth(&admin)
-        .json(&json!({"name": "Bench"}))
-        .send()
-        .await
-        .expect("category")
-        .json()
-        .await
-        .expect("a category");
-    let mut products = Vec::new();
-    for (farmer, name) in [(&farmers[0], "Apples"), (&farmers[0], "Pears"), (&farmers[1], "Cheese")] {
-        let body = json!({"name": name, "categoryId": category["id"], "price": 300, "unit": "kg", "stock": 1_000_000});
-        let product: Value = client
-            .post(format!("{base}/products"))
-            .bearer_auth(farmer)
-            .json(&body)
-            .send()
-            .await
-            .expect("product")
-            .json()
-            .await
-            .expect("a product");
-        products.push(product["id"].as_str().expect("an id").to_owned());
-    }
+    let market = support::market(&client, &base, &state, 3).await;
+    // Two products of the first farmer, one of the second.
+    let products = [&market.products[0], &market.products[2], &market.products[1]];
+    let customer = market.customer;
     let cart = json!({ "lines": products.iter().map(|p| json!({"productId": p, "quantity": 1})).collect::<Vec<_>>() });
     let mut times = Vec::with_capacity(checkouts);
     for n in 0..checkouts + 20 {
@@ -108,8 +50,8 @@ async fn main() {
     println!(
         "POST /orders (3 lines, 2 farmers), {} checkouts: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms",
         times.len(),
-        percentile(&times, 0.5),
-        percentile(&times, 0.9),
-        percentile(&times, 0.99)
+        support::percentile_ms(&times, 0.5),
+        support::percentile_ms(&times, 0.9),
+        support::percentile_ms(&times, 0.99)
     );
 }

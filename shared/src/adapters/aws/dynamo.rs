@@ -3,6 +3,7 @@
 //! items as absent, and transactions become `TransactWriteItems`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,6 +18,7 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use rand::Rng;
 
+use super::capacity::{item_size, write_units, CapacityMeter};
 use crate::adapters::rules;
 use crate::ports::{
     Attrs, Condition, Guard, Item, ItemKey, Page, Query, Scan, ScanPage, Store, StoreError, WriteOp, ATTR_TTL,
@@ -40,15 +42,24 @@ const PING_PK: &str = "HEALTH#PING";
 /// out and every condition treats them as absent (`#ttl < :now`). A transaction
 /// of one write uses `PutItem`/`DeleteItem` (half the cost of a transactional
 /// write); a lone `Check` is a consistent `GetItem`.
+///
+/// Every request asks DynamoDB for the capacity it consumed; `capacity` counts
+/// it, with the figure computed from item sizes beside it (`super::capacity`).
 #[derive(Debug, Clone)]
 pub struct DynamoStore {
     client: Client,
     table: String,
+    meter: Arc<CapacityMeter>,
 }
 
 impl DynamoStore {
     pub fn new(client: Client, table: String) -> Self {
-        Self { client, table }
+        Self { client, table, meter: Arc::default() }
+    }
+
+    /// The capacity this store (and every clone of it) consumed so far.
+    pub fn capacity(&self) -> Arc<CapacityMeter> {
+        Arc::clone(&self.meter)
     }
 
     /// The table's name.
@@ -177,9 +188,12 @@ impl DynamoStore {
             .table_name(&self.table)
             .set_key(Some(key_map(key)))
             .consistent_read(true)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
             .map_err(|e| sdk_error(context, e))?;
+        let size = out.item.as_ref().map_or(0, item_size);
+        self.meter.read(out.consumed_capacity.as_slice(), size, true);
         match out.item {
             None => Ok(None),
             Some(map) => {
@@ -190,7 +204,14 @@ impl DynamoStore {
     }
 
     async fn put_one(&self, item: &Item, condition: &Condition, context: &str) -> Result<(), StoreError> {
-        let mut request = self.client.put_item().table_name(&self.table).set_item(Some(to_dynamo(item, context)?));
+        let map = to_dynamo(item, context)?;
+        let units = write_units(item_size(&map));
+        let mut request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(map))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total);
         if let Some(e) = expression(condition, rules::now_epoch()) {
             request = request
                 .condition_expression(e.text)
@@ -199,7 +220,10 @@ impl DynamoStore {
         }
         for attempt in 0.. {
             match request.clone().send().await {
-                Ok(_) => return Ok(()),
+                Ok(out) => {
+                    self.meter.write(out.consumed_capacity.as_slice(), units);
+                    return Ok(());
+                }
                 Err(err) => match err.as_service_error() {
                     Some(PutItemError::ConditionalCheckFailedException(_)) => {
                         return Err(StoreError::ConditionFailed { index: 0 })
@@ -218,7 +242,12 @@ impl DynamoStore {
     }
 
     async fn delete_one(&self, key: &ItemKey, condition: &Condition, context: &str) -> Result<(), StoreError> {
-        let mut request = self.client.delete_item().table_name(&self.table).set_key(Some(key_map(key)));
+        let mut request = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key_map(key)))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total);
         if let Some(e) = expression(condition, rules::now_epoch()) {
             request = request
                 .condition_expression(e.text)
@@ -227,7 +256,10 @@ impl DynamoStore {
         }
         for attempt in 0.. {
             match request.clone().send().await {
-                Ok(_) => return Ok(()),
+                Ok(out) => {
+                    self.meter.write(out.consumed_capacity.as_slice(), 1.0);
+                    return Ok(());
+                }
                 Err(err) => match err.as_service_error() {
                     Some(DeleteItemError::ConditionalCheckFailedException(_)) => {
                         return Err(StoreError::ConditionFailed { index: 0 })
@@ -315,13 +347,23 @@ impl DynamoStore {
         if items.is_empty() {
             return Ok(());
         }
-        let request = self.client.transact_write_items().set_transact_items(Some(items));
+        // Twice the units of each write, as for every transactional write.
+        let units: f64 =
+            items.iter().map(|entry| 2.0 * entry.put().map_or(1.0, |put| write_units(item_size(put.item())))).sum();
+        let request = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total);
         for attempt in 0.. {
             // A token per attempt makes the SDK's own retries of this attempt (after
             // a timeout or a 5xx) idempotent: DynamoDB does not apply it twice.
             let token = ulid::Ulid::new().to_string();
             let err = match request.clone().client_request_token(token).send().await {
-                Ok(_) => return Ok(()),
+                Ok(out) => {
+                    self.meter.write(out.consumed_capacity(), units);
+                    return Ok(());
+                }
                 Err(err) => err,
             };
             if let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) = err.as_service_error() {
@@ -421,9 +463,12 @@ impl Store for DynamoStore {
                 .clone()
                 .limit(wanted)
                 .set_exclusive_start_key(start.take())
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
                 .send()
                 .await
                 .map_err(|e| sdk_error(&context, e))?;
+            let size = out.items().iter().map(item_size).sum();
+            self.meter.read(out.consumed_capacity.as_slice(), size, query.index.is_none());
             for map in out.items.unwrap_or_default() {
                 let item = from_dynamo(map, &context)?;
                 if !rules::is_expired(&item.attrs, now) {
@@ -472,14 +517,16 @@ impl Store for DynamoStore {
                     .set_expression_attribute_names(Some(names.clone()))
                     .set_expression_attribute_values(Some(values.clone()))
                     .return_values(ReturnValue::UpdatedNew)
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
                     .send()
                     .await;
                 match sent {
                     Ok(out) => {
+                        self.meter.write(out.consumed_capacity.as_slice(), 1.0);
                         return match out.attributes.as_ref().and_then(|a| a.get(attr)) {
                             Some(AttributeValue::N(n)) => n.parse().map_err(|e| StoreError::backend(&context, e)),
                             _ => Err(StoreError::backend(&context, "UpdateItem returned no count")),
-                        }
+                        };
                     }
                     Err(err) => match err.as_service_error() {
                         Some(UpdateItemError::ConditionalCheckFailedException(_)) => continue,
@@ -510,6 +557,7 @@ impl Store for DynamoStore {
             .await
             .map_err(|e| sdk_error(&context, e))?;
         let read_units = out.consumed_capacity().and_then(|c| c.capacity_units()).unwrap_or(0.0);
+        self.meter.read(out.consumed_capacity.as_slice(), out.items().iter().map(item_size).sum(), true);
         let last = match out.last_evaluated_key() {
             Some(key) if !key.is_empty() => {
                 let text = |name: &str| key.get(name).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
@@ -535,9 +583,10 @@ impl Store for DynamoStore {
             .get_item()
             .table_name(&self.table)
             .set_key(Some(key_map(&key)))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
-            .map_err(|e| sdk_error(&format!("ping table {}", self.table), e))?;
-        Ok(())
+            .map_err(|e| sdk_error(&format!("ping table {}", self.table), e))
+            .map(|out| self.meter.read(out.consumed_capacity.as_slice(), 0, false))
     }
 }

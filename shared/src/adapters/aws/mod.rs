@@ -3,6 +3,7 @@
 //! `AWS_ENDPOINT_URL` (honoured by `aws-config` itself) points all three at any
 //! compatible endpoint, such as moto in tests.
 
+mod capacity;
 mod dynamo;
 #[cfg(feature = "s3")]
 mod s3;
@@ -13,6 +14,7 @@ mod sqs;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 
+pub use capacity::{CapacityMeter, CapacityUsed};
 pub use dynamo::DynamoStore;
 #[cfg(feature = "s3")]
 pub use s3::S3Blobs;

@@ -10,6 +10,11 @@ use rusqlite::Connection;
 /// How long a write waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Bytes of the database file SQLite may memory-map.
+const MMAP_BYTES: i64 = 256 * 1024 * 1024;
+/// The page cache: negative is KiB in SQLite's convention (64 MB).
+const CACHE_KIB: i64 = -64 * 1024;
+
 /// Opening the database failed.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum OpenError {
@@ -37,6 +42,11 @@ impl Db {
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(OpenError::NotWal(mode));
         }
+        // Reads come from memory-mapped pages and a 64 MB page cache instead of
+        // a read(2) per page (measured: about a third of a page request's time
+        // under load went to pread and its copies).
+        conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
+        conn.pragma_update(None, "cache_size", CACHE_KIB)?;
         conn.execute_batch(schema)?;
         Ok(Self { conn: Arc::new(Mutex::new(conn)) })
     }
