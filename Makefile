@@ -4,12 +4,13 @@
 #   make lint    fmt check, clippy, cfn-lint, sam validate (no tests)
 #   make build   sam build: arm64 Lambda binaries via cargo-lambda, no Docker
 #   make fmt     format the Rust code
+#   make bench   every benchmark in BENCHMARKS.md, one after the other (about half an hour)
 #   make contract  regenerate openapi.json and the cargo-lambda watch router from the functions' routes
 
 SHELL := bash
 VENV_BIN := $(CURDIR)/.venv/bin
 
-.PHONY: test run lint build fmt tools contract
+.PHONY: test run lint build fmt tools contract bench
 
 test:
 	scripts/test.sh
@@ -32,3 +33,12 @@ fmt:
 
 contract:
 	cargo run -q -p infra --bin marketplace-admin -- api-contract
+
+bench: tools
+	cargo run --release -p marketplace-tests --example scheduled_throughput
+	cargo run --release -p marketplace-tests --example checkout_latency
+	cargo run --release -p marketplace-tests --example password_reset_timing
+	cargo run --release -p marketplace-tests --example gateway_load
+	cargo run --release -p marketplace-tests --example request_units
+	python3 scripts/cost_model.py
+	PATH="$(VENV_BIN):$$PATH" cargo run --release -p marketplace-bench --bin lambda-harness -- --arm64
