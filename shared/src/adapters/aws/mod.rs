@@ -27,8 +27,14 @@ pub use sqs::SqsJobs;
 /// environment, the way every AWS SDK does. `aws-config` reads
 /// `AWS_ENDPOINT_URL` (and `endpoint_url` in the profile) into
 /// `SdkConfig::endpoint_url`, so no extra handling is needed here.
+///
+/// The HTTPS client is hyper with rustls on `ring` (the SDK's default brings
+/// `aws-lc`, a second crypto library in every binary); certificates are the
+/// platform's, as with the default.
 pub async fn sdk_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest()).load().await
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    let https = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
+    aws_config::defaults(BehaviorVersion::latest()).http_client(https).load().await
 }
 
 /// A DynamoDB client.
