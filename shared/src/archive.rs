@@ -26,11 +26,10 @@
 //! template gives the function a reserved concurrency of one.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::time::Instant;
 
 use bytes::Bytes;
-use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use serde_json::{json, Map, Value};
@@ -39,6 +38,7 @@ use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
 use crate::domain::{Order, OrderId, OrderStatus};
+use crate::jsonl;
 use crate::ports::{
     BlobError, BlobStore, Clock, Condition, Index, Item, ItemKey, Query, Store, StoreError, WriteOp, ATTR_VERSION,
 };
@@ -178,15 +178,9 @@ fn encode(lines: &[Map<String, Value>]) -> (Vec<u8>, String) {
 /// The lines of an archive object and the SHA-256 (hex) of their text.
 pub fn decode(key: &str, bytes: &[u8]) -> Result<(Vec<Map<String, Value>>, String), ArchiveError> {
     let bad = |reason: String| ArchiveError::Object { key: key.to_owned(), reason };
-    let mut text = Vec::new();
-    GzDecoder::new(bytes).read_to_end(&mut text).map_err(|e| bad(format!("not gzip: {e}")))?;
+    let text = jsonl::gunzip(bytes).map_err(bad)?;
     let checksum = hex::encode(Sha256::digest(&text));
-    let lines = text
-        .split(|b| *b == b'\n')
-        .filter(|line| !line.is_empty())
-        .enumerate()
-        .map(|(n, line)| serde_json::from_slice(line).map_err(|e| bad(format!("line {}: {e}", n + 1))))
-        .collect::<Result<_, _>>()?;
+    let lines = jsonl::parse_lines(&text).map_err(bad)?;
     Ok((lines, checksum))
 }
 

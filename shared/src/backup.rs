@@ -15,12 +15,11 @@
 //! non-empty target unless forced.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use serde::{Deserialize, Serialize};
@@ -30,6 +29,7 @@ use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::OffsetDateTime;
 
+use crate::jsonl;
 use crate::ports::{BlobError, BlobStore, Clock, Condition, Item, ItemKey, Scan, Store, StoreError, WriteOp};
 
 /// Key prefix of backups in the data bucket.
@@ -374,11 +374,10 @@ async fn read_part(bucket: &dyn BlobStore, part: &Part) -> Result<Vec<(String, I
     if checksum != part.sha256 {
         return Err(corrupt(format!("its SHA-256 is {checksum}, the manifest says {}", part.sha256)));
     }
-    let mut text = Vec::new();
-    GzDecoder::new(&blob.bytes[..]).read_to_end(&mut text).map_err(|e| corrupt(format!("not gzip: {e}")))?;
-    let mut items = Vec::new();
-    for (n, raw) in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).enumerate() {
-        let line: Line = serde_json::from_slice(raw).map_err(|e| corrupt(format!("line {}: {e}", n + 1)))?;
+    let text = jsonl::gunzip(&blob.bytes).map_err(corrupt)?;
+    let lines: Vec<Line> = jsonl::parse_lines(&text).map_err(corrupt)?;
+    let mut items = Vec::with_capacity(lines.len());
+    for (n, line) in lines.into_iter().enumerate() {
         if line.schema_version != SCHEMA_VERSION || line.key.pk.is_empty() || line.key.sk.is_empty() {
             return Err(corrupt(format!("line {}: schema version {} or an empty key", n + 1, line.schema_version)));
         }

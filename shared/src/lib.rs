@@ -8,6 +8,8 @@
 //! - `orders`: checkout, the order lifecycle, reading by role, and order events.
 //! - `catalogue`: the catalogue's use cases (categories, products, photo uploads).
 //! - `jobs`: the jobs the functions put on the jobs queue for the worker.
+//! - `archive`, `backup`, `photo_cleanup`: the scheduled jobs; `jsonl`, the gzip
+//!   JSON lines their objects are written in.
 //! - `mail`: outgoing mail templates and their rendering.
 //! - `ports`: async traits the handlers talk to (store, blob store, job queue, mailer, clock).
 //! - `adapters`: the `embedded` (SQLite, directory) and `aws` (DynamoDB, S3, SQS) backends.
@@ -26,6 +28,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod jobs;
+pub mod jsonl;
 pub mod mail;
 pub mod orders;
 pub mod photo_cleanup;

@@ -8,7 +8,6 @@
 use std::time::Instant;
 
 use serde_json::json;
-use shared::AppState;
 
 #[path = "support/mod.rs"]
 mod support;
@@ -17,11 +16,7 @@ mod support;
 async fn main() {
     let checkouts: usize = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(300);
     let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().to_owned();
-    let (_stack, base, state) = support::local_stack(dir.path(), |base| async move {
-        AppState::embedded_serving(&path, &base).await.expect("state")
-    })
-    .await;
+    let (_stack, base, state) = support::embedded_stack(dir.path()).await;
     let client = reqwest::Client::new();
     let market = support::market(&client, &base, &state, 3).await;
     // Two products of the first farmer, one of the second.

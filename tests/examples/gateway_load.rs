@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use shared::AppState;
 
 #[path = "support/mod.rs"]
 mod support;
@@ -181,11 +180,7 @@ async fn run(target: Arc<Target>, connections: usize, duration: Duration, only: 
 async fn main() {
     let seconds: u64 = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(10);
     let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().to_owned();
-    let (_stack, base, state) = support::local_stack(dir.path(), |base| async move {
-        AppState::embedded_serving(&path, &base).await.expect("state")
-    })
-    .await;
+    let (_stack, base, state) = support::embedded_stack(dir.path()).await;
     let client = reqwest::Client::new();
     let market = support::market(&client, &base, &state, 2000).await;
     let hash = shared::domain::PasswordHash::create(

@@ -39,6 +39,12 @@ where
     (stack, base, state)
 }
 
+/// The local stack on the embedded backend in `dir`.
+pub async fn embedded_stack(dir: &Path) -> (infra::local::LocalStack, String, AppState) {
+    let path = dir.to_owned();
+    local_stack(dir, |base| async move { AppState::embedded_serving(&path, &base).await.expect("state") }).await
+}
+
 /// Creates a verified account with `role` (number `n`) and signs it in;
 /// returns the access token and the user id.
 pub async fn sign_in(client: &reqwest::Client, base: &str, state: &AppState, role: Role, n: usize) -> (String, String) {
