@@ -37,9 +37,9 @@ DYNAMODB_CALL_MS = 5.0
 # Measured: function code time per request, warm p50 on the embedded store
 # (lambda-harness, BENCHMARKS.md), about 0.2 ms for every route but the hashes.
 CODE_MS = 0.2
-# Measured: one argon2id hash, 25 ms on a full x86 core (password_hash_bench);
-# at auth's 1024 MB (0.58 vCPU) about 45 ms.
-HASH_MS_AT_1024 = 45.0
+# Measured: one argon2id hash (m=12 MiB, t=3), 12.7 ms median on a full x86
+# core (password_hash_bench, release); at auth's 1024 MB (0.58 vCPU) about 22 ms.
+HASH_MS_AT_1024 = 22.0
 # Assumed: about 300 bytes of log per request (the access log and a line or two).
 LOG_BYTES_PER_REQUEST = 300
 

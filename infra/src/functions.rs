@@ -7,7 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use shared::http::Routes;
+use shared::http::{Router, Routes};
 use shared::AppState;
 use utoipa::openapi::OpenApi;
 
@@ -16,19 +16,21 @@ use utoipa::openapi::OpenApi;
 pub struct HttpFunction {
     /// The cargo binary name, matched against the template.
     pub binary: &'static str,
-    /// Its typed routes, the same ones the Lambda binary serves.
+    /// Its typed routes with their OpenAPI operations.
     pub routes: fn() -> Routes,
+    /// The same routes without their document: what the Lambda binary serves.
+    pub router: fn() -> Router,
 }
 
 /// Every HTTP function. A template function with HttpApi routes and no entry here
 /// stops the local gateway at start-up.
 pub const HTTP_FUNCTIONS: &[HttpFunction] = &[
-    HttpFunction { binary: "health", routes: health::routes },
-    HttpFunction { binary: "auth", routes: auth::routes },
-    HttpFunction { binary: "categories", routes: categories::routes },
-    HttpFunction { binary: "products", routes: products::routes },
-    HttpFunction { binary: "users", routes: users::routes },
-    HttpFunction { binary: "orders", routes: orders::routes },
+    HttpFunction { binary: "health", routes: health::routes, router: health::router },
+    HttpFunction { binary: "auth", routes: auth::routes, router: auth::router },
+    HttpFunction { binary: "categories", routes: categories::routes, router: categories::router },
+    HttpFunction { binary: "products", routes: products::routes, router: products::router },
+    HttpFunction { binary: "users", routes: users::routes, router: users::router },
+    HttpFunction { binary: "orders", routes: orders::routes, router: orders::router },
 ];
 
 /// The HTTP function built as `binary`.

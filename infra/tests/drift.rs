@@ -257,7 +257,8 @@ fn the_committed_openapi_json_is_the_generated_document() {
 
 /// Every documented operation, sent to its function's application with made-up
 /// path values, reaches a handler: the answer is never the router's own 404 ("no
-/// route") or 405.
+/// route") or 405. The Lambda binary's `router()` (no document) and the
+/// documented `routes()` give the same answer to each.
 #[tokio::test]
 async fn every_documented_operation_reaches_a_handler() {
     use tower::ServiceExt;
@@ -266,7 +267,8 @@ async fn every_documented_operation_reaches_a_handler() {
     let mut checked = 0;
     for function in HTTP_FUNCTIONS {
         let doc = serde_json::to_value((function.routes)().into_openapi()).expect("a document serializes");
-        let app = shared::http::app((function.routes)(), state.clone());
+        let documented = shared::http::app((function.routes)(), state.clone());
+        let served_in_lambda = shared::http::app((function.router)(), state.clone());
         for entry in openapi_entries(&doc).expect("readable routes") {
             let path: String = entry
                 .path
@@ -274,19 +276,26 @@ async fn every_documented_operation_reaches_a_handler() {
                 .map(|segment| if segment.starts_with('{') { "01JD7M2K4Q9R3S5T6V8W0X1Y2Z" } else { segment })
                 .collect::<Vec<_>>()
                 .join("/");
-            let request = http::Request::builder()
-                .method(entry.method.as_str())
-                .uri(&path)
-                .body(axum::body::Body::empty())
-                .expect("a request");
-            let response = app.clone().oneshot(request).await.expect("infallible");
-            let status = response.status();
-            let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("a body");
-            let text = String::from_utf8_lossy(&body);
-            assert!(
-                status != 405 && !text.contains("no route for"),
-                "{entry} is documented but its function does not route it: {status} {text}"
-            );
+            let mut answers = Vec::new();
+            for app in [&documented, &served_in_lambda] {
+                let request = http::Request::builder()
+                    .method(entry.method.as_str())
+                    .uri(&path)
+                    .body(axum::body::Body::empty())
+                    .expect("a request");
+                let response = app.clone().oneshot(request).await.expect("infallible");
+                let status = response.status();
+                let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("a body");
+                let text = String::from_utf8_lossy(&body).into_owned();
+                assert!(
+                    status != 405 && !text.contains("no route for"),
+                    "{entry} is documented but {} does not route it: {status} {text}",
+                    function.binary
+                );
+                let problem: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                answers.push((status, problem["title"].clone(), problem["detail"].clone()));
+            }
+            assert_eq!(answers[0], answers[1], "{entry}: routes() and router() answer differently");
             checked += 1;
         }
     }

@@ -13,25 +13,24 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use shared::accounts::{self, NewAccount, Signed};
 use shared::domain::{Email, Password, Role, User, UserId};
-use shared::http::{ApiError, Caller, JsonBody, NoContent, Reply, Routes, SourceAddress};
+use shared::http::{ApiError, Caller, JsonBody, NoContent, Reply, SourceAddress};
 use shared::AppState;
 use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
-use utoipa_axum::{router::OpenApiRouter, routes};
 
-/// The function's routes (the template's `Auth` events name the same).
-pub fn routes() -> Routes {
-    OpenApiRouter::new()
-        .routes(routes!(register))
-        .routes(routes!(login))
-        .routes(routes!(refresh))
-        .routes(routes!(logout))
-        .routes(routes!(me))
-        .routes(routes!(verify_email))
-        .routes(routes!(resend_verification))
-        .routes(routes!(request_password_reset))
-        .routes(routes!(confirm_password_reset))
-        .routes(routes!(change_password))
+// The function's routes, `routes()` and `router()` (the template's `Auth`
+// events name the same).
+shared::function_routes! {
+    [register],
+    [login],
+    [refresh],
+    [logout],
+    [me],
+    [verify_email],
+    [resend_verification],
+    [request_password_reset],
+    [confirm_password_reset],
+    [change_password],
 }
 
 /// Credentials. Any password up to the maximum length is checked, so a short

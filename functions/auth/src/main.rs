@@ -6,5 +6,5 @@ use shared::config::{AppState, KeyUse};
 async fn main() -> Result<(), lambda_http::Error> {
     shared::telemetry::init();
     let state = AppState::from_env(KeyUse::Sign).await?;
-    shared::http::run(auth::routes(), state).await
+    shared::http::run(auth::router(), state).await
 }

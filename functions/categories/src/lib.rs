@@ -11,20 +11,20 @@ use shared::catalogue::{self, CategoryChanges, NewCategory};
 use shared::domain::{Category, CategoryId};
 use shared::http::{
     Admins, ApiError, Authorized, Cursor, IfNoneMatch, JsonBody, NoContent, PageParams, PathParams, Query, Reply,
-    Routes,
 };
 use shared::repo::categories;
 use shared::AppState;
 use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
-use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// Cursor scope of the listing.
 const LIST_SCOPE: &str = "categories";
 
-/// The function's routes (the template's `Categories` events name the same).
-pub fn routes() -> Routes {
-    OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(read, update, delete))
+// The function's routes, `routes()` and `router()` (the template's `Categories`
+// events name the same).
+shared::function_routes! {
+    [list, create],
+    [read, update, delete],
 }
 
 /// A product category.

@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 use axum::extract::State;
 use http::StatusCode;
 use serde::Serialize;
-use shared::http::{Reply, Routes};
+use shared::http::Reply;
 use shared::AppState;
 use utoipa::ToSchema;
-use utoipa_axum::{router::OpenApiRouter, routes};
 
-/// The function's routes (the template's `Health` events name the same).
-pub fn routes() -> Routes {
-    OpenApiRouter::new().routes(routes!(health))
+// The function's routes, `routes()` and `router()` (the template's `Health`
+// events name the same).
+shared::function_routes! {
+    [health],
 }
 
 const STORE_TIMEOUT: Duration = Duration::from_secs(2);

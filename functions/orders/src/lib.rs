@@ -12,23 +12,22 @@ use shared::domain::{
     Address, CheckoutId, FulfilmentMethod, Order, OrderId, OrderLine, OrderStatus, Payment, StatusChange, UserId,
 };
 use shared::http::{
-    date_param, idempotency_key, ApiError, Caller, Cursor, JsonBody, PageParams, PathParams, Query, Reply, Routes,
+    date_param, idempotency_key, ApiError, Caller, Cursor, JsonBody, PageParams, PathParams, Query, Reply,
 };
 use shared::orders::{self, etag, NewOrder, Placed, StatusRequest, LIST_BUDGET};
 use shared::repo::idempotency;
 use shared::AppState;
 use time::format_description::well_known::Rfc3339;
 use utoipa::{IntoParams, ToSchema};
-use utoipa_axum::{router::OpenApiRouter, routes};
 
-/// The function's routes (the template's `Orders` events name the same).
-pub fn routes() -> Routes {
-    OpenApiRouter::new()
-        .routes(routes!(list, checkout))
-        .routes(routes!(read))
-        .routes(routes!(change_status))
-        .routes(routes!(record_payment))
-        .routes(routes!(read_checkout))
+// The function's routes, `routes()` and `router()` (the template's `Orders`
+// events name the same).
+shared::function_routes! {
+    [list, checkout],
+    [read],
+    [change_status],
+    [record_payment],
+    [read_checkout],
 }
 
 /// How an order reaches its customer.

@@ -14,26 +14,25 @@ use shared::domain::{format_date, CategoryId, ImageId, PriceBound, Product, Prod
 use shared::http::idempotency_key;
 use shared::http::{
     ApiError, Authorized, Caller, Cursor, Farmers, IfNoneMatch, JsonBody, NoContent, PageParams, PathParams, Query,
-    Reply, Routes,
+    Reply,
 };
 use shared::repo::idempotency;
 use shared::repo::products::{self, Browse, Sort};
 use shared::AppState;
 use time::format_description::well_known::Rfc3339;
 use utoipa::{IntoParams, ToSchema};
-use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// Index entries one browse request may evaluate when filters apply after the
 /// lookup; past it the page comes back short, with a cursor.
 const BROWSE_BUDGET: usize = 500;
 
-/// The function's routes (the template's `Products` events name the same).
-pub fn routes() -> Routes {
-    OpenApiRouter::new()
-        .routes(routes!(list, create))
-        .routes(routes!(read, update, unlist))
-        .routes(routes!(create_image_upload))
-        .routes(routes!(delete_image))
+// The function's routes, `routes()` and `router()` (the template's `Products`
+// events name the same).
+shared::function_routes! {
+    [list, create],
+    [read, update, unlist],
+    [create_image_upload],
+    [delete_image],
 }
 
 /// A product photo, as the CDN serves it.

@@ -16,14 +16,13 @@ use shared::domain::{
 };
 use shared::http::{
     non_null, Admins, ApiError, Authorized, Caller, Cursor, Farmers, IfNoneMatch, JsonBody, NoContent, PageParams,
-    PathParams, Query, Reply, Routes,
+    PathParams, Query, Reply,
 };
 use shared::repo::farmers::{self, FarmerPage};
 use shared::repo::{notifications, users};
 use shared::AppState;
 use time::format_description::well_known::Rfc3339;
 use utoipa::{IntoParams, ToSchema};
-use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// Index entries one admin list request may evaluate when `role` or `disabled`
 /// filter after the lookup; past it the page comes back short, with a cursor.
@@ -31,19 +30,19 @@ const LIST_BUDGET: usize = 500;
 /// Farmer pages read per public list request to fill a page.
 const FARMERS_PER_QUERY: usize = 100;
 
-/// The function's routes (the template's `Users` events name the same).
-pub fn routes() -> Routes {
-    OpenApiRouter::new()
-        .routes(routes!(me, update_me, erase_me))
-        .routes(routes!(list_farmers))
-        .routes(routes!(read_farmer))
-        .routes(routes!(list_users))
-        .routes(routes!(change_user))
-        .routes(routes!(disable_user))
-        .routes(routes!(enable_user))
-        .routes(routes!(list_notifications))
-        .routes(routes!(read_notification))
-        .routes(routes!(sales))
+// The function's routes, `routes()` and `router()` (the template's `Users`
+// events name the same).
+shared::function_routes! {
+    [me, update_me, erase_me],
+    [list_farmers],
+    [read_farmer],
+    [list_users],
+    [change_user],
+    [disable_user],
+    [enable_user],
+    [list_notifications],
+    [read_notification],
+    [sales],
 }
 
 /// A farm profile as shown.

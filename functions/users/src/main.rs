@@ -6,5 +6,5 @@ use shared::config::{AppState, KeyUse};
 async fn main() -> Result<(), lambda_http::Error> {
     shared::telemetry::init();
     let state = AppState::from_env(KeyUse::Verify).await?;
-    shared::http::run(users::routes(), state).await
+    shared::http::run(users::router(), state).await
 }

@@ -133,6 +133,7 @@ fn ulid_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         .into()
 }
 
+mod argon2_memory;
 mod category;
 mod farm;
 mod order;

@@ -10,7 +10,7 @@ mod openapi;
 mod problem;
 mod response;
 
-pub use app::{app, run, Routes};
+pub use app::{app, run, RouteGroup, Router, Routes};
 pub use cursor::{Cursor, Limit, PageParams};
 pub use extract::{
     date_param, idempotency_key, non_null, nullable, Admins, Allowed, Authorized, Caller, Farmers, JsonBody,

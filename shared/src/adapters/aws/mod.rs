@@ -29,12 +29,40 @@ pub use sqs::SqsJobs;
 /// `SdkConfig::endpoint_url`, so no extra handling is needed here.
 ///
 /// The HTTPS client is hyper with rustls on `ring` (the SDK's default brings
-/// `aws-lc`, a second crypto library in every binary); certificates are the
-/// platform's, as with the default.
+/// `aws-lc`, a second crypto library in every binary). Its trust store is
+/// `trust_store()`.
 pub async fn sdk_config() -> SdkConfig {
-    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
-    let https = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider, TlsContext};
+    let tls =
+        TlsContext::builder().with_trust_store(trust_store()).build().expect("a trust store is a valid TLS context");
+    let https = aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .tls_context(tls)
+        .build_https();
     aws_config::defaults(BehaviorVersion::latest()).http_client(https).load().await
+}
+
+/// The roots every AWS service endpoint chains to: Amazon Trust Services'
+/// Amazon Root CA 1-4 and Starfield Services Root Certificate Authority - G2,
+/// the five ATS recommends for a custom trust store
+/// (<https://www.amazontrust.com/repository/>; the test checks their key hashes).
+const AMAZON_TRUST_SERVICES_ROOTS: &[u8] = include_bytes!("amazon-trust-services-roots.pem");
+
+/// In Lambda, where a function only talks to AWS endpoints, the five Amazon
+/// Trust Services roots; elsewhere (the admin tool, tests, a custom HTTPS
+/// endpoint) the platform's roots, as the SDK's default.
+///
+/// Why not the platform's everywhere: the SDK loads them while the function
+/// initialises (every certificate file under the system's certificate
+/// directories, parsed from PEM), which was 3.3 of health's 6.4 ms init in
+/// the Lambda harness (BENCHMARKS.md). Five compiled-in roots take microseconds.
+fn trust_store() -> aws_smithy_http_client::tls::TrustStore {
+    use aws_smithy_http_client::tls::TrustStore;
+    if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() {
+        TrustStore::empty().with_pem_certificate(AMAZON_TRUST_SERVICES_ROOTS)
+    } else {
+        TrustStore::default()
+    }
 }
 
 /// A DynamoDB client.
@@ -111,5 +139,50 @@ pub async fn fetch_signing_key(
     match secret.secret_binary() {
         Some(blob) => Ok(blob.as_ref().to_vec()),
         None => Err(SigningKeyError::Empty(arn.to_owned()).into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    use sha2::{Digest, Sha256};
+
+    /// SHA-256 of each root's subjectPublicKeyInfo, as Amazon Trust Services
+    /// publishes them (<https://www.amazontrust.com/repository/>).
+    const PUBLISHED_KEY_HASHES: [&str; 5] = [
+        "fbe3018031f9586bcbf41727e417b7d1c45c2f47f93be372a17b96b50757d5a2", // Amazon Root CA 1
+        "7f4296fc5b6a4e3b35d3c369623e364ab1af381d8fa7121533c9d6c633ea2461", // Amazon Root CA 2
+        "36abc32656acfc645c61b71613c4bf21c787f5cabbee48348d58597803d7abc9", // Amazon Root CA 3
+        "f7ecded5c66047d28ed6466b543c40e0743abe81d109254dcf845d4c2c7853c5", // Amazon Root CA 4
+        "2b071c59a0a0ae76b0eadb2bad23bad4580b69c3601b630c2eaf0613afa83f92", // Starfield Services Root G2
+    ];
+
+    /// A DER length prefix (the trust anchor holds the SPKI's contents only).
+    fn der_sequence(contents: &[u8]) -> Vec<u8> {
+        let len = contents.len();
+        let mut out = vec![0x30];
+        match len {
+            0..=0x7f => out.push(len as u8),
+            0x80..=0xff => out.extend([0x81, len as u8]),
+            _ => out.extend([0x82, (len >> 8) as u8, len as u8]),
+        }
+        out.extend_from_slice(contents);
+        out
+    }
+
+    #[test]
+    fn the_compiled_in_roots_are_exactly_the_five_amazon_trust_services_publishes() {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(super::AMAZON_TRUST_SERVICES_ROOTS)
+            .collect::<Result<_, _>>()
+            .expect("the bundle is valid PEM");
+        let hashes: Vec<String> = certs
+            .iter()
+            .map(|cert| {
+                let anchor = webpki::anchor_from_trusted_cert(cert).expect("each is a usable trust anchor");
+                hex::encode(Sha256::digest(der_sequence(&anchor.subject_public_key_info)))
+            })
+            .collect();
+        assert_eq!(hashes, PUBLISHED_KEY_HASHES);
     }
 }
