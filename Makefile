@@ -38,6 +38,7 @@ bench: tools
 	cargo run --release -p marketplace-tests --example scheduled_throughput
 	cargo run --release -p marketplace-tests --example checkout_latency
 	cargo run --release -p marketplace-tests --example password_reset_timing
+	CARGO_PROFILE_RELEASE_OPT_LEVEL=3 cargo run --release -p marketplace-shared --example password_hash_bench -- 40
 	cargo run --release -p marketplace-tests --example gateway_load
 	cargo run --release -p marketplace-tests --example request_units
 	python3 scripts/cost_model.py

@@ -1,7 +1,8 @@
 //! Benchmark of the argon2id password hash (OWASP parameters) that dominates
 //! login and register latency: prints the median and p90 of N hash+verify runs.
-//! Run: `cargo run -p marketplace-shared --example password_hash_bench -- 30`
-//! (argon2 and blake2 are optimised even in the dev profile, see Cargo.toml).
+//! Run as auth is built (opt-level 3, see the release profile in Cargo.toml):
+//! `CARGO_PROFILE_RELEASE_OPT_LEVEL=3 cargo run --release -p marketplace-shared --example password_hash_bench -- 40`.
+//! In the dev profile argon2 and blake2 are optimised too.
 
 use std::time::Instant;
 
