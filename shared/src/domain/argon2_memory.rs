@@ -1,16 +1,16 @@
 //! argon2id with reused working memory: each hash needs `m` KiB (12 to 19 MiB
 //! with OWASP's parameters), and allocating that per hash made glibc keep a
 //! freed chunk of that size in the arena of every blocking thread that ever
-//! hashed (auth's peak RSS reached 168-240 MiB under the Lambda harness). Here the memory is
-//! taken from a small pool and put back, so a process holds one buffer per hash
-//! it runs at once, at most one per CPU; a Lambda sandbox (one request at a
-//! time) holds one.
+//! hashed (auth's peak RSS reached 168-240 MiB under the Lambda harness). Here
+//! the memory is taken from a small pool and put back, so a process holds one
+//! buffer per hash it runs at once, at most one per CPU; a Lambda sandbox (one
+//! request at a time) holds one.
 //!
 //! `ReusingArgon2` implements `PasswordHasher` exactly as `argon2::Argon2`
 //! does (same PHC strings), so `PasswordVerifier` and its constant-time
 //! comparison come from the `password-hash` crate unchanged.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{LazyLock, Mutex, PoisonError};
 
 use argon2::password_hash::{self, Decimal, Ident, Output, ParamsString, PasswordHasher, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -21,6 +21,10 @@ struct MemoryPool {
 }
 
 static WORKING_MEMORY: MemoryPool = MemoryPool { idle: Mutex::new(Vec::new()) };
+
+/// How many idle buffers the pool keeps: one per CPU, asked once (on Linux
+/// the answer reads the cgroup's CPU quota from files).
+static MAX_IDLE: LazyLock<usize> = LazyLock::new(|| std::thread::available_parallelism().map_or(1, usize::from));
 
 impl MemoryPool {
     /// Runs `hash` over `blocks` blocks of working memory from the pool (a new
@@ -34,7 +38,7 @@ impl MemoryPool {
         }
         let result = hash(&mut memory[..blocks]);
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < std::thread::available_parallelism().map_or(1, usize::from) {
+        if idle.len() < *MAX_IDLE {
             idle.push(memory);
         }
         result
