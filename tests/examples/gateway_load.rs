@@ -2,7 +2,8 @@
 //! market of 2 000 products, then for each scenario and concurrency level
 //! `connections` clients send requests back to back for a bounded time (and at
 //! most a bounded number of requests). Scenarios: one product read, one
-//! unfiltered page of 20, and a marketplace's mix (mostly browsing: pages with
+//! unfiltered page of 20, one filtered page of 20 (in stock, by price: nine in
+//! ten products pass), and a marketplace's mix (mostly browsing: pages with
 //! and without filters, product reads, categories; some sign-ins, checkouts
 //! and status changes). Prints throughput, p50, p99 and errors per scenario,
 //! and per kind of request for the mix. The load generator runs in the same
@@ -203,9 +204,10 @@ async fn main() {
     let duration = Duration::from_secs(seconds);
     println!("| scenario | connections | requests | errors | requests/s | p50 ms | p99 ms |");
     println!("|---|---|---|---|---|---|---|");
-    let scenarios: [(&str, Option<Kind>, &[usize]); 3] = [
+    let scenarios: [(&str, Option<Kind>, &[usize]); 4] = [
         ("GET /products/{id}", Some(Kind::ProductRead), &[1, 16, 64]),
         ("GET /products?limit=20", Some(Kind::Page), &[1, 16, 64]),
+        ("GET /products?inStock=true&sort=price_asc&limit=20", Some(Kind::FilteredPage), &[1, 16, 64]),
         ("mix", None, &[1, 16, 64]),
     ];
     let mut mix_at_64 = None;

@@ -85,6 +85,16 @@ impl EmbeddedStore {
         let inner = context.clone();
         self.db.call(move |conn| f(conn, &inner)).await.map_err(|e| StoreError::backend(context, e))?
     }
+
+    /// Runs `f`, a single-statement read, on a read-only connection.
+    async fn read<T: Send + 'static>(
+        &self,
+        context: String,
+        f: impl FnOnce(&Connection, &str) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = context.clone();
+        self.db.read(move |conn| f(conn, &inner)).await.map_err(|e| StoreError::backend(context, e))?
+    }
 }
 
 /// Attributes of the live item at `key`: `None` when absent or expired.
@@ -303,7 +313,7 @@ impl Store for EmbeddedStore {
         rules::check_key(key)?;
         let key = key.clone();
         let context = format!("get item {}/{}", key.pk, key.sk);
-        self.call(context, move |conn, context| {
+        self.read(context, move |conn, context| {
             Ok(current(conn, &key, rules::now_epoch(), context)?.map(|attrs| Item::new(key, attrs)))
         })
         .await
@@ -321,14 +331,14 @@ impl Store for EmbeddedStore {
     async fn query(&self, q: &Query) -> Result<Page, StoreError> {
         rules::check_query(q)?;
         let q = q.clone();
-        self.call(rules::query_context(&q), move |conn, context| query(conn, &q, context)).await
+        self.read(rules::query_context(&q), move |conn, context| query(conn, &q, context)).await
     }
 
     async fn scan(&self, s: &Scan) -> Result<ScanPage, StoreError> {
         rules::check_scan(s)?;
         let s = s.clone();
         let context = format!("scan segment {} of {}", s.segment, s.total_segments);
-        self.call(context, move |conn, context| scan(conn, &s, context)).await
+        self.read(context, move |conn, context| scan(conn, &s, context)).await
     }
 
     async fn increment(&self, key: &ItemKey, attr: &str, expires_at: i64) -> Result<i64, StoreError> {
@@ -339,7 +349,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.call("ping embedded store".into(), |conn, context| {
+        self.read("ping embedded store".into(), |conn, context| {
             conn.query_row("SELECT count(*) FROM items WHERE pk = ''", [], |row| row.get::<_, i64>(0))
                 .map(|_| ())
                 .map_err(|e| StoreError::backend(context, e))
