@@ -262,7 +262,7 @@ impl AppState {
 fn bucket(sdk: &aws_config::SdkConfig, name: &'static str) -> Result<Option<Arc<dyn BlobStore>>, ConfigError> {
     let Some(bucket) = setting(name) else { return Ok(None) };
     #[cfg(feature = "s3")]
-    return Ok(Some(Arc::new(adapters::S3Blobs::new(adapters::s3_client(sdk), bucket))));
+    return Ok(Some(Arc::new(adapters::S3Blobs::new(adapters::LazyClient::new(sdk, adapters::s3_client), bucket))));
     #[cfg(not(feature = "s3"))]
     {
         let _ = (sdk, bucket);
@@ -274,7 +274,7 @@ fn bucket(sdk: &aws_config::SdkConfig, name: &'static str) -> Result<Option<Arc<
 fn jobs_queue(sdk: &aws_config::SdkConfig) -> Result<Option<Arc<dyn JobQueue>>, ConfigError> {
     let Some(url) = setting("JOBS_QUEUE_URL") else { return Ok(None) };
     #[cfg(feature = "sqs")]
-    return Ok(Some(Arc::new(adapters::SqsJobs::new(adapters::sqs_client(sdk), url))));
+    return Ok(Some(Arc::new(adapters::SqsJobs::new(adapters::LazyClient::new(sdk, adapters::sqs_client), url))));
     #[cfg(not(feature = "sqs"))]
     {
         let _ = (sdk, url);
@@ -287,7 +287,7 @@ fn mailer(sdk: &aws_config::SdkConfig) -> Result<Option<Arc<dyn Mailer>>, Config
     let Some(from) = setting("MAIL_FROM") else { return Ok(None) };
     #[cfg(feature = "ses")]
     return Ok(Some(Arc::new(adapters::SesMailer::new(
-        adapters::ses_client(sdk),
+        adapters::LazyClient::new(sdk, adapters::ses_client),
         from,
         setting("MAIL_CONFIGURATION_SET"),
     ))));

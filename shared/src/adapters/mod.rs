@@ -14,7 +14,7 @@ pub mod provision;
 #[cfg_attr(not(all(feature = "embedded", feature = "s3")), allow(dead_code))]
 mod rules;
 
-pub use aws::{dynamo_client, sdk_config, CapacityMeter, CapacityUsed, DynamoStore};
+pub use aws::{dynamo_client, sdk_config, CapacityMeter, CapacityUsed, DynamoStore, LazyClient};
 #[cfg(feature = "secrets")]
 pub use aws::{fetch_signing_key, SigningKeyError};
 #[cfg(feature = "s3")]

@@ -10,6 +10,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
 use bytes::Bytes;
 
+use super::LazyClient;
 use crate::adapters::rules;
 use crate::ports::{Blob, BlobError, BlobStore, PresignedUpload};
 
@@ -19,13 +20,13 @@ const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 /// Objects in the bucket `bucket`.
 #[derive(Debug, Clone)]
 pub struct S3Blobs {
-    client: Client,
+    client: LazyClient<Client>,
     bucket: String,
 }
 
 impl S3Blobs {
-    pub fn new(client: Client, bucket: String) -> Self {
-        Self { client, bucket }
+    pub fn new(client: impl Into<LazyClient<Client>>, bucket: String) -> Self {
+        Self { client: client.into(), bucket }
     }
 
     /// The bucket's name.

@@ -7,19 +7,20 @@ use aws_sdk_sesv2::error::DisplayErrorContext;
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
 use aws_sdk_sesv2::Client;
 
+use super::LazyClient;
 use crate::ports::{MailError, Mailer, OutgoingMail};
 
 /// SES sending as `from`.
 #[derive(Debug, Clone)]
 pub struct SesMailer {
-    client: Client,
+    client: LazyClient<Client>,
     from: String,
     configuration_set: Option<String>,
 }
 
 impl SesMailer {
-    pub fn new(client: Client, from: String, configuration_set: Option<String>) -> Self {
-        Self { client, from, configuration_set }
+    pub fn new(client: impl Into<LazyClient<Client>>, from: String, configuration_set: Option<String>) -> Self {
+        Self { client: client.into(), from, configuration_set }
     }
 }
 

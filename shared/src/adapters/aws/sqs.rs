@@ -8,6 +8,7 @@ use aws_sdk_sqs::error::{DisplayErrorContext, SdkError};
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use aws_sdk_sqs::Client;
 
+use super::LazyClient;
 use crate::ports::{JobError, JobMessage, JobQueue};
 
 /// Longest visibility timeout SQS accepts (12 hours).
@@ -21,13 +22,13 @@ const MAX_VISIBILITY_SECS: u64 = 12 * 3600;
 /// whole seconds, rounded up.
 #[derive(Debug, Clone)]
 pub struct SqsJobs {
-    client: Client,
+    client: LazyClient<Client>,
     queue_url: String,
 }
 
 impl SqsJobs {
-    pub fn new(client: Client, queue_url: String) -> Self {
-        Self { client, queue_url }
+    pub fn new(client: impl Into<LazyClient<Client>>, queue_url: String) -> Self {
+        Self { client: client.into(), queue_url }
     }
 
     /// The queue's URL.
