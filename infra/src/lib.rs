@@ -17,10 +17,10 @@
 //! `marketplace-admin` (create an admin account, locally or against AWS).
 
 /// The allocator of every program built on this crate: the local gateway, the
-/// admin tool and the load tests that stand in for the gateway. Serving pages
-/// at 64 connections, glibc's malloc (its arena locks and chunk consolidation)
-/// took about a tenth of the CPU; with mimalloc the gateway served 13–19 % more
-/// product reads and pages per second (`gateway_load`, BENCHMARKS.md). Lambda
+/// admin tool and the load tests that stand in for the gateway. Under the load
+/// test (`perf` over a whole run), glibc's malloc, free and chunk consolidation
+/// took about 15 % of the CPU; with mimalloc the gateway served 13–19 % more pages and
+/// product reads per second (`gateway_load`, BENCHMARKS.md). Lambda
 /// binaries do not link this crate and keep glibc's allocator: each serves one
 /// request at a time, and a smaller zip and init matter more there.
 #[global_allocator]
