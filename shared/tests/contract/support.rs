@@ -54,10 +54,11 @@ impl std::ops::Deref for StoreFixture {
 }
 
 impl StoreFixture {
-    /// Another, independent handle on the same storage.
+    /// Another, independent handle on the same storage (for the embedded
+    /// store, its own SQLite connections, as another process has).
     pub async fn another_handle(&self) -> Arc<dyn Store> {
         match &self.reopen {
-            Reopen::Embedded(path) => Arc::new(EmbeddedStore::open(path).expect("reopen embedded store")),
+            Reopen::Embedded(path) => Arc::new(EmbeddedStore::open_unshared(path).expect("reopen embedded store")),
             Reopen::Aws(table) => {
                 let sdk = adapters::sdk_config().await;
                 Arc::new(DynamoStore::new(adapters::dynamo_client(&sdk), table.clone()))

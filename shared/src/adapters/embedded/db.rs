@@ -95,6 +95,17 @@ impl Db {
                 }
             }
         };
+        Self::with_schema(file, schema)
+    }
+
+    /// Opens the file with connections of its own, shared with no other handle:
+    /// what another process on the file has. The contract suite's concurrent
+    /// writers use it, so they race through SQLite's locks as processes do.
+    pub(super) fn open_unshared(path: &Path, schema: &str) -> Result<Self, OpenError> {
+        Self::with_schema(Arc::new(OpenFile::open(std::path::absolute(path)?)?), schema)
+    }
+
+    fn with_schema(file: Arc<OpenFile>, schema: &str) -> Result<Self, OpenError> {
         let db = Self { file };
         db.with_conn(|conn| conn.execute_batch(schema))?;
         Ok(db)
@@ -260,5 +271,8 @@ mod tests {
         first.with_conn(|conn| conn.execute("INSERT INTO u VALUES (1)", [])).unwrap();
         let other = Db::open(&dir.path().join("e.db"), "CREATE TABLE t (x INTEGER);").unwrap();
         assert!(!Arc::ptr_eq(&first.file, &other.file));
+        let unshared = Db::open_unshared(&dir.path().join("d.db"), "").unwrap();
+        assert!(!Arc::ptr_eq(&first.file, &unshared.file));
+        assert_eq!(unshared.with_conn(|conn| count(conn)).unwrap(), 1);
     }
 }

@@ -68,10 +68,22 @@ impl std::fmt::Debug for EmbeddedStore {
 }
 
 impl EmbeddedStore {
-    /// Opens (creating if needed) the store in the SQLite file at `path`.
+    /// Opens (creating if needed) the store in the SQLite file at `path`. Every
+    /// store and job queue this process opens on one file shares its
+    /// connections (see `Db`).
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::with_index_columns(path, Db::open(path, SCHEMA))
+    }
+
+    /// Opens the store with connections of its own, as another process on the
+    /// file would: for tests of concurrent writers across processes.
+    pub fn open_unshared(path: &Path) -> Result<Self, StoreError> {
+        Self::with_index_columns(path, Db::open_unshared(path, SCHEMA))
+    }
+
+    fn with_index_columns(path: &Path, opened: Result<Db, super::db::OpenError>) -> Result<Self, StoreError> {
         let context = || format!("open embedded store {}", path.display());
-        let db = Db::open(path, SCHEMA).map_err(|e| StoreError::backend(context(), e))?;
+        let db = opened.map_err(|e| StoreError::backend(context(), e))?;
         db.with_conn(add_index_columns).map_err(|e| StoreError::backend(context(), e))?;
         Ok(Self { db })
     }
@@ -382,6 +394,6 @@ mod tests {
         store.put(Item::new(ItemKey::new("P#2", "P"), attrs), Condition::None).await.unwrap();
         assert_eq!(store.query(&Query::index(Index::Gsi5, "F")).await.unwrap().items.len(), 1);
         // Opening again (as a second local process would) changes nothing.
-        EmbeddedStore::open(&path).unwrap();
+        EmbeddedStore::open_unshared(&path).unwrap();
     }
 }
