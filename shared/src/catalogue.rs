@@ -260,7 +260,7 @@ fn product_write_error(error: ProductWriteError) -> CatalogueError {
         ProductWriteError::Changed => {
             CatalogueError::Stale("the product was changed by someone else; read it again".into())
         }
-        ProductWriteError::CategoryBusy => CatalogueError::Conflict(error.to_string()),
+        ProductWriteError::CountsBusy => CatalogueError::Conflict(error.to_string()),
         ProductWriteError::ExtraConditionFailed { .. } => CatalogueError::Internal("an unexpected extra write failed"),
         ProductWriteError::Store(e) => e.into(),
     }
@@ -356,7 +356,7 @@ async fn sync_product(state: &AppState, id: ProductId, public: Option<bool>) -> 
         next.version = current.version + 1;
         match products::save(store, Some(&current), &next).await {
             Ok(()) => return Ok(()),
-            Err(ProductWriteError::Changed | ProductWriteError::CategoryBusy) => continue,
+            Err(ProductWriteError::Changed | ProductWriteError::CountsBusy) => continue,
             Err(other) => return Err(product_write_error(other)),
         }
     }

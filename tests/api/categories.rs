@@ -185,6 +185,75 @@ async fn pagination_on_aws_returns_each_category_once_in_order() {
     pagination_returns_each_category_once_in_name_order(spawn_app_on_aws().await).await;
 }
 
+/// A burst of listings into one category, then of unlistings: every request
+/// lands (none answers "busy") and the count is exact, on both backends.
+async fn a_burst_of_listings_into_one_category_all_land_and_count_exactly(app: TestApp) {
+    let admin = app.admin_token().await;
+    let created = create(&app, &admin, json!({"name": "Greens"})).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let mut farmers = Vec::new();
+    let mut farmer_ids = Vec::new();
+    for name in ["dee", "eli"] {
+        let session = app.register(&unique_email(name), "farmer").await;
+        farmer_ids.push(session["user"]["id"].as_str().unwrap().to_owned());
+        farmers.push(access_token(&session));
+    }
+    // The first farmer has a public page, whose count the burst also keeps.
+    let farm = json!({"farmName": "Chard Hill", "town": "Ghent", "region": "Flanders"});
+    let profiled = app.client.patch(app.url("/users/me")).bearer_auth(&farmers[0]).json(&json!({"farm": farm}));
+    assert_eq!(profiled.send().await.unwrap().status(), 200);
+    // Three in four from the first farmer: 18 of them racing on one page.
+    let listings = (0..24).map(|i| {
+        let body = json!({"name": format!("Chard no {i}"), "categoryId": id, "price": 300, "unit": "kg", "stock": 4});
+        let token = farmers[usize::from(i % 4 == 3)].clone();
+        let app = &app;
+        async move { (app.post("/products", &body, Some(&token)).await, token) }
+    });
+    let mut products = Vec::new();
+    for (response, token) in futures::future::join_all(listings).await {
+        assert_eq!(response.status(), 201);
+        products.push((response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned(), token));
+    }
+    let path = format!("/categories/{id}");
+    let category: Value = app.get(&path, None).await.json().await.unwrap();
+    assert_eq!(category["productCount"], 24);
+    let farmer_path = format!("/farmers/{}", farmer_ids[0]);
+    let page: Value = app.get(&farmer_path, None).await.json().await.unwrap();
+    assert_eq!(page["listedProducts"], 18);
+    let list: Value = app.get("/farmers?region=Flanders", None).await.json().await.unwrap();
+    assert!(list["items"].as_array().unwrap().iter().any(|f| f["id"] == farmer_ids[0].as_str()), "{list}");
+
+    // Every one of the first farmer's products leaves at once, with one of
+    // the other's: the page's count reaches zero and the page leaves the list.
+    let unlistings = products
+        .iter()
+        .filter(|(_, token)| *token == farmers[0])
+        .chain(products.iter().filter(|(_, token)| *token == farmers[1]).take(1))
+        .map(|(product, token)| {
+            let request = app.client.delete(app.url(&format!("/products/{product}"))).bearer_auth(token);
+            async move { request.send().await.unwrap() }
+        });
+    for response in futures::future::join_all(unlistings).await {
+        assert_eq!(response.status(), 204);
+    }
+    let category: Value = app.get(&path, None).await.json().await.unwrap();
+    assert_eq!(category["productCount"], 5);
+    let page: Value = app.get(&farmer_path, None).await.json().await.unwrap();
+    assert_eq!(page["listedProducts"], 0);
+    let list: Value = app.get("/farmers?region=Flanders", None).await.json().await.unwrap();
+    assert!(list["items"].as_array().unwrap().iter().all(|f| f["id"] != farmer_ids[0].as_str()), "{list}");
+}
+
+#[tokio::test]
+async fn a_burst_of_listings_on_embedded_all_land_and_count_exactly() {
+    a_burst_of_listings_into_one_category_all_land_and_count_exactly(spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn a_burst_of_listings_on_aws_all_land_and_count_exactly() {
+    a_burst_of_listings_into_one_category_all_land_and_count_exactly(spawn_app_on_aws().await).await;
+}
+
 #[tokio::test]
 async fn writes_need_an_admin() {
     let app = spawn_app().await;

@@ -283,7 +283,7 @@ async fn attach(state: &AppState, product_id: ProductId, image: ProductImage) ->
         next.version = current.version + 1;
         match products::save(store, Some(&current), &next).await {
             Ok(()) => return Ok(Outcome::Attached { product_id, image_id: image.id }),
-            Err(ProductWriteError::Changed | ProductWriteError::CategoryBusy) => continue,
+            Err(ProductWriteError::Changed | ProductWriteError::CountsBusy) => continue,
             Err(ProductWriteError::NoSuchCategory) => {
                 return Ok(Outcome::Rejected("the product's category is gone".into()))
             }

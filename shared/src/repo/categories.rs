@@ -96,6 +96,19 @@ fn slug_guard(category: &Category) -> Item {
     Item::new(slug_key(&category.slug), attrs)
 }
 
+/// Adds `delta` to the category's `productCount` and moves its version, as
+/// one atomic adjustment: products entering or leaving one category at once do
+/// not race on a read count, while an edit or delete that read the category
+/// before still finds its version changed and reads it again. The category
+/// must exist (else the transaction's condition fails at this write).
+pub(crate) fn count_write(id: CategoryId, delta: i64) -> WriteOp {
+    WriteOp::Adjust {
+        key: key(id),
+        add: vec![("productCount".into(), delta), (ATTR_VERSION.into(), 1)],
+        guards: Vec::new(),
+    }
+}
+
 pub async fn create(store: &dyn Store, category: &Category) -> Result<(), CategoryWriteError> {
     let writes = vec![
         WriteOp::Put { item: to_item(category), condition: Condition::NotExists },

@@ -14,7 +14,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::domain::{region_key, Coordinates, FarmDescription, FarmName, FarmNote, FarmProfile, Place, UserId};
-use crate::ports::{Condition, Index, Item, ItemKey, Page, Query, Store, StoreError, WriteOp, ATTR_VERSION};
+use crate::ports::{Condition, Guard, Index, Item, ItemKey, Page, Query, Store, StoreError, WriteOp, ATTR_VERSION};
 
 /// The `gsi7` partition of listed farmer pages.
 pub const LIST_PARTITION: &str = "FARMERS";
@@ -134,12 +134,27 @@ pub fn write(old: Option<&FarmerPage>, new: &FarmerPage) -> WriteOp {
     WriteOp::Put { item: to_item(new), condition }
 }
 
-/// The write changing the farmer's `listedProducts` by `delta` (as read now):
-/// none when the count falls on a page that is gone (an erased farmer).
+/// The write changing the farmer's `listedProducts` by `delta`, or none when
+/// the count falls on a page that is gone (an erased farmer).
+///
+/// While the count stays at one or more, the page keeps its place in the
+/// public list, and the write is an atomic adjustment guarded by that (so one
+/// farmer listing many products at once does not race on a read count; the
+/// version moves too, so a profile edit that read the old page reads it
+/// again). A count reaching or leaving zero moves the page into or out of the
+/// list's index: that is a versioned put of the page as read, and a caller
+/// whose guard or version failed reads again.
 pub async fn count_write(store: &dyn Store, farmer: UserId, delta: i64) -> Result<Option<WriteOp>, StoreError> {
     let current = get(store, farmer).await?;
     let now = OffsetDateTime::now_utc();
     let next = match &current {
+        Some(page) if page.listed_products >= 1 && page.listed_products + delta >= 1 => {
+            return Ok(Some(WriteOp::Adjust {
+                key: key(farmer),
+                add: vec![("listedProducts".into(), delta), (ATTR_VERSION.into(), 1)],
+                guards: vec![Guard::AtLeast("listedProducts".into(), 1.max(1 - delta))],
+            }));
+        }
         None if delta < 0 => return Ok(None),
         // Only a farmer who may sell in public has products shown.
         None => FarmerPage { listed_products: delta, version: 1, ..FarmerPage::empty(farmer, true, now) },

@@ -28,8 +28,8 @@ use time::OffsetDateTime;
 
 use super::{categories, farmers};
 use crate::domain::{
-    format_date, parse_harvest_date, Category, CategoryId, ImageId, ListingStatus, Price, Product, ProductDescription,
-    ProductId, ProductImage, ProductName, Stock, Unit, UserId,
+    format_date, parse_harvest_date, CategoryId, ImageId, ListingStatus, Price, Product, ProductDescription, ProductId,
+    ProductImage, ProductName, Stock, Unit, UserId,
 };
 use crate::ports::{Condition, Index, Item, ItemKey, Query, Store, StoreError, WriteOp, ATTR_TTL, ATTR_VERSION};
 
@@ -54,8 +54,12 @@ pub fn parse_upload_object_key(key: &str) -> Option<(ProductId, ImageId)> {
 /// The index partition of every listed product.
 pub const ALL_PARTITION: &str = "PRODUCTS";
 
-/// Attempts of a write that lost a race on a category's product count.
-const CATEGORY_ATTEMPTS: usize = 5;
+/// Attempts of a product write whose counts changed under it: the farmer
+/// page's `listedProducts` is a versioned put (a farmer listing many products
+/// at once races on it), and a category adjusted while it was being deleted.
+/// Retries wait a random few milliseconds (`contention_pause`), so a burst
+/// spreads out instead of colliding again.
+const COUNT_ATTEMPTS: u32 = 8;
 
 /// Errors of product writes. Each variant's doc names its HTTP status.
 #[derive(Debug, thiserror::Error)]
@@ -66,9 +70,10 @@ pub enum ProductWriteError {
     /// 412 with `If-Match`, otherwise retried: the product changed since it was read.
     #[error("the product was changed by someone else")]
     Changed,
-    /// 409: a category's product count kept changing under us.
-    #[error("the category is busy; try again")]
-    CategoryBusy,
+    /// 409: the counts the write keeps (its farmer page's, a category's) kept
+    /// changing under it.
+    #[error("the product's category or farmer page is busy; try again")]
+    CountsBusy,
     /// Replay or 422 (idempotency): one of the caller's extra writes failed its condition.
     #[error("a condition of the request's own writes failed (extra write {extra_index})")]
     ExtraConditionFailed { extra_index: usize },
@@ -224,30 +229,26 @@ async fn write(
     };
     let changes = count_changes(old, new);
     let shown = i64::from(new.is_public()) - i64::from(old.is_some_and(Product::is_public));
-    for _ in 0..CATEGORY_ATTEMPTS {
+    for attempt in 0..COUNT_ATTEMPTS {
+        if attempt > 0 {
+            contention_pause(attempt).await;
+        }
         let mut writes = vec![WriteOp::Put { item: to_item(new), condition: product_condition.clone() }];
         if shown != 0 {
             writes.extend(farmers::count_write(store, new.farmer_id, shown).await?);
         }
         for (category_id, delta) in &changes {
-            let Some(category) = categories::get(store, *category_id).await? else {
+            if categories::get(store, *category_id).await?.is_none() {
                 if *delta > 0 {
                     return Err(ProductWriteError::NoSuchCategory);
                 }
                 continue; // leaving a category that is gone: nothing to count
-            };
-            let next = Category {
-                product_count: (category.product_count + delta).max(0),
-                version: category.version + 1,
-                ..category.clone()
-            };
-            writes.push(WriteOp::Put {
-                item: categories::to_item(&next),
-                condition: Condition::VersionIs(category.version),
-            });
+            }
+            writes.push(categories::count_write(*category_id, *delta));
         }
-        if new.is_listed() && changes.is_empty() {
-            // Staying listed in the same category: it must still exist.
+        // Staying listed in the same category: it must still exist.
+        let category_check = (new.is_listed() && changes.is_empty()).then_some(writes.len());
+        if category_check.is_some() {
             writes.push(WriteOp::Check { key: categories::key(new.category_id), condition: Condition::Exists });
         }
         let extra_from = writes.len();
@@ -258,14 +259,15 @@ async fn write(
             Err(StoreError::ConditionFailed { index }) if index >= extra_from => {
                 return Err(ProductWriteError::ExtraConditionFailed { extra_index: index - extra_from })
             }
-            Err(StoreError::ConditionFailed { .. }) if new.is_listed() && changes.is_empty() => {
+            Err(StoreError::ConditionFailed { index }) if Some(index) == category_check => {
                 return Err(ProductWriteError::NoSuchCategory)
             }
+            // A count changed under its guard, or its item came or went: read again.
             Err(StoreError::ConditionFailed { .. }) => continue,
             Err(e) => return Err(e.into()),
         }
     }
-    Err(ProductWriteError::CategoryBusy)
+    Err(ProductWriteError::CountsBusy)
 }
 
 /// Sort orders of the browse listing.
