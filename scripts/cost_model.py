@@ -53,15 +53,15 @@ ROUTES = {
     "GET /products (page of 20)": (256, 1, 2.0, 0.0, 0),
     "GET /products?inStock=true&sort=price_asc": (256, 2, 3.0, 0.0, 0),
     "GET /products/{id}": (256, 1, 1.0, 0.0, 0),
-    "POST /auth/register": (1024, 4, 0.0, 7.0, 1),
-    "POST /auth/login": (1024, 8, 3.0, 5.0, 1),
+    "POST /auth/register": (1024, 5, 1.0, 7.0, 1),
+    "POST /auth/login": (1024, 12, 6.0, 6.0, 1),
     "GET /auth/me": (1024, 1, 1.0, 0.0, 0),
     "GET /users/me": (256, 1, 1.0, 0.0, 0),
     "PATCH /products/{id}": (256, 2, 1.0, 4.0, 0),
     "GET /orders": (256, 1, 1.0, 0.0, 0),
     "GET /orders/{id}": (256, 1, 1.0, 0.0, 0),
     "POST /orders (3 lines, 2 farmers)": (256, 6, 5.0, 18.0, 0),
-    "POST /orders/{id}/status": (256, 5, 3.0, 8.0, 0),
+    "POST /orders/{id}/status": (256, 2, 1.0, 4.0, 0),
 }
 
 # Measured: what one checkout of 2 orders leaves to the outbox relay and the

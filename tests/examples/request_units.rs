@@ -229,17 +229,34 @@ async fn main() {
     checkout.idempotent_key = true;
     let (used, placed) = measure(&client, &base, &meter, &checkout).await;
     row(checkout.name, used);
+    // Each order confirms once: the smallest reading over the two orders of
+    // that checkout and the first of another.
+    let (status, another) = send(&client, &base, &checkout).await;
+    assert_eq!(status, 201);
+    let orders = placed["orders"]
+        .as_array()
+        .expect("orders")
+        .iter()
+        .chain(another["orders"].as_array().expect("orders").iter().take(1));
+    let mut confirmed: Option<CapacityUsed> = None;
+    for placed_order in orders {
+        let order = placed_order["id"].as_str().expect("an order");
+        let farmer = usize::from(placed_order["farmerId"].as_str() == Some(market.farmer_ids[1].as_str()));
+        let confirm = call(
+            "POST /orders/{id}/status",
+            Method::POST,
+            format!("/orders/{order}/status"),
+            Some(&market.farmers[farmer]),
+            Some(json!({"status": "confirmed"})),
+        );
+        let (used, _) = measure_once(&client, &base, &meter, &confirm).await;
+        if confirmed.is_none_or(|b| used.calls < b.calls) {
+            confirmed = Some(used);
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    row("POST /orders/{id}/status", confirmed.expect("three orders"));
     let order = placed["orders"][0]["id"].as_str().expect("an order").to_owned();
-    let farmer = usize::from(placed["orders"][0]["farmerId"].as_str() == Some(market.farmer_ids[1].as_str()));
-    let confirm = call(
-        "POST /orders/{id}/status",
-        Method::POST,
-        format!("/orders/{order}/status"),
-        Some(&market.farmers[farmer]),
-        Some(json!({"status": "confirmed"})),
-    );
-    let (used, _) = measure_once(&client, &base, &meter, &confirm).await;
-    row(confirm.name, used);
     row(
         "GET /orders/{id}",
         measure(
