@@ -48,6 +48,7 @@ use crate::domain::{DisplayName, Email, FarmProfile, Password, PasswordHash, Rol
 use crate::jobs::{self, Job};
 use crate::mail::Template;
 use crate::ports::{StoreError, WriteOp};
+use crate::repo;
 use crate::repo::farmers::{self, FarmerPage};
 use crate::repo::link_tokens::{self, LinkTokenError, Purpose};
 use crate::repo::outbox;
@@ -58,7 +59,7 @@ use crate::tokens::{Claims, TokenError, AUDIENCE, ISSUER};
 use crate::AppState;
 
 /// Attempts of a read-modify-write of an account that keeps losing version races.
-const UPDATE_ATTEMPTS: usize = 5;
+const UPDATE_ATTEMPTS: usize = 8;
 
 /// Login attempts per email and source address per 15 minutes.
 pub const LOGIN_PER_ACCOUNT_AND_ADDRESS: Limit = Limit::new(5, 15 * 60);
@@ -384,7 +385,8 @@ fn farmer_sync(state: &AppState, farmer_id: UserId) -> WriteOp {
 /// Marks the address of the token's account verified and spends the token.
 pub async fn verify_email(state: &AppState, token: &str) -> Result<User> {
     let store = state.store.as_ref();
-    for _ in 0..UPDATE_ATTEMPTS {
+    for attempt in 0..UPDATE_ATTEMPTS {
+        repo::pause_before_retry(attempt).await;
         let valid = link_tokens::check(store, Purpose::VerifyEmail, token, state.clock.now()).await?;
         let Some(user) = users::get(store, valid.user_id).await? else {
             return Err(LinkTokenError::Invalid.into());
@@ -455,7 +457,8 @@ pub async fn confirm_password_reset(state: &AppState, token: &str, password: Pas
     // Check before hashing, so a bad token costs no hash.
     link_tokens::check(store, Purpose::ResetPassword, token, state.clock.now()).await?;
     let password_hash = hash(password).await?;
-    for _ in 0..UPDATE_ATTEMPTS {
+    for attempt in 0..UPDATE_ATTEMPTS {
+        repo::pause_before_retry(attempt).await;
         let valid = link_tokens::check(store, Purpose::ResetPassword, token, state.clock.now()).await?;
         let Some(user) = users::get(store, valid.user_id).await? else {
             return Err(LinkTokenError::Invalid.into());
@@ -505,7 +508,8 @@ pub async fn change_password(state: &AppState, caller: &Claims, current: String,
     let password_hash = hash(new).await?;
     let store = state.store.as_ref();
     let mut user = user;
-    for _ in 0..UPDATE_ATTEMPTS {
+    for attempt in 0..UPDATE_ATTEMPTS {
+        repo::pause_before_retry(attempt).await;
         let next = User {
             password_hash: password_hash.clone(),
             session_epoch: user.session_epoch + 1,
@@ -558,7 +562,8 @@ pub struct ProfileChanges {
 /// in one transaction.
 pub async fn update_profile(state: &AppState, caller: &Claims, changes: ProfileChanges) -> Result<Profile> {
     let store = state.store.as_ref();
-    for _ in 0..UPDATE_ATTEMPTS {
+    for attempt in 0..UPDATE_ATTEMPTS {
+        repo::pause_before_retry(attempt).await;
         let Profile { user, page } = profile(state, caller).await?;
         if changes.farm.is_some() && user.role != Role::Farmer {
             return Err(AccountError::Invalid { field: "farm", message: "only farmers have a farm profile".into() });
@@ -612,7 +617,8 @@ pub async fn account(state: &AppState, raw_id: &str) -> Result<User> {
 /// the account was or becomes a farmer's, a farmer sync goes into the outbox
 /// in the same transaction (so repeating an action repairs a farmer's products).
 async fn administer(state: &AppState, raw_id: &str, change: impl Fn(&User) -> User) -> Result<User> {
-    for _ in 0..UPDATE_ATTEMPTS {
+    for attempt in 0..UPDATE_ATTEMPTS {
+        repo::pause_before_retry(attempt).await;
         let user = account(state, raw_id).await?;
         if user.role == Role::Admin {
             return Err(AccountError::Conflict(
@@ -666,7 +672,8 @@ pub async fn erase(state: &AppState, caller: &Claims, password: String) -> Resul
     let store = state.store.as_ref();
     let mut user = caller_user(state, caller).await?;
     check_password(state, &user, password, "password").await?;
-    for _ in 0..UPDATE_ATTEMPTS {
+    for attempt in 0..UPDATE_ATTEMPTS {
+        repo::pause_before_retry(attempt).await;
         let mut writes = users::erase(&user, state.clock.now());
         if user.role == Role::Farmer {
             writes.push(farmers::delete(user.id));

@@ -18,6 +18,7 @@ use crate::domain::{
 };
 use crate::http::{non_null, nullable};
 use crate::ports::{BlobError, Condition, Index, PresignedUpload, Query, StoreError, WriteOp};
+use crate::repo;
 use crate::repo::categories::{self, CategoryWriteError};
 use crate::repo::farmers::{self, FarmerPage};
 use crate::repo::idempotency::{self, IdempotencyKey};
@@ -27,8 +28,9 @@ use crate::repo::users;
 use crate::tokens::Claims;
 use crate::AppState;
 
-/// Attempts of a read-modify-write that lost a version race.
-const UPDATE_ATTEMPTS: usize = 5;
+/// Attempts of a read-modify-write that lost a version race (each after
+/// `repo::pause_before_retry`): six edits of one product at once all land.
+const UPDATE_ATTEMPTS: usize = 8;
 /// How long an upload URL stays valid.
 const UPLOAD_URL_TTL: Duration = Duration::from_secs(15 * 60);
 /// How long the ticket record outlives the URL: as long as incoming objects live.
@@ -147,7 +149,8 @@ pub async fn create_category(state: &AppState, new: NewCategory) -> Result<Categ
 }
 
 pub async fn update_category(state: &AppState, raw_id: &str, changes: CategoryChanges) -> Result<Category> {
-    for _ in 0..UPDATE_ATTEMPTS {
+    for attempt in 0..UPDATE_ATTEMPTS {
+        repo::pause_before_retry(attempt).await;
         let current = category(state, raw_id).await?;
         let mut next = current.clone();
         if let Some(name) = &changes.name {
@@ -172,7 +175,8 @@ pub async fn update_category(state: &AppState, raw_id: &str, changes: CategoryCh
 
 /// Deletes a category that lists no products (409 while it does).
 pub async fn delete_category(state: &AppState, raw_id: &str) -> Result<()> {
-    for _ in 0..UPDATE_ATTEMPTS {
+    for attempt in 0..UPDATE_ATTEMPTS {
+        repo::pause_before_retry(attempt).await;
         let category = category(state, raw_id).await?;
         match categories::delete(state.store.as_ref(), &category).await {
             Ok(()) => {
@@ -342,7 +346,8 @@ pub async fn sync_farmer(state: &AppState, farmer_id: UserId) -> Result<usize> {
 /// Shows (`Some(true)`), hides (`Some(false)`) or unlists (`None`) one product.
 async fn sync_product(state: &AppState, id: ProductId, public: Option<bool>) -> Result<()> {
     let store = state.store.as_ref();
-    for _ in 0..UPDATE_ATTEMPTS {
+    for attempt in 0..UPDATE_ATTEMPTS {
+        repo::pause_before_retry(attempt).await;
         let Some(current) = products::get(store, id).await?.filter(Product::is_listed) else {
             return Ok(());
         };
@@ -366,7 +371,8 @@ async fn sync_product(state: &AppState, id: ProductId, public: Option<bool>) -> 
 /// Records on the farmer's page whether they may sell in public.
 async fn set_page_public(state: &AppState, farmer_id: UserId, public: bool) -> Result<()> {
     let store = state.store.as_ref();
-    for _ in 0..UPDATE_ATTEMPTS {
+    for attempt in 0..UPDATE_ATTEMPTS {
+        repo::pause_before_retry(attempt).await;
         let current = farmers::get(store, farmer_id).await?;
         if current.as_ref().is_some_and(|page| page.public == public) {
             return Ok(());
@@ -441,7 +447,8 @@ pub async fn create_product(
         })
         .collect::<Vec<_>>();
     let mut created = false;
-    for _ in 0..UPDATE_ATTEMPTS {
+    for attempt in 0..UPDATE_ATTEMPTS {
+        repo::pause_before_retry(attempt).await;
         // The account decides whether the product shows in public; the write
         // checks it is still the version read, so a farmer disabled or
         // verified meanwhile is never missed by the sync that follows.
@@ -505,7 +512,8 @@ pub async fn update_product(
         None => None,
         Some(raw) => Some(harvest_date(raw.as_deref(), state.clock.now().date())?),
     };
-    for _ in 0..UPDATE_ATTEMPTS {
+    for attempt in 0..UPDATE_ATTEMPTS {
+        repo::pause_before_retry(attempt).await;
         let current = listed_product(state, raw_id).await?;
         require_owner(caller, &current, true)?;
         if let Some(wanted) = if_match {
@@ -545,7 +553,8 @@ pub async fn update_product(
 pub async fn unlist_product(state: &AppState, caller: &Claims, raw_id: &str) -> Result<()> {
     let not_found = || CatalogueError::NotFound(format!("no product with id {raw_id:?}"));
     let id = ProductId::parse(raw_id).ok_or_else(not_found)?;
-    for _ in 0..UPDATE_ATTEMPTS {
+    for attempt in 0..UPDATE_ATTEMPTS {
+        repo::pause_before_retry(attempt).await;
         let current = products::get(state.store.as_ref(), id).await?.ok_or_else(not_found)?;
         require_owner(caller, &current, true)?;
         if !current.is_listed() {
@@ -626,9 +635,7 @@ pub async fn issue_image_upload(
     let image_id = ImageId::new();
     let mut reserved = None;
     for attempt in 0..RESERVATION_ATTEMPTS {
-        if attempt > 0 {
-            products::contention_pause(attempt).await;
-        }
+        repo::pause_before_retry(attempt).await;
         let product = listed_product(state, raw_id).await?;
         require_owner(caller, &product, false)?;
         let held = products::reservations(store, product.id, now.unix_timestamp()).await?;
@@ -670,7 +677,8 @@ pub async fn issue_image_upload(
 pub async fn remove_image(state: &AppState, caller: &Claims, raw_id: &str, raw_image_id: &str) -> Result<()> {
     let not_found = || CatalogueError::NotFound(format!("no image {raw_image_id:?} on this product"));
     let image_id = ImageId::parse(raw_image_id).ok_or_else(not_found)?;
-    for _ in 0..UPDATE_ATTEMPTS {
+    for attempt in 0..UPDATE_ATTEMPTS {
+        repo::pause_before_retry(attempt).await;
         let current = listed_product(state, raw_id).await?;
         require_owner(caller, &current, false)?;
         if !products::has_image(&current, image_id) {

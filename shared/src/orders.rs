@@ -33,7 +33,7 @@ use crate::mail::Template;
 use crate::ports::{Guard, Item, StoreError, WriteOp};
 use crate::repo::idempotency::{self, IdempotencyKey};
 use crate::repo::orders::{self, Checkout, Listing};
-use crate::repo::{farmers, notifications, outbox, products, sales, users};
+use crate::repo::{self, farmers, notifications, outbox, products, sales, users};
 use crate::tokens::Claims;
 use crate::AppState;
 
@@ -301,7 +301,8 @@ pub async fn checkout(
         return replay(state, fingerprint, &record).await;
     }
     check_cart(&new)?;
-    for _ in 0..ATTEMPTS {
+    for attempt in 0..ATTEMPTS {
+        repo::pause_before_retry(attempt).await;
         let found = products_on_sale(state, &new).await?;
         let mut farmer_ids: Vec<UserId> = Vec::new();
         for product in &found {
@@ -473,7 +474,8 @@ pub async fn change_status(
         return Err(invalid("reason", "must be at most 500 characters"));
     }
     let store = state.store.as_ref();
-    for _ in 0..ATTEMPTS {
+    for attempt in 0..ATTEMPTS {
+        repo::pause_before_retry(attempt).await;
         let current = read(state, caller, raw_id).await?;
         if current.archived {
             return Err(OrderError::Conflict("the order is archived; it can no longer change".into()));
@@ -534,7 +536,8 @@ pub async fn change_status(
 
 /// Marks an order paid (its farmer or an admin).
 pub async fn mark_paid(state: &AppState, caller: &Claims, raw_id: &str) -> Result<Order> {
-    for _ in 0..ATTEMPTS {
+    for attempt in 0..ATTEMPTS {
+        repo::pause_before_retry(attempt).await;
         let current = read(state, caller, raw_id).await?;
         if current.archived {
             return Err(OrderError::Conflict("the order is archived; it can no longer change".into()));

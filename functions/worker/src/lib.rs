@@ -267,7 +267,8 @@ async fn discard(state: &AppState, ticket: &UploadTicket) -> Result<(), JobFailu
 /// notification), the product is gone or unlisted, or it is full.
 async fn attach(state: &AppState, product_id: ProductId, image: ProductImage) -> Result<Outcome, JobFailure> {
     let store = state.store.as_ref();
-    for _ in 0..ATTACH_ATTEMPTS {
+    for attempt in 0..ATTACH_ATTEMPTS {
+        shared::repo::pause_before_retry(attempt).await;
         let Some(current) = products::get(store, product_id).await?.filter(|p| p.is_listed()) else {
             return Ok(Outcome::Rejected("the product is gone or unlisted".into()));
         };

@@ -57,9 +57,9 @@ pub const ALL_PARTITION: &str = "PRODUCTS";
 /// Attempts of a product write whose counts changed under it: the farmer
 /// page's `listedProducts` is a versioned put (a farmer listing many products
 /// at once races on it), and a category adjusted while it was being deleted.
-/// Retries wait a random few milliseconds (`contention_pause`), so a burst
+/// Retries wait a random few milliseconds (`repo::pause_before_retry`), so a burst
 /// spreads out instead of colliding again.
-const COUNT_ATTEMPTS: u32 = 8;
+const COUNT_ATTEMPTS: usize = 8;
 
 /// Errors of product writes. Each variant's doc names its HTTP status.
 #[derive(Debug, thiserror::Error)]
@@ -230,9 +230,7 @@ async fn write(
     let changes = count_changes(old, new);
     let shown = i64::from(new.is_public()) - i64::from(old.is_some_and(Product::is_public));
     for attempt in 0..COUNT_ATTEMPTS {
-        if attempt > 0 {
-            contention_pause(attempt).await;
-        }
+        super::pause_before_retry(attempt).await;
         let mut writes = vec![WriteOp::Put { item: to_item(new), condition: product_condition.clone() }];
         if shown != 0 {
             writes.extend(farmers::count_write(store, new.farmer_id, shown).await?);
@@ -526,9 +524,7 @@ pub async fn reserve_ticket(
 /// is already free, or the ticket already gone).
 pub async fn delete_ticket(store: &dyn Store, ticket: &UploadTicket) -> Result<(), StoreError> {
     for attempt in 0..RESERVATION_ATTEMPTS {
-        if attempt > 0 {
-            contention_pause(attempt).await;
-        }
+        super::pause_before_retry(attempt).await;
         let reservations = reservations(store, ticket.product_id, 0).await?;
         let open: Vec<(ImageId, i64)> =
             reservations.open.iter().copied().filter(|(id, _)| *id != ticket.image_id).collect();
@@ -554,17 +550,7 @@ pub async fn delete_ticket(store: &dyn Store, ticket: &UploadTicket) -> Result<(
 /// whole selection of photos at once gets every ticket the free slots allow
 /// instead of a spurious "busy" (three attempts refused about half of a burst
 /// of eight).
-pub const RESERVATION_ATTEMPTS: u32 = 32;
-
-/// Waits before retry `attempt` (1-based) of a write that lost a race: a random
-/// few milliseconds (full jitter, at most 64), so the writers of a burst spread
-/// out instead of colliding again.
-pub async fn contention_pause(attempt: u32) {
-    use rand::Rng;
-    let cap_ms = 4u64 << attempt.min(4);
-    let ms = rand::thread_rng().gen_range(1..=cap_ms);
-    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-}
+pub const RESERVATION_ATTEMPTS: usize = 32;
 
 /// Whether `image_id` is attached to the product.
 pub fn has_image(product: &Product, image_id: ImageId) -> bool {
