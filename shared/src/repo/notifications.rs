@@ -93,7 +93,8 @@ pub async fn add(
     notification: &Notification,
     extra: Vec<WriteOp>,
 ) -> Result<bool, StoreError> {
-    for _ in 0..ATTEMPTS {
+    for attempt in 0..ATTEMPTS {
+        super::pause_before_retry(attempt).await;
         let mut writes = vec![
             WriteOp::Put { item: to_item(user, notification), condition: Condition::NotExists },
             count_write(store, user, 1).await?,
@@ -126,7 +127,8 @@ pub async fn unread(store: &dyn Store, user: UserId) -> Result<i64, StoreError> 
 /// Marks notification `id` of `user` read; `None` when there is no such
 /// notification. Marking a read one again changes nothing.
 pub async fn mark_read(store: &dyn Store, user: UserId, id: &str) -> Result<Option<()>, StoreError> {
-    for _ in 0..ATTEMPTS {
+    for attempt in 0..ATTEMPTS {
+        super::pause_before_retry(attempt).await;
         let Some(item) = store.get(&key(user, id)).await? else {
             return Ok(None);
         };

@@ -100,7 +100,8 @@ pub async fn apply(
         unreachable!("an object")
     };
     let marker = Item::new(ItemKey::new(format!("APPLIED#{event_id}"), "sales"), marker);
-    for _ in 0..ATTEMPTS {
+    for attempt in 0..ATTEMPTS {
+        super::pause_before_retry(attempt).await;
         let current = store.get(&day_key(farmer, date)).await?.as_ref().map(from_item).transpose()?;
         let mut next = current.clone().unwrap_or_else(|| Day { date: date.to_owned(), ..Day::default() });
         next.orders += sign;

@@ -171,7 +171,8 @@ async fn load(store: &dyn Store, token: &str) -> Result<(Stored, String), Sessio
 /// as it is (already in the wanted state). A missing session is left alone.
 async fn update(store: &dyn Store, id: &str, change: impl Fn(&mut Stored) -> bool) -> Result<(), SessionError> {
     const ATTEMPTS: usize = 20;
-    for _ in 0..ATTEMPTS {
+    for attempt in 0..ATTEMPTS {
+        super::pause_before_retry(attempt).await;
         let Some(found) = store.get(&key(id)).await? else {
             return Ok(());
         };
