@@ -5,9 +5,7 @@ use std::collections::HashSet;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{
-    access_token, assert_documented, assert_problem, spawn_app, spawn_app_on_aws, unique_email, TestApp,
-};
+use crate::helpers::{access_token, assert_documented, assert_problem, spawn_app, unique_email, TestApp};
 
 async fn create(app: &TestApp, token: &str, body: Value) -> Value {
     let response = app.post("/categories", &body, Some(token)).await;
@@ -175,16 +173,6 @@ async fn pagination_returns_each_category_once_in_name_order(app: TestApp) {
     }
 }
 
-#[tokio::test]
-async fn pagination_on_embedded_returns_each_category_once_in_order() {
-    pagination_returns_each_category_once_in_name_order(spawn_app().await).await;
-}
-
-#[tokio::test]
-async fn pagination_on_aws_returns_each_category_once_in_order() {
-    pagination_returns_each_category_once_in_name_order(spawn_app_on_aws().await).await;
-}
-
 /// A burst of listings into one category, then of unlistings: every request
 /// lands (none answers "busy") and the count is exact, on both backends.
 async fn a_burst_of_listings_into_one_category_all_land_and_count_exactly(app: TestApp) {
@@ -245,16 +233,6 @@ async fn a_burst_of_listings_into_one_category_all_land_and_count_exactly(app: T
 }
 
 #[tokio::test]
-async fn a_burst_of_listings_on_embedded_all_land_and_count_exactly() {
-    a_burst_of_listings_into_one_category_all_land_and_count_exactly(spawn_app().await).await;
-}
-
-#[tokio::test]
-async fn a_burst_of_listings_on_aws_all_land_and_count_exactly() {
-    a_burst_of_listings_into_one_category_all_land_and_count_exactly(spawn_app_on_aws().await).await;
-}
-
-#[tokio::test]
 async fn writes_need_an_admin() {
     let app = spawn_app().await;
     let admin = app.admin_token().await;
@@ -269,3 +247,8 @@ async fn writes_need_an_admin() {
     let anonymous = app.client.delete(app.url(&path)).send().await.unwrap();
     assert_problem(anonymous, 401).await;
 }
+
+crate::helpers::on_both_backends!(
+    pagination_returns_each_category_once_in_name_order,
+    a_burst_of_listings_into_one_category_all_land_and_count_exactly,
+);

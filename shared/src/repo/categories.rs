@@ -50,7 +50,7 @@ pub fn list_query() -> Query {
     Query::index(Index::Gsi1, LIST_PARTITION)
 }
 
-pub(crate) fn to_item(category: &Category) -> Item {
+fn to_item(category: &Category) -> Item {
     let Value::Object(attrs) = json!({
         "entity": "category",
         "id": category.id.to_string(),

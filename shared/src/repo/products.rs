@@ -227,7 +227,7 @@ async fn write(
         None => Condition::NotExists,
         Some(old) => Condition::VersionIs(old.version),
     };
-    let changes = count_changes(old, new);
+    let mut changes = count_changes(old, new);
     let shown = i64::from(new.is_public()) - i64::from(old.is_some_and(Product::is_public));
     for attempt in 0..COUNT_ATTEMPTS {
         super::pause_before_retry(attempt).await;
@@ -235,15 +235,10 @@ async fn write(
         if shown != 0 {
             writes.extend(farmers::count_write(store, new.farmer_id, shown).await?);
         }
-        for (category_id, delta) in &changes {
-            if categories::get(store, *category_id).await?.is_none() {
-                if *delta > 0 {
-                    return Err(ProductWriteError::NoSuchCategory);
-                }
-                continue; // leaving a category that is gone: nothing to count
-            }
-            writes.push(categories::count_write(*category_id, *delta));
-        }
+        // A category's adjustment fails only when the category is gone, so
+        // it checks the category's existence too; no read is needed first.
+        let counts_from = writes.len();
+        writes.extend(changes.iter().map(|(category_id, delta)| categories::count_write(*category_id, *delta)));
         // Staying listed in the same category: it must still exist.
         let category_check = (new.is_listed() && changes.is_empty()).then_some(writes.len());
         if category_check.is_some() {
@@ -259,6 +254,15 @@ async fn write(
             }
             Err(StoreError::ConditionFailed { index }) if Some(index) == category_check => {
                 return Err(ProductWriteError::NoSuchCategory)
+            }
+            Err(StoreError::ConditionFailed { index })
+                if (counts_from..counts_from + changes.len()).contains(&index) =>
+            {
+                if changes[index - counts_from].1 > 0 {
+                    return Err(ProductWriteError::NoSuchCategory);
+                }
+                // Leaving a category that is gone: nothing to count there.
+                changes.remove(index - counts_from);
             }
             // A count changed under its guard, or its item came or went: read again.
             Err(StoreError::ConditionFailed { .. }) => continue,

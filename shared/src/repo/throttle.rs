@@ -48,13 +48,10 @@ impl Limit {
         let left = w - elapsed;
         let seconds = if current < self.max {
             // This window, once enough of the previous one has slid out:
-            // previous * (left - t) + (current + 1) * w <= max * w.
-            let needed = previous * left - (self.max - current - 1) * w;
-            if previous > 0 {
-                ceil_div(needed, previous).min(left)
-            } else {
-                0
-            }
+            // previous * (left - t) + (current + 1) * w <= max * w. (A hit
+            // refused with `current` below the limit had a previous window
+            // weighing on it, so `previous` is at least one here.)
+            ceil_div(previous * left - (self.max - current - 1) * w, previous).min(left)
         } else {
             // The next window, once enough of this one has slid out:
             // current * (w - t') + w <= max * w.
@@ -129,6 +126,13 @@ mod tests {
         hit(store, scope, LIMIT, at(seconds)).await.unwrap().is_none()
     }
 
+    /// Spends the whole limit of `scope` at `seconds`: every hit passes.
+    async fn use_up(store: &dyn Store, scope: &str, seconds: i64) {
+        for _ in 0..LIMIT.max {
+            assert!(passes(store, scope, seconds).await);
+        }
+    }
+
     /// Refused at `seconds`; a hit one second before the `Retry-After` it
     /// gives is refused too, and one at it passes.
     async fn assert_retry_after_is_exact(store: &dyn Store, scope: &str, seconds: i64) -> i64 {
@@ -143,9 +147,7 @@ mod tests {
     #[tokio::test]
     async fn the_hit_past_the_limit_is_refused_and_told_exactly_when_to_retry() {
         let (_dir, store) = store();
-        for _ in 0..3 {
-            assert!(passes(&store, "s", 10).await);
-        }
+        use_up(&store, "s", 10).await;
         assert!(passes(&store, "other", 10).await, "scopes are separate");
         // Into the next window, until enough of this one has slid out:
         // 3 * (60 - 20) + 60 <= 3 * 60 at 20 s into it.
@@ -153,18 +155,14 @@ mod tests {
 
         // Three late in a window still weigh 2.75 five seconds into the next
         // one; a hit there waits until 3 * (60 - t) + 60 <= 180, at t = 20 s.
-        for _ in 0..3 {
-            assert!(passes(&store, "late", 55).await);
-        }
+        use_up(&store, "late", 55).await;
         assert_eq!(assert_retry_after_is_exact(&store, "late", 65).await, 15);
     }
 
     #[tokio::test]
     async fn a_burst_across_a_window_boundary_gets_no_more_than_the_limit() {
         let (_dir, store) = store();
-        for _ in 0..3 {
-            assert!(passes(&store, "s", 59).await);
-        }
+        use_up(&store, "s", 59).await;
         // A fixed window would let three more through here.
         for _ in 0..10 {
             assert!(!passes(&store, "s", 61).await);
@@ -174,9 +172,7 @@ mod tests {
     #[tokio::test]
     async fn refused_hits_are_taken_back_so_hammering_does_not_lengthen_the_wait() {
         let (_dir, store) = store();
-        for _ in 0..3 {
-            assert!(passes(&store, "s", 10).await);
-        }
+        use_up(&store, "s", 10).await;
         for _ in 0..50 {
             assert!(!passes(&store, "s", 11).await);
         }
@@ -188,9 +184,7 @@ mod tests {
     #[tokio::test]
     async fn a_reset_forgets_this_window_and_the_previous_one() {
         let (_dir, store) = store();
-        for _ in 0..3 {
-            assert!(passes(&store, "s", 10).await);
-        }
+        use_up(&store, "s", 10).await;
         // 20 s into the next window, the three weigh two: one more passes.
         assert!(passes(&store, "s", 80).await);
         assert!(!passes(&store, "s", 80).await);
