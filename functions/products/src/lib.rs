@@ -287,7 +287,7 @@ async fn read(
         (status = 201, description = "Listed; `Location` names it, `ETag` is its version.", body = ProductView,
             headers(("Location" = String, description = "The product's URL path."), ("ETag" = String, description = "The version, quoted."), ("Idempotent-Replayed" = String, description = "`true` when an earlier request with the same `Idempotency-Key` made this product."))),
         (status = 403, description = "Only farmers list products; a disabled account lists none. An unverified farmer's products are listed but shown in public only once the farmer's email is verified."),
-        (status = 409, description = "The category kept changing concurrently, or the product an `Idempotency-Key` created is gone; nothing was written."),
+        (status = 409, description = "The counts the listing keeps (its category's, the farmer page's) kept changing concurrently, or the product an `Idempotency-Key` created is gone; nothing was written."),
     ))]
 async fn create(
     State(state): State<Arc<AppState>>,
@@ -317,7 +317,7 @@ async fn create(
         (status = 200, description = "The updated product; `ETag` is its new version.", body = ProductView),
         (status = 403, description = "The caller is neither the product's farmer nor an admin."),
         (status = 404, description = "No such listed product."),
-        (status = 409, description = "The product kept changing concurrently, or its category did; nothing changed. Retry."),
+        (status = 409, description = "The product kept changing concurrently, or its category or farmer page did; nothing changed. Retry."),
         (status = 412, description = "`If-Match` does not name the current version; nothing changed."),
     ))]
 async fn update(
@@ -341,7 +341,7 @@ async fn update(
         (status = 204, description = "Unlisted."),
         (status = 403, description = "The caller is neither the product's farmer nor an admin."),
         (status = 404, description = "No such product."),
-        (status = 409, description = "The product or its category kept changing concurrently; nothing changed. Retry."),
+        (status = 409, description = "The product, its category or its farmer page kept changing concurrently; nothing changed. Retry."),
     ))]
 async fn unlist(
     State(state): State<Arc<AppState>>,
@@ -417,7 +417,7 @@ async fn create_image_upload(
         (status = 204, description = "Removed from the product."),
         (status = 403, description = "Only the product's farmer removes photos."),
         (status = 404, description = "No such listed product, or no such image on it."),
-        (status = 409, description = "The product or its category kept changing concurrently; nothing changed. Retry."),
+        (status = 409, description = "The product, its category or its farmer page kept changing concurrently; nothing changed. Retry."),
     ))]
 async fn delete_image(
     State(state): State<Arc<AppState>>,
