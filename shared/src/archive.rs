@@ -258,7 +258,9 @@ async fn next_batch(
     loop {
         let page = store.query(&query).await?;
         for item in &page.items {
-            let order = orders::from_item(item)?;
+            let Some(order) = crate::repo::decoded(item, orders::from_item) else {
+                continue;
+            };
             if !eligible(&order, cutoff) {
                 continue;
             }

@@ -313,8 +313,9 @@ pub async fn sync_farmer(state: &AppState, farmer_id: UserId) -> Result<usize> {
     if let Some(public) = public {
         set_page_public(state, farmer_id, public).await?;
     }
-    // Each change moves the product out of the partition read, so every
-    // round reads the partition from its start again.
+    // Each change moves the product out of the partition read; reading on
+    // after the last item seen still visits every product once, and steps
+    // over one that does not decode (reported) instead of reading it forever.
     let partitions = match public {
         Some(true) => vec![products::hidden_partition(farmer_id)],
         Some(false) => vec![products::farmer_partition(farmer_id)],
@@ -322,20 +323,23 @@ pub async fn sync_farmer(state: &AppState, farmer_id: UserId) -> Result<usize> {
     };
     let mut changed = 0;
     for partition in partitions {
+        let mut query = Query::index(Index::Gsi2, partition.clone());
+        query.limit = 100;
         loop {
-            let mut query = Query::index(Index::Gsi2, partition.clone());
-            query.limit = 100;
             let page = store.query(&query).await?;
-            if page.items.is_empty() {
-                break;
-            }
             for item in &page.items {
-                let product = products::from_item(item)?;
+                let Some(product) = repo::decoded(item, products::from_item) else {
+                    continue;
+                };
                 sync_product(state, product.id, public).await?;
                 changed += 1;
             }
             if changed > SYNC_LIMIT {
                 return Err(CatalogueError::Internal("a farmer sync did not finish"));
+            }
+            match page.last {
+                Some(last) => query.start_after = Some(last),
+                None => break,
             }
         }
     }

@@ -10,6 +10,8 @@
 //! the mark. An object referenced again loses its mark. Keys are compared
 //! whole, so an object still referenced by any product stays. The grace
 //! period also covers a photo the worker has published but not yet attached.
+//! A product item that does not decode is reported and its photos are kept:
+//! every string in its stored `images` counts as referenced.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -54,7 +56,10 @@ async fn referenced_keys(store: &dyn Store) -> Result<HashSet<String>, StoreErro
     loop {
         let page = store.scan(&scan).await?;
         for item in page.items.iter().filter(|item| item.str("entity") == Some("product")) {
-            let product = products::from_item(item)?;
+            let Some(product) = crate::repo::decoded(item, products::from_item) else {
+                keys.extend(raw_strings(item.attrs.get("images")));
+                continue;
+            };
             if product.status == ListingStatus::Listed {
                 for image in product.images {
                     keys.insert(image.key);
@@ -67,6 +72,21 @@ async fn referenced_keys(store: &dyn Store) -> Result<HashSet<String>, StoreErro
             None => return Ok(keys),
         }
     }
+}
+
+/// Every string inside `value`, however deeply nested.
+fn raw_strings(value: Option<&Value>) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut pending: Vec<&Value> = value.into_iter().collect();
+    while let Some(value) = pending.pop() {
+        match value {
+            Value::String(text) => found.push(text.clone()),
+            Value::Array(values) => pending.extend(values),
+            Value::Object(fields) => pending.extend(fields.values()),
+            _ => {}
+        }
+    }
+    found
 }
 
 /// When each marked object was first seen unreferenced (epoch seconds).

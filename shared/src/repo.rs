@@ -15,6 +15,22 @@ pub mod sessions;
 pub mod throttle;
 pub mod users;
 
+use crate::ports::{Item, StoreError};
+
+/// `parse(item)`, or `None` when the stored item does not decode: the failure is
+/// logged with the item's key and counted (`telemetry::report_undecodable`), and
+/// the item is skipped, so one bad item never fails a page, a read or a run.
+/// Every read that decodes stored items goes through here.
+pub fn decoded<T>(item: &Item, parse: impl FnOnce(&Item) -> Result<T, StoreError>) -> Option<T> {
+    match parse(item) {
+        Ok(value) => Some(value),
+        Err(error) => {
+            crate::telemetry::report_undecodable(&item.key, &error);
+            None
+        }
+    }
+}
+
 /// Waits before attempt `attempt` (counted from 0) of a read-modify-write that
 /// lost a race, so the writers of a burst spread out instead of colliding
 /// again: nothing before the first, then a random wait (full jitter) of at

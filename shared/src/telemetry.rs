@@ -3,9 +3,12 @@
 //! lines with `RUST_LOG` (default `info`). Each request runs in a span carrying its
 //! request id, so every line logged while serving it names the request. Request
 //! bodies, headers, passwords and tokens are never logged. Also the process's
-//! `Counters`.
+//! `Counters`, and the metric every read path reports a stored item it cannot decode by.
 
 use std::sync::atomic::AtomicU64;
+use std::sync::OnceLock;
+
+use crate::ports::{ItemKey, StoreError};
 
 use tracing_subscriber::EnvFilter;
 
@@ -16,9 +19,18 @@ pub struct Counters {
     pub password_verifications: AtomicU64,
 }
 
+/// The Lambda function's name (`local` outside Lambda), the `Function` dimension
+/// of the metrics this module emits itself.
+static FUNCTION_NAME: OnceLock<String> = OnceLock::new();
+
+fn function_name() -> &'static str {
+    FUNCTION_NAME.get().map_or("local", String::as_str)
+}
+
 /// Installs the global subscriber once; later calls do nothing.
 pub fn init() {
-    if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() {
+    if let Ok(name) = std::env::var("AWS_LAMBDA_FUNCTION_NAME") {
+        let _ = FUNCTION_NAME.set(name);
         lambda_http::tracing::init_default_subscriber();
         return;
     }
@@ -56,4 +68,14 @@ pub fn metrics_line(function: &str, metrics: &[Metric<'_>]) -> String {
 /// Prints `metrics_line(function, metrics)` to standard output.
 pub fn emit_metrics(function: &str, metrics: &[Metric<'_>]) {
     println!("{}", metrics_line(function, metrics));
+}
+
+/// Metric counting stored items a read skipped because they did not decode.
+pub const UNDECODABLE_ITEMS: &str = "UndecodableItems";
+
+/// Reports a stored item that failed to decode and was skipped: an error log
+/// naming its key and the cause, and one `UndecodableItems` count.
+pub fn report_undecodable(key: &ItemKey, error: &StoreError) {
+    tracing::error!(pk = %key.pk, sk = %key.sk, error = %error, "skipped a stored item that does not decode");
+    emit_metrics(function_name(), &[(UNDECODABLE_ITEMS, "Count", 1.0)]);
 }

@@ -9,6 +9,7 @@ mod categories;
 mod concurrency;
 mod conformance;
 mod contract;
+mod damaged_items;
 mod events;
 mod health;
 mod helpers;

@@ -121,8 +121,9 @@ pub async fn create(store: &dyn Store, category: &Category) -> Result<(), Catego
     }
 }
 
+/// The category `id` names; an item that does not decode reads as absent (`repo::decoded`).
 pub async fn get(store: &dyn Store, id: CategoryId) -> Result<Option<Category>, StoreError> {
-    store.get(&key(id)).await?.as_ref().map(from_item).transpose()
+    Ok(store.get(&key(id)).await?.and_then(|item| super::decoded(&item, from_item)))
 }
 
 /// Replaces `old` by `new` (same id; `new.version` = `old.version + 1`) if nobody
@@ -162,6 +163,6 @@ pub async fn delete(store: &dyn Store, category: &Category) -> Result<(), Catego
 /// One page of the listing.
 pub async fn list(store: &dyn Store, query: &Query) -> Result<(Vec<Category>, Page), StoreError> {
     let page = store.query(query).await?;
-    let categories = page.items.iter().map(from_item).collect::<Result<_, _>>()?;
+    let categories = page.items.iter().filter_map(|item| super::decoded(item, from_item)).collect();
     Ok((categories, page))
 }

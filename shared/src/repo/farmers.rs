@@ -184,6 +184,6 @@ pub fn list_query(region: Option<&str>) -> Query {
 /// One page of listed farmer pages.
 pub async fn list(store: &dyn Store, query: &Query) -> Result<(Vec<FarmerPage>, Option<Item>), StoreError> {
     let Page { items, last } = store.query(query).await?;
-    let pages = items.iter().map(from_item).collect::<Result<Vec<_>, _>>()?;
+    let pages = items.iter().filter_map(|item| super::decoded(item, from_item)).collect();
     Ok((pages, last))
 }

@@ -117,7 +117,7 @@ pub fn list_query(user: UserId) -> Query {
 
 pub async fn list(store: &dyn Store, query: &Query) -> Result<(Vec<Notification>, Option<Item>), StoreError> {
     let Page { items, last } = store.query(query).await?;
-    Ok((items.iter().map(from_item).collect::<Result<_, _>>()?, last))
+    Ok((items.iter().filter_map(|item| super::decoded(item, from_item)).collect(), last))
 }
 
 pub async fn unread(store: &dyn Store, user: UserId) -> Result<i64, StoreError> {

@@ -108,8 +108,9 @@ pub fn update(order: &Order) -> WriteOp {
     WriteOp::Put { item: to_item(order), condition: Condition::VersionIs(order.version - 1) }
 }
 
+/// The order `id` names; an item that does not decode reads as absent (`repo::decoded`).
 pub async fn get(store: &dyn Store, id: OrderId) -> Result<Option<Order>, StoreError> {
-    store.get(&key(id)).await?.as_ref().map(from_item).transpose()
+    Ok(store.get(&key(id)).await?.and_then(|item| super::decoded(&item, from_item)))
 }
 
 /// A checkout: whose it is and its orders.

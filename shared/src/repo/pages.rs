@@ -23,7 +23,8 @@ fn batch_size(needed: usize, passed: usize, evaluated: usize) -> usize {
 
 /// Reads `query` from its start (or `start_after`) until `limit` items parsed
 /// by `parse` pass `keep`, or `budget` entries were evaluated. Returns them and
-/// the item to resume after, when more may follow.
+/// the item to resume after, when more may follow. An entry that does not parse
+/// is reported and skipped (`repo::decoded`).
 pub async fn filtered<T>(
     store: &dyn Store,
     mut query: Query,
@@ -40,7 +41,9 @@ pub async fn filtered<T>(
         let count = items.len();
         for (position, item) in items.into_iter().enumerate() {
             evaluated += 1;
-            let value = parse(&item)?;
+            let Some(value) = super::decoded(&item, &parse) else {
+                continue;
+            };
             if keep(&value) {
                 found.push(value);
                 if found.len() == limit {

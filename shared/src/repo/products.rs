@@ -150,6 +150,20 @@ fn to_item(product: &Product) -> Item {
     Item::new(key(product.id), attrs)
 }
 
+/// The stock of a stored product, brought within `0..=Stock::MAX` when an
+/// older write left it outside (cancellations once put stock back without a
+/// bound): the product stays readable, and its farmer's next edit stores a
+/// valid count. A clamp is logged as an error with the product's key.
+fn stored_stock(item: &Item) -> Option<Stock> {
+    let raw = item.int("stock")?;
+    let clamped = raw.clamp(0, Stock::MAX);
+    if clamped != raw {
+        tracing::error!(pk = %item.key.pk, stored = raw, read_as = clamped, "product stock outside its bounds");
+    }
+    Stock::parse(clamped).ok()
+}
+
+/// The product a stored item holds.
 pub fn from_item(item: &Item) -> Result<Product, StoreError> {
     let bad = |what: &str| StoreError::Invalid(format!("product item {} has a bad {what}", item.key.pk));
     let time =
@@ -172,7 +186,7 @@ pub fn from_item(item: &Item) -> Result<Product, StoreError> {
             .map_err(|_| bad("description"))?,
         price: item.int("price").and_then(|p| Price::parse(p).ok()).ok_or_else(|| bad("price"))?,
         unit: item.str("unit").and_then(|u| Unit::parse(u).ok()).ok_or_else(|| bad("unit"))?,
-        stock: item.int("stock").and_then(|s| Stock::parse(s).ok()).ok_or_else(|| bad("stock"))?,
+        stock: stored_stock(item).ok_or_else(|| bad("stock"))?,
         harvest_date,
         images,
         status: item.str("status").and_then(ListingStatus::parse).ok_or_else(|| bad("status"))?,
@@ -183,8 +197,9 @@ pub fn from_item(item: &Item) -> Result<Product, StoreError> {
     })
 }
 
+/// The product `id` names; an item that does not decode reads as absent (`repo::decoded`).
 pub async fn get(store: &dyn Store, id: ProductId) -> Result<Option<Product>, StoreError> {
-    store.get(&key(id)).await?.as_ref().map(from_item).transpose()
+    Ok(store.get(&key(id)).await?.and_then(|item| super::decoded(&item, from_item)))
 }
 
 /// The listed-product count change each category sees when `old` becomes `new`.

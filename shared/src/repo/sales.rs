@@ -141,7 +141,7 @@ pub async fn range(store: &dyn Store, farmer: UserId, from: &str, to: &str) -> R
     loop {
         let page = store.query(&query).await?;
         for item in &page.items {
-            days.push(from_item(item)?);
+            days.extend(super::decoded(item, from_item));
         }
         match page.last {
             Some(last) => query.start_after = Some(last),
