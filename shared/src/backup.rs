@@ -16,7 +16,8 @@
 //! kept within a read-capacity budget (`read_units_per_second`, from the
 //! capacity DynamoDB reports per page). A restore checks the manifest and
 //! every part's checksum and lines before it writes anything, and refuses a
-//! non-empty target unless forced.
+//! non-empty target unless forced (the probe reads on past expired items
+//! until it finds a live one or the table ends).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -474,6 +475,23 @@ async fn read_archive_copy(bucket: &dyn BlobStore, object: &ArchiveCopy) -> Resu
     Ok(blob.bytes)
 }
 
+/// The first live item of `store`, if it holds any. Reads page after page:
+/// DynamoDB applies a scan's limit before expired items are dropped, so a page
+/// can come back empty although live items follow.
+async fn first_live_item(store: &dyn Store) -> Result<Option<Item>, StoreError> {
+    let mut scan = Scan { segment: 0, total_segments: 1, limit: 100, start_after: None };
+    loop {
+        let page = store.scan(&scan).await?;
+        if let Some(item) = page.items.into_iter().next() {
+            return Ok(Some(item));
+        }
+        match page.last {
+            Some(last) => scan.start_after = Some(last),
+            None => return Ok(None),
+        }
+    }
+}
+
 /// Where a restore is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Progress {
@@ -498,9 +516,8 @@ pub async fn restore(
 ) -> Result<Manifest, BackupError> {
     let manifest = manifest(bucket, id).await?;
     if !force {
-        let first = target.scan(&Scan { segment: 0, total_segments: 1, limit: 1, start_after: None }).await?;
-        if let Some(item) = first.items.first() {
-            return Err(BackupError::NotEmpty { pk: item.key.pk.clone(), sk: item.key.sk.clone() });
+        if let Some(item) = first_live_item(target).await? {
+            return Err(BackupError::NotEmpty { pk: item.key.pk, sk: item.key.sk });
         }
     }
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();

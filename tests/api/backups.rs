@@ -1,16 +1,17 @@
 //! Backups and restores beyond the round trip of `scheduled`: a backup carries
 //! the archive objects its archived orders point at, so every order reads the
 //! same by id after a restore into either backend; an archived order whose
-//! object is gone answers a documented 410.
+//! object is gone answers a documented 410; a table whose first items have
+//! expired but which holds a live one is not taken for empty.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::{json, Value};
 use shared::adapters::{self, DynamoStore};
-use shared::backup::{self, BackupSettings};
+use shared::backup::{self, BackupError, BackupSettings};
 use shared::domain::{Order, OrderId, Role};
-use shared::ports::{BlobStore, Store, SystemClock};
+use shared::ports::{BlobStore, Condition, Item, ItemKey, Store, SystemClock, WriteOp, ATTR_TTL};
 use shared::tokens::Claims;
 use shared::AppState;
 use tempfile::TempDir;
@@ -179,4 +180,37 @@ async fn a_backup_copy_of_an_archive_object_that_was_altered_is_refused_and_noth
     let error = restore_into(bucket.as_ref(), &manifest.id, target.store.as_ref()).await.unwrap_err();
     assert!(error.to_string().contains(copy.as_str()) && error.to_string().contains("SHA-256"), "{error}");
     assert_eq!(backup::digest(target.store.as_ref()).await.unwrap().0, 0, "nothing was written");
+}
+
+#[tokio::test]
+async fn restore_refuses_a_table_whose_first_items_expired_but_which_holds_a_live_one() {
+    // DynamoDB (here moto) applies a scan's limit before expired items are
+    // dropped: more than a page of expired items comes first.
+    let (target, _guard) = empty_store(true).await;
+    let expired = OffsetDateTime::now_utc().unix_timestamp() - 3600;
+    let numbers: Vec<usize> = (0..130).collect();
+    for chunk in numbers.chunks(25) {
+        let writes = chunk
+            .iter()
+            .map(|n| {
+                let attrs = json!({"entity": "session", ATTR_TTL: expired});
+                let item = Item::new(ItemKey::new(format!("AAAA#{n:03}"), "-"), attrs.as_object().unwrap().clone());
+                WriteOp::Put { item, condition: Condition::None }
+            })
+            .collect();
+        target.transact(writes).await.unwrap();
+    }
+    let live = Item::new(ItemKey::new("ZZZZ#live", "-"), json!({"entity": "user"}).as_object().unwrap().clone());
+    target.put(live, Condition::None).await.unwrap();
+
+    let (source, _source_guard) = empty_store(false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = adapters::EmbeddedBlobs::open(dir.path(), "http://127.0.0.1:1").unwrap();
+    let manifest =
+        backup::back_up(source.as_ref(), &bucket, &bucket, &SystemClock, &BackupSettings::default(), "test")
+            .await
+            .unwrap();
+    let refused = restore_into(&bucket, &manifest.id, target.as_ref()).await.unwrap_err();
+    assert!(matches!(&refused, BackupError::NotEmpty { pk, .. } if pk == "ZZZZ#live"), "{refused}");
+    assert_eq!(backup::digest(target.as_ref()).await.unwrap().0, 1, "the live item is all there is, untouched");
 }

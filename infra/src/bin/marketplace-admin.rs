@@ -51,14 +51,16 @@ enum Command {
         location: BackupLocation,
     },
     /// Restore a backup into the configured store. Checks the manifest and
-    /// every part's SHA-256 before writing anything; refuses a non-empty store
-    /// unless --force.
+    /// every part's SHA-256 before writing anything; writes only into an empty
+    /// store (one without a live item) unless --force.
     Restore {
         /// The backup's id (see list-backups).
         backup_id: String,
         #[command(flatten)]
         location: BackupLocation,
-        /// Write even though the store already holds items (same keys are overwritten).
+        /// Dangerous: write even though the store already holds live items. Items
+        /// with the backup's keys are overwritten with their backed-up state (newer
+        /// orders, balances and erasures under those keys are lost); other items stay.
         #[arg(long)]
         force: bool,
     },
