@@ -91,6 +91,10 @@ pub enum ArchiveError {
     Blob(#[from] BlobError),
     #[error("archive object {key}: {reason}")]
     Object { key: String, reason: String },
+    /// The object an archived order's pointer names is not in the bucket (lost,
+    /// or not restored with the table).
+    #[error("archive object {key} is missing, though order {order} points at it")]
+    MissingObject { key: String, order: OrderId },
 }
 
 /// One journalled batch: which orders go into which object.
@@ -108,6 +112,11 @@ fn journal_key(batch_id: &str) -> ItemKey {
 /// The key of the pointer an archived order leaves in the table.
 pub fn pointer_key(id: OrderId) -> ItemKey {
     ItemKey::new(orders::key(id).pk, "ARCHIVED")
+}
+
+/// The archive object an item names, when it is an archived order's pointer.
+pub fn pointed_object(item: &Item) -> Option<&str> {
+    (item.key.pk.starts_with("ORDER#") && item.key.sk == "ARCHIVED").then(|| item.str("object")).flatten()
 }
 
 /// The object a batch of orders placed in `month` goes to.
@@ -393,10 +402,8 @@ pub async fn find(store: &dyn Store, bucket: &dyn BlobStore, id: OrderId) -> Res
     let object = pointer
         .str("object")
         .ok_or_else(|| StoreError::Invalid(format!("archive pointer of order {id} names no object")))?;
-    let blob = bucket.get(object).await?.ok_or_else(|| ArchiveError::Object {
-        key: object.to_owned(),
-        reason: format!("missing, though order {id} points at it"),
-    })?;
+    let blob =
+        bucket.get(object).await?.ok_or_else(|| ArchiveError::MissingObject { key: object.to_owned(), order: id })?;
     let (lines, _) = decode(object, &blob.bytes)?;
     let wanted = id.to_string();
     let line = lines.iter().find(|line| line.get("id").and_then(Value::as_str) == Some(wanted.as_str()));

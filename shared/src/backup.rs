@@ -4,7 +4,11 @@
 //! `part-<segment>-<n>.jsonl.gz` (gzip-compressed JSON lines, one item per line:
 //! `{"entity", "schemaVersion", "key": {"pk", "sk"}, "data": {attributes}}`)
 //! and, written last, `manifest.json` (format, counts per entity type, and each
-//! part's item count, size and SHA-256). Nothing in it depends on the backend:
+//! part's item count, size and SHA-256). The archive objects the table's
+//! archived orders point at (`crate::archive`) are copied into the backup too,
+//! as `archive/<object key>`, each with its size and SHA-256 in the manifest,
+//! and a restore puts them back into the target's data bucket before any item,
+//! so every order reads again by id. Nothing in it depends on the backend:
 //! a backup taken on DynamoDB restores into the embedded store and the other
 //! way round. A backup without a manifest is incomplete and never restored.
 //!
@@ -12,9 +16,10 @@
 //! kept within a read-capacity budget (`read_units_per_second`, from the
 //! capacity DynamoDB reports per page). A restore checks the manifest and
 //! every part's checksum and lines before it writes anything, and refuses a
-//! non-empty target unless forced.
+//! non-empty target unless forced (the probe reads on past expired items
+//! until it finds a live one or the table ends).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -29,7 +34,7 @@ use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::OffsetDateTime;
 
-use crate::jsonl;
+use crate::{archive, jsonl};
 use crate::ports::{BlobError, BlobStore, Clock, Condition, Item, ItemKey, Scan, Store, StoreError, WriteOp};
 
 /// Key prefix of backups in the data bucket.
@@ -37,7 +42,7 @@ pub const PREFIX: &str = "backups/";
 /// `Manifest::format` of every backup.
 pub const FORMAT: &str = "marketplace-backup";
 /// `Manifest::format_version` this code writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// Version of the item layouts (`crate::repo`) the lines follow.
 pub const SCHEMA_VERSION: u32 = 1;
 const MANIFEST: &str = "manifest.json";
@@ -75,6 +80,19 @@ pub struct Part {
     pub sha256: String,
 }
 
+/// An archive object copied into a backup, as the manifest lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchiveCopy {
+    /// Its key in the data bucket (under `archive::OBJECT_PREFIX`), where a restore puts it back.
+    pub key: String,
+    /// Its copy in the backup.
+    pub copy: String,
+    pub bytes: u64,
+    /// SHA-256 (hex) of the object's bytes.
+    pub sha256: String,
+}
+
 /// `manifest.json`: what a complete backup holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -89,6 +107,11 @@ pub struct Manifest {
     /// Items per entity type.
     pub counts: BTreeMap<String, u64>,
     pub parts: Vec<Part>,
+    /// The archive objects the backed-up archived orders point at.
+    pub archive_objects: Vec<ArchiveCopy>,
+    /// Objects archived orders point at that were not in the data bucket when
+    /// the backup ran (logged as errors; those orders answer 410 after a restore).
+    pub missing_archive_objects: Vec<String>,
     /// Read capacity units the scan consumed (0 on the embedded store).
     pub read_units: f64,
 }
@@ -154,6 +177,11 @@ fn manifest_key(id: &str) -> String {
     format!("{PREFIX}{id}/{MANIFEST}")
 }
 
+/// Where backup `id` keeps its copy of archive object `key`.
+fn archive_copy_key(id: &str, key: &str) -> String {
+    format!("{PREFIX}{id}/archive/{key}")
+}
+
 /// Keeps a scan within `per_second` read units on average.
 struct ReadBudget {
     per_second: f64,
@@ -215,6 +243,8 @@ impl PartWriter {
 struct SegmentResult {
     parts: Vec<Part>,
     counts: BTreeMap<String, u64>,
+    /// Archive objects the segment's archived orders point at.
+    archive_objects: BTreeSet<String>,
     read_units: f64,
 }
 
@@ -235,6 +265,9 @@ async fn back_up_segment(
         for item in &page.items {
             writer.add(item);
             *result.counts.entry(entity_of(item)).or_default() += 1;
+            if let Some(object) = archive::pointed_object(item) {
+                result.archive_objects.insert(object.to_owned());
+            }
             if writer.items as usize >= settings.part_items {
                 let key = format!("{PREFIX}{id}/part-{segment:03}-{:05}.jsonl.gz", result.parts.len());
                 result.parts.push(std::mem::replace(&mut writer, PartWriter::new()).store(bucket, key).await?);
@@ -253,10 +286,41 @@ async fn back_up_segment(
     Ok(result)
 }
 
-/// Backs up every live item of `store` to `bucket`; returns the manifest,
-/// which is written last. `source` names the backend.
+/// Copies each archive object of `objects` from `data` into backup `id`;
+/// returns the copies and the objects that were missing.
+async fn copy_archive_objects(
+    data: &dyn BlobStore,
+    bucket: &dyn BlobStore,
+    id: &str,
+    objects: &BTreeSet<String>,
+) -> Result<(Vec<ArchiveCopy>, Vec<String>), BackupError> {
+    let mut copies = Vec::new();
+    let mut missing = Vec::new();
+    for key in objects {
+        let blob = if key.starts_with(archive::OBJECT_PREFIX) { data.get(key).await? } else { None };
+        let Some(blob) = blob else {
+            tracing::error!(backup_id = %id, object = %key, "an archived order points at an archive object that is not in the data bucket; the backup goes on without it");
+            missing.push(key.clone());
+            continue;
+        };
+        let copy = ArchiveCopy {
+            key: key.clone(),
+            copy: archive_copy_key(id, key),
+            bytes: blob.bytes.len() as u64,
+            sha256: hex::encode(Sha256::digest(&blob.bytes)),
+        };
+        bucket.put(&copy.copy, blob.bytes, archive::CONTENT_TYPE).await?;
+        copies.push(copy);
+    }
+    Ok((copies, missing))
+}
+
+/// Backs up every live item of `store`, and the archive objects in `data` its
+/// archived orders point at, to `bucket`; returns the manifest, which is
+/// written last. `source` names the backend.
 pub async fn back_up(
     store: &dyn Store,
+    data: &dyn BlobStore,
     bucket: &dyn BlobStore,
     clock: &dyn Clock,
     settings: &BackupSettings,
@@ -278,16 +342,22 @@ pub async fn back_up(
         items: 0,
         counts: BTreeMap::new(),
         parts: Vec::new(),
+        archive_objects: Vec::new(),
+        missing_archive_objects: Vec::new(),
         read_units: 0.0,
     };
+    let mut archive_objects = BTreeSet::new();
     for result in futures::future::try_join_all(segments).await? {
         manifest.parts.extend(result.parts);
+        archive_objects.extend(result.archive_objects);
         for (entity, count) in result.counts {
             *manifest.counts.entry(entity).or_default() += count;
         }
         manifest.read_units += result.read_units;
     }
     manifest.items = manifest.counts.values().sum();
+    (manifest.archive_objects, manifest.missing_archive_objects) =
+        copy_archive_objects(data, bucket, &id, &archive_objects).await?;
     let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
     bucket.put(&manifest_key(&id), Bytes::from(json), "application/json").await?;
     Ok(manifest)
@@ -362,6 +432,11 @@ pub async fn manifest(bucket: &dyn BlobStore, id: &str) -> Result<Manifest, Back
     if let Some(stray) = manifest.parts.iter().find(|p| !p.key.starts_with(&own_prefix)) {
         return Err(invalid(format!("part {} lies outside the backup", stray.key)));
     }
+    if let Some(stray) = manifest.archive_objects.iter().find(|o| {
+        o.copy != archive_copy_key(id, &o.key) || !o.key.starts_with(archive::OBJECT_PREFIX) || o.key.contains("..")
+    }) {
+        return Err(invalid(format!("archive object {} lies outside the archive or the backup", stray.key)));
+    }
     Ok(manifest)
 }
 
@@ -389,44 +464,84 @@ async fn read_part(bucket: &dyn BlobStore, part: &Part) -> Result<Vec<(String, I
     Ok(items)
 }
 
+/// Downloads an archive object's copy and checks its size and SHA-256.
+async fn read_archive_copy(bucket: &dyn BlobStore, object: &ArchiveCopy) -> Result<Bytes, BackupError> {
+    let corrupt = |reason: String| BackupError::CorruptPart { part: object.copy.clone(), reason };
+    let blob = bucket.get(&object.copy).await?.ok_or_else(|| corrupt("missing".into()))?;
+    let checksum = hex::encode(Sha256::digest(&blob.bytes));
+    if checksum != object.sha256 || blob.bytes.len() as u64 != object.bytes {
+        return Err(corrupt(format!("its SHA-256 is {checksum}, the manifest says {}", object.sha256)));
+    }
+    Ok(blob.bytes)
+}
+
+/// The first live item of `store`, if it holds any. Reads page after page:
+/// DynamoDB applies a scan's limit before expired items are dropped, so a page
+/// can come back empty although live items follow.
+async fn first_live_item(store: &dyn Store) -> Result<Option<Item>, StoreError> {
+    let mut scan = Scan { segment: 0, total_segments: 1, limit: 100, start_after: None };
+    loop {
+        let page = store.scan(&scan).await?;
+        if let Some(item) = page.items.into_iter().next() {
+            return Ok(Some(item));
+        }
+        match page.last {
+            Some(last) => scan.start_after = Some(last),
+            None => return Ok(None),
+        }
+    }
+}
+
 /// Where a restore is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Progress {
-    /// Checked `done` of `total` parts.
+    /// Checked `done` of `total` parts and archive objects.
     Verified { done: usize, total: usize },
     /// Wrote `done` of `total` items.
     Written { done: u64, total: u64 },
 }
 
-/// Restores backup `id` from `bucket` into `target`: checks the manifest and
-/// every part first (any error leaves the target untouched), refuses a
-/// non-empty target unless `force`, then writes every item as it was.
+/// Restores backup `id` from `bucket` into `target` and its data bucket
+/// `target_data`: checks the manifest, every part and every archive object
+/// first (any error leaves the target untouched), refuses a non-empty target
+/// unless `force`, then puts the archive objects back and writes every item
+/// as it was.
 pub async fn restore(
     bucket: &dyn BlobStore,
     id: &str,
     target: &dyn Store,
+    target_data: &dyn BlobStore,
     force: bool,
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<Manifest, BackupError> {
     let manifest = manifest(bucket, id).await?;
     if !force {
-        let first = target.scan(&Scan { segment: 0, total_segments: 1, limit: 1, start_after: None }).await?;
-        if let Some(item) = first.items.first() {
-            return Err(BackupError::NotEmpty { pk: item.key.pk.clone(), sk: item.key.sk.clone() });
+        if let Some(item) = first_live_item(target).await? {
+            return Err(BackupError::NotEmpty { pk: item.key.pk, sk: item.key.sk });
         }
     }
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    let total = manifest.parts.len() + manifest.archive_objects.len();
     for (done, part) in manifest.parts.iter().enumerate() {
         for (entity, _) in read_part(bucket, part).await? {
             *counts.entry(entity).or_default() += 1;
         }
-        progress(Progress::Verified { done: done + 1, total: manifest.parts.len() });
+        progress(Progress::Verified { done: done + 1, total });
+    }
+    for (done, object) in manifest.archive_objects.iter().enumerate() {
+        read_archive_copy(bucket, object).await?;
+        progress(Progress::Verified { done: manifest.parts.len() + done + 1, total });
     }
     if counts != manifest.counts {
         return Err(BackupError::Invalid {
             id: id.to_owned(),
             reason: format!("the parts hold {counts:?}, the manifest says {:?}", manifest.counts),
         });
+    }
+    // The objects go first: an item pointing at a missing object would answer 410.
+    for object in &manifest.archive_objects {
+        let bytes = read_archive_copy(bucket, object).await?;
+        target_data.put(&object.key, bytes, archive::CONTENT_TYPE).await?;
     }
     let mut written = 0;
     for part in &manifest.parts {

@@ -84,6 +84,10 @@ pub enum OrderError {
     /// 412: `If-Match` does not match.
     #[error("{0}")]
     Stale(String),
+    /// 410: the order was archived, but its archive object is missing (an
+    /// operator restores it from a backup); logged as an error.
+    #[error("{0}")]
+    ArchiveMissing(String),
     /// 500.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -423,9 +427,16 @@ pub async fn read(state: &AppState, caller: &Claims, raw_id: &str) -> Result<Ord
     let id = OrderId::parse(raw_id).ok_or_else(not_found)?;
     let order = match (orders::get(state.store.as_ref(), id).await?, &state.data_bucket) {
         (Some(order), _) => Some(order),
-        (None, Some(bucket)) => crate::archive::find(state.store.as_ref(), bucket.as_ref(), id)
-            .await
-            .map_err(|e| OrderError::Internal(format!("read archived order {id}: {e}")))?,
+        (None, Some(bucket)) => match crate::archive::find(state.store.as_ref(), bucket.as_ref(), id).await {
+            Ok(order) => order,
+            Err(crate::archive::ArchiveError::MissingObject { key, .. }) => {
+                tracing::error!(order_id = %id, object = %key, "archived order's archive object is missing");
+                return Err(OrderError::ArchiveMissing(format!(
+                    "order {id} was archived, but its archive copy is unavailable; it needs restoring from a backup"
+                )));
+            }
+            Err(e) => return Err(OrderError::Internal(format!("read archived order {id}: {e}"))),
+        },
         (None, None) => None,
     };
     order.filter(|order| may_see(caller, order)).ok_or_else(not_found)

@@ -5,6 +5,7 @@
 mod abuse;
 mod accounts;
 mod auth;
+mod backups;
 mod categories;
 mod concurrency;
 mod conformance;

@@ -32,7 +32,7 @@ use crate::helpers::{access_token, fresh_bucket, fresh_table, spawn_app, spawn_a
 use crate::orders::{checkout, shop, Shop};
 
 /// A clock standing at one instant.
-struct At(OffsetDateTime);
+pub(crate) struct At(pub(crate) OffsetDateTime);
 
 impl Clock for At {
     fn now(&self) -> OffsetDateTime {
@@ -42,7 +42,7 @@ impl Clock for At {
 
 /// An empty store of the same kind as `app`'s (a fresh table on the test
 /// endpoint, or a fresh embedded store), kept alive by the returned guard.
-async fn empty_store(aws: bool) -> (Arc<dyn Store>, Option<TempDir>) {
+pub(crate) async fn empty_store(aws: bool) -> (Arc<dyn Store>, Option<TempDir>) {
     if aws {
         let (sdk, table) = fresh_table().await;
         (Arc::new(DynamoStore::new(adapters::dynamo_client(&sdk), table)), None)
@@ -53,13 +53,13 @@ async fn empty_store(aws: bool) -> (Arc<dyn Store>, Option<TempDir>) {
     }
 }
 
-fn is_aws(app: &TestApp) -> bool {
+pub(crate) fn is_aws(app: &TestApp) -> bool {
     matches!(app.state.backend, shared::Backend::Aws { .. })
 }
 
 /// The store's digest once background work (outbox relay, worker) has settled:
 /// two readings half a second apart agree.
-async fn settled_digest(store: &dyn Store) -> (usize, String) {
+pub(crate) async fn settled_digest(store: &dyn Store) -> (usize, String) {
     let mut last = backup::digest(store).await.unwrap();
     for _ in 0..40 {
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -97,8 +97,14 @@ async fn marketplace_data(app: &TestApp) -> Shop {
     shop
 }
 
-async fn restore_into(bucket: &dyn BlobStore, id: &str, target: &dyn Store) -> Result<backup::Manifest, BackupError> {
-    backup::restore(bucket, id, target, false, &mut |_| {}).await
+/// Restores backup `id` into `target`, putting archive objects back into the
+/// backup's own bucket.
+pub(crate) async fn restore_into(
+    bucket: &dyn BlobStore,
+    id: &str,
+    target: &dyn Store,
+) -> Result<backup::Manifest, BackupError> {
+    backup::restore(bucket, id, target, bucket, false, &mut |_| {}).await
 }
 
 #[tokio::test]
@@ -109,7 +115,7 @@ async fn a_backup_from_the_embedded_store_restores_into_dynamodb_identically() {
     let bucket = app.state.data_bucket.clone().unwrap();
     let settings = BackupSettings { part_items: 7, ..BackupSettings::default() };
     let manifest =
-        backup::back_up(app.state.store.as_ref(), bucket.as_ref(), &SystemClock, &settings, "embedded").await.unwrap();
+        backup::back_up(app.state.store.as_ref(), bucket.as_ref(), bucket.as_ref(), &SystemClock, &settings, "embedded").await.unwrap();
     assert_eq!(manifest.items as usize, source.0);
     assert!(manifest.parts.len() > 4, "several parts: {}", manifest.parts.len());
     for entity in ["user", "product", "order", "checkout", "category"] {
@@ -126,7 +132,7 @@ async fn a_backup_from_dynamodb_restores_into_the_embedded_store_identically() {
     marketplace_data(&app).await;
     let source = settled_digest(app.state.store.as_ref()).await;
     let bucket = fresh_bucket().await;
-    let manifest = backup::back_up(app.state.store.as_ref(), &bucket, &SystemClock, &BackupSettings::default(), "aws")
+    let manifest = backup::back_up(app.state.store.as_ref(), &bucket, &bucket, &SystemClock, &BackupSettings::default(), "aws")
         .await
         .unwrap();
     assert_eq!(manifest.items as usize, source.0);
@@ -142,14 +148,14 @@ async fn corrupt_part_or_busy_target_is_refused(app: TestApp) {
     let store = app.state.store.as_ref();
     let bucket = app.state.data_bucket.clone().unwrap();
     let settings = BackupSettings { part_items: 5, ..BackupSettings::default() };
-    let manifest = backup::back_up(store, bucket.as_ref(), &SystemClock, &settings, "test").await.unwrap();
+    let manifest = backup::back_up(store, bucket.as_ref(), bucket.as_ref(), &SystemClock, &settings, "test").await.unwrap();
 
     // A non-empty target is refused (here: the source itself), and forcing it works.
     let before = settled_digest(store).await;
     let refused = restore_into(bucket.as_ref(), &manifest.id, store).await.unwrap_err();
     assert!(matches!(refused, BackupError::NotEmpty { .. }), "{refused}");
     assert!(refused.to_string().contains("not empty"), "{refused}");
-    backup::restore(bucket.as_ref(), &manifest.id, store, true, &mut |_| {}).await.unwrap();
+    backup::restore(bucket.as_ref(), &manifest.id, store, bucket.as_ref(), true, &mut |_| {}).await.unwrap();
 
     // One part with a flipped byte: refused, naming the part, nothing written.
     let victim = &manifest.parts[manifest.parts.len() / 2];
@@ -159,7 +165,9 @@ async fn corrupt_part_or_busy_target_is_refused(app: TestApp) {
     bucket.put(&victim.key, Bytes::from(bytes), "application/x-ndjson").await.unwrap();
     let (target, _guard) = empty_store(is_aws(&app)).await;
     let mut progress = Vec::new();
-    let error = backup::restore(bucket.as_ref(), &manifest.id, target.as_ref(), false, &mut |p| progress.push(p))
+    let error = backup::restore(bucket.as_ref(), &manifest.id, target.as_ref(), bucket.as_ref(), false, &mut |p| {
+        progress.push(p)
+    })
         .await
         .unwrap_err();
     assert!(matches!(&error, BackupError::CorruptPart { part, .. } if *part == victim.key), "{error}");
@@ -217,7 +225,7 @@ impl Store for KilledAt {
 
 /// Finished orders: `delivered` ones through the API (with events, sales
 /// figures) and `count` more written directly as copies of one of them.
-async fn finished_orders(app: &TestApp, shop: &Shop, count: usize) -> Vec<OrderId> {
+pub(crate) async fn finished_orders(app: &TestApp, shop: &Shop, count: usize) -> Vec<OrderId> {
     let customer = access_token(&shop.customer);
     let farmer = access_token(&shop.farmer_a);
     let mut ids = Vec::new();
@@ -243,7 +251,7 @@ async fn finished_orders(app: &TestApp, shop: &Shop, count: usize) -> Vec<OrderI
     ids
 }
 
-async fn archive_run(
+pub(crate) async fn archive_run(
     store: &dyn Store,
     bucket: &dyn BlobStore,
     now: OffsetDateTime,
@@ -373,7 +381,7 @@ async fn archive_and_backup_on_an_empty_table_write_nothing_surprising(app: Test
         .unwrap();
     assert_eq!(cleanup, shared::photo_cleanup::CleanupReport::default());
 
-    let manifest = backup::back_up(store.as_ref(), bucket.as_ref(), &SystemClock, &BackupSettings::default(), "test")
+    let manifest = backup::back_up(store.as_ref(), bucket.as_ref(), bucket.as_ref(), &SystemClock, &BackupSettings::default(), "test")
         .await
         .unwrap();
     assert_eq!((manifest.items, manifest.parts.len()), (0, 0));

@@ -80,7 +80,8 @@ pub async fn handle(
     let store = state.store.as_ref();
     let outcome = match event {
         Event::Backup => {
-            let manifest = backup::back_up(store, bucket, state.clock.as_ref(), settings, state.backend.name()).await?;
+            let manifest =
+                backup::back_up(store, bucket, bucket, state.clock.as_ref(), settings, state.backend.name()).await?;
             let pruned = backup::prune(bucket, state.clock.as_ref(), settings.retention).await?;
             Outcome {
                 job: "backup",
@@ -100,7 +101,7 @@ pub async fn handle(
                     }
                 }
             };
-            let manifest = backup::restore(bucket, &backup_id, store, force, &mut log_progress).await?;
+            let manifest = backup::restore(bucket, &backup_id, store, bucket, force, &mut log_progress).await?;
             Outcome {
                 job: "restore",
                 backup_id,

@@ -223,6 +223,7 @@ struct IdPath {
     responses(
         (status = 200, description = "The order; its `ETag` is the version. An archived order (`archived: true`) is read from the archive.", body = OrderView),
         (status = 404, description = "No such order, or not the caller's to see."),
+        (status = 410, description = "The order was archived, but its archive copy is missing from the data bucket (title `Gone`); the error is logged, and restoring the backup's archive objects brings it back."),
     ))]
 async fn read(
     State(state): State<Arc<AppState>>,

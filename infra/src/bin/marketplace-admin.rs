@@ -51,14 +51,16 @@ enum Command {
         location: BackupLocation,
     },
     /// Restore a backup into the configured store. Checks the manifest and
-    /// every part's SHA-256 before writing anything; refuses a non-empty store
-    /// unless --force.
+    /// every part's SHA-256 before writing anything; writes only into an empty
+    /// store (one without a live item) unless --force.
     Restore {
         /// The backup's id (see list-backups).
         backup_id: String,
         #[command(flatten)]
         location: BackupLocation,
-        /// Write even though the store already holds items (same keys are overwritten).
+        /// Dangerous: write even though the store already holds live items. Items
+        /// with the backup's keys are overwritten with their backed-up state (newer
+        /// orders, balances and erasures under those keys are lost); other items stay.
         #[arg(long)]
         force: bool,
     },
@@ -99,6 +101,14 @@ impl BackupLocation {
     }
 }
 
+/// The configured data bucket, where archived orders' objects are read from
+/// (backup) and put back (restore).
+fn data_bucket(state: &AppState) -> anyhow::Result<Arc<dyn BlobStore>> {
+    state.data_bucket.clone().context(
+        "no data bucket configured (DATA_BUCKET): backups copy the archive objects from it, and restores put them back",
+    )
+}
+
 /// The password from `ADMIN_PASSWORD`, or else one line of standard input.
 fn read_password() -> anyhow::Result<String> {
     if let Ok(password) = std::env::var("ADMIN_PASSWORD") {
@@ -130,9 +140,11 @@ async fn main() -> anyhow::Result<()> {
 async fn back_up(location: &BackupLocation) -> anyhow::Result<()> {
     let state = AppState::from_env(KeyUse::Verify).await.context("configure storage")?;
     let bucket = location.open(&state).await?;
+    let data = data_bucket(&state)?;
     let settings = backup::settings_from_env()?;
     let manifest = shared::backup::back_up(
         state.store.as_ref(),
+        data.as_ref(),
         bucket.as_ref(),
         state.clock.as_ref(),
         &settings,
@@ -141,11 +153,12 @@ async fn back_up(location: &BackupLocation) -> anyhow::Result<()> {
     .await
     .context("back up")?;
     println!(
-        "Backup {}: {} items in {} parts ({:?}).",
+        "Backup {}: {} items in {} parts ({:?}) and {} archive objects.",
         manifest.id,
         manifest.items,
         manifest.parts.len(),
-        manifest.counts
+        manifest.counts,
+        manifest.archive_objects.len()
     );
     Ok(())
 }
@@ -195,9 +208,17 @@ async fn restore(backup_id: &str, location: &BackupLocation, force: bool) -> any
             }
         }
     };
-    let manifest = shared::backup::restore(bucket.as_ref(), backup_id, state.store.as_ref(), force, &mut on_progress)
-        .await
-        .context("restore")?;
+    let data = data_bucket(&state)?;
+    let manifest = shared::backup::restore(
+        bucket.as_ref(),
+        backup_id,
+        state.store.as_ref(),
+        data.as_ref(),
+        force,
+        &mut on_progress,
+    )
+    .await
+    .context("restore")?;
     bar.finish_and_clear();
     println!(
         "Restored backup {} ({} items, taken on {} at {}) into the {} store.",

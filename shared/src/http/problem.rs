@@ -241,6 +241,7 @@ impl From<OrderError> for ApiError {
             OrderError::Conflict(detail) => ApiError::Conflict(detail),
             OrderError::InFlight => ApiError::Busy { detail: e.to_string(), retry_after_secs: 1 },
             OrderError::Stale(detail) => ApiError::PreconditionFailed(detail),
+            OrderError::ArchiveMissing(detail) => ApiError::Gone(detail),
             OrderError::Store(e) => e.into(),
             other => ApiError::internal(other),
         }
