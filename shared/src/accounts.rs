@@ -16,16 +16,19 @@
 //! working at once, and sign-in is refused. Access tokens are not looked up on
 //! every call (that would cost a read per request): each lives at most
 //! `ACCESS_TOKEN_TTL_SECONDS` (15 minutes), and every route that reads the
-//! account (`/auth/me`, `/users/me`, creating a product) refuses a disabled
-//! one at once. A disabled farmer's products leave public browse and reads
-//! (the worker's `SyncFarmer` job) and come back on enable.
+//! account (`/auth/me`, `/users/me`, every product write and image upload
+//! ticket, admin routes) refuses a disabled one at once; those also go by the
+//! stored role, not the token's. A disabled farmer's products leave public
+//! browse and reads (the worker's `SyncFarmer` job) and come back on enable.
 //!
 //! # Erasure
 //! `DELETE /users/me` replaces the account by a tombstone holding only its id
 //! and role (what orders and products still point at), deletes the email guard
 //! (the address can register again) and the farmer page, ends every session
 //! and unlists a farmer's products. Throttling counters store only hashes, and
-//! sessions and link tokens hold only the id.
+//! sessions and link tokens hold only the id. An admin cannot erase their own
+//! account (another admin demotes it first), and the last enabled admin can
+//! be neither disabled nor demoted, so the marketplace always keeps one.
 //!
 //! # Throttling policy
 //! Every limit is counted *before* the password is hashed or checked (atomic
@@ -612,21 +615,46 @@ pub async fn account(state: &AppState, raw_id: &str) -> Result<User> {
     users::get(state.store.as_ref(), id).await?.ok_or_else(not_found)
 }
 
-/// Applies `change` to the account `raw_id` names (not an admin's: admins are
-/// managed with the `marketplace-admin` command), retrying lost races; when
+/// Whether `user` holds admin rights now.
+fn is_enabled_admin(user: &User) -> bool {
+    user.role == Role::Admin && !user.disabled
+}
+
+/// Accounts the search for another enabled admin reads at most (admin
+/// changes are rare; the admin list is read in pages of this budget).
+const ADMIN_SEARCH_BUDGET: usize = 100_000;
+
+/// An enabled admin other than `id`, if there is one.
+async fn another_enabled_admin(state: &AppState, id: UserId) -> Result<Option<User>> {
+    let keep = |user: &User| is_enabled_admin(user) && user.id != id;
+    let query = users::list_query(None);
+    let (found, _) = users::list(state.store.as_ref(), query, keep, 1, ADMIN_SEARCH_BUDGET).await?;
+    Ok(found.into_iter().next())
+}
+
+/// Applies `change` to the account `raw_id` names, retrying lost races; when
 /// the account was or becomes a farmer's, a farmer sync goes into the outbox
 /// in the same transaction (so repeating an action repairs a farmer's products).
+/// A change that takes admin rights away (disabling or demoting an admin)
+/// needs another enabled admin, checked unchanged in the same transaction, so
+/// two admins disabling each other at once cannot leave none: 409 for the
+/// last one.
 async fn administer(state: &AppState, raw_id: &str, change: impl Fn(&User) -> User) -> Result<User> {
     for attempt in 0..UPDATE_ATTEMPTS {
         repo::pause_before_retry(attempt).await;
         let user = account(state, raw_id).await?;
-        if user.role == Role::Admin {
-            return Err(AccountError::Conflict(
-                "admin accounts are managed with the marketplace-admin command, not the API".into(),
-            ));
-        }
         let next = User { version: user.version + 1, ..change(&user) };
         let mut writes = vec![users::update(&next, user.version)];
+        if is_enabled_admin(&user) && !is_enabled_admin(&next) {
+            let Some(other) = another_enabled_admin(state, user.id).await? else {
+                return Err(AccountError::Conflict(
+                    "this is the last enabled admin: it can be neither disabled nor demoted; \
+                     create another admin first (marketplace-admin create-admin)"
+                        .into(),
+                ));
+            };
+            writes.push(users::unchanged(&other));
+        }
         if user.role == Role::Farmer || next.role == Role::Farmer {
             writes.push(farmer_sync(state, next.id));
         }
@@ -653,10 +681,12 @@ pub async fn set_disabled(state: &AppState, raw_id: &str, disabled: bool) -> Res
     Ok(after)
 }
 
-/// Makes a customer a farmer or a farmer a customer (a former farmer's
-/// products leave public view, and return if they become a farmer again).
-/// Tokens carry the role: the new one applies from the next refresh (at most
-/// 15 minutes), and product writes check the stored role at once.
+/// Makes a customer a farmer or a farmer a customer, or demotes an admin (a
+/// former farmer's products leave public view, and return if they become a
+/// farmer again). Tokens carry the role: the new one shows in them from the
+/// next refresh (at most 15 minutes), while product writes and image upload
+/// tickets (`catalogue`) go by the stored role, so a demoted farmer loses them
+/// at once.
 pub async fn set_role(state: &AppState, raw_id: &str, role: SelfServiceRole) -> Result<User> {
     let role = Role::from(role);
     administer(state, raw_id, |user| User { role, ..user.clone() }).await
@@ -671,6 +701,11 @@ pub async fn set_role(state: &AppState, raw_id: &str, role: SelfServiceRole) -> 
 pub async fn erase(state: &AppState, caller: &Claims, password: String) -> Result<()> {
     let store = state.store.as_ref();
     let mut user = caller_user(state, caller).await?;
+    if user.role == Role::Admin {
+        return Err(AccountError::Forbidden(
+            "an admin account cannot be erased through the API: have another admin demote it first".into(),
+        ));
+    }
     check_password(state, &user, password, "password").await?;
     for attempt in 0..UPDATE_ATTEMPTS {
         repo::pause_before_retry(attempt).await;
