@@ -1,9 +1,16 @@
-//! The accounts' use cases over the ports: register, sign in (throttled, with
-//! unknown emails costing as much as known ones), rotate a refresh token, sign
-//! out, the signed-in user, email verification, password reset and change,
-//! profiles, administration (list, disable, enable, change role) and erasure.
+//! The accounts' use cases over the ports: register (answering alike for
+//! known and new emails), sign in (throttled, with unknown emails costing as
+//! much as known ones), rotate a refresh token, sign out, the signed-in user,
+//! email verification, password reset and change, profiles, administration
+//! (list, disable, enable, change role) and erasure.
 //! Each sign-in hands out a `Signed` session with a fresh access token.
 //! Password hashing runs on the blocking pool.
+//!
+//! # Registration
+//! A sign-up answers the same, and does the same work, whether or not the
+//! address has an account: the owner of a known address is mailed "you
+//! already have an account" instead of a verification link, and nobody is
+//! signed in by registering (the new user signs in next).
 //!
 //! # Verification policy
 //! Registering mails a single-use link (valid `VERIFY_TOKEN_HOURS`). An
@@ -91,9 +98,6 @@ pub const RESET_TOKEN_HOURS: i64 = 1;
 /// Why an account action failed. Each variant's doc names its HTTP status.
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
-    /// 409.
-    #[error("an account with this email already exists")]
-    DuplicateEmail,
     /// 401: wrong email or password, or a refresh token that is no good.
     #[error("{0}")]
     Unauthenticated(String),
@@ -228,24 +232,45 @@ async fn limit(state: &AppState, scope: &str, limit: Limit, what: &'static str) 
     }
 }
 
-/// Creates a customer or farmer account, from `source` (an address), and signs it in.
-pub async fn register(state: &AppState, new: NewAccount, source: &str) -> Result<Signed> {
+/// Creates a customer or farmer account, from `source` (an address), and
+/// mails its verification link; the new user then signs in. For an address
+/// that already has an account, does the same work (the password hash, one
+/// queued mail) and answers alike, but mails the owner "you already have an
+/// account" instead, so a sign-up tells nobody who has an account.
+pub async fn register(state: &AppState, new: NewAccount, source: &str) -> Result<()> {
     limit(state, &format!("register#{source}"), REGISTER_PER_ADDRESS, "sign-ups from this address").await?;
     let NewAccount { email, password, display_name, role } = new;
-    let password_hash = tokio::task::spawn_blocking(move || PasswordHash::create(&password)).await?;
+    let password_hash = hash(password).await?;
     let user = User::new(email, display_name, role.into(), password_hash, state.clock.now());
+    // Either way the outcome is mailed: a failure to queue the mail must not
+    // change the answer (the owner can ask for another link, or a reset).
     match users::create(state.store.as_ref(), &user).await {
-        Ok(()) => {}
-        Err(CreateUserError::DuplicateEmail) => return Err(AccountError::DuplicateEmail),
+        Ok(()) => {
+            tracing::info!(user_id = %user.id, role = user.role.as_str(), "user registered");
+            if let Err(e) = send_verification(state, &user).await {
+                tracing::error!(user_id = %user.id, error = %e, "the verification mail could not be queued");
+            }
+        }
+        Err(CreateUserError::DuplicateEmail) => {
+            if let Err(e) = send_account_exists(state, &user.email).await {
+                tracing::error!(error = %e, "the account-exists mail could not be queued");
+            }
+        }
         Err(CreateUserError::Store(e)) => return Err(e.into()),
     }
-    tracing::info!(user_id = %user.id, role = user.role.as_str(), "user registered");
-    // The account exists now: a failure to queue its mail must not undo the
-    // sign-up (the owner can ask for another link).
-    if let Err(e) = send_verification(state, &user).await {
-        tracing::error!(user_id = %user.id, error = %e, "the verification mail could not be queued");
-    }
-    start_session(state, user).await
+    Ok(())
+}
+
+/// Mails the owner of `email` that they already have an account (nothing
+/// when the account went meanwhile).
+async fn send_account_exists(state: &AppState, email: &Email) -> Result<()> {
+    let Some(owner) = users::find_by_email(state.store.as_ref(), email).await? else {
+        return Ok(());
+    };
+    tracing::info!(user_id = %owner.id, "sign-up with an address that has an account");
+    let mail = Template::AccountExists { name: owner.display_name.as_str() }.render(owner.email.as_str());
+    jobs::enqueue(state, &Job::SendEmail { mail }).await?;
+    Ok(())
 }
 
 /// A hash that never matches, verified when the email is unknown so that unknown

@@ -383,15 +383,7 @@ async fn erasure_leaves_no_email_or_name_and_frees_the_email(app: TestApp) {
     let category = create_category(&app, &admin).await;
     let email = unique_email("leaver");
     let name = format!("Leaving Name {}", ulid::Ulid::new());
-    let response = app
-        .post(
-            "/auth/register",
-            &json!({"email": email, "password": PASSWORD, "displayName": name, "role": "farmer"}),
-            None,
-        )
-        .await;
-    assert_eq!(response.status(), 201);
-    let farmer: Value = response.json().await.unwrap();
+    let farmer = app.register_as(&email, "farmer", &name).await;
     app.mark_verified(&farmer).await;
     let token = access_token(&farmer);
     let farmer_id = user_id(&farmer);
