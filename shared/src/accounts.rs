@@ -48,6 +48,10 @@
 //! - Per email from every address: past `LOGIN_PER_ACCOUNT`, each attempt waits
 //!   `ACCOUNT_SLOWDOWN` first. This slows a distributed attack on one account but
 //!   never refuses its owner.
+//! - Password reset requests: `RESET_PER_ADDRESS` per source address,
+//!   `RESET_PER_EMAIL_AND_ADDRESS` per email and address, and a per-email
+//!   ceiling `RESET_PER_EMAIL` well above the latter, so one address asking
+//!   for someone's resets cannot block the owner's own.
 
 use std::time::Duration;
 
@@ -86,8 +90,12 @@ pub const REGISTER_PER_ADDRESS: Limit = Limit::new(10, 3600);
 pub const RESEND_PER_ACCOUNT: Limit = Limit::new(3, 3600);
 /// Password reset requests per source address per hour.
 pub const RESET_PER_ADDRESS: Limit = Limit::new(10, 3600);
-/// Password reset requests per email per hour (known or not).
-pub const RESET_PER_EMAIL: Limit = Limit::new(3, 3600);
+/// Password reset requests per email and source address per hour (known or not).
+pub const RESET_PER_EMAIL_AND_ADDRESS: Limit = Limit::new(3, 3600);
+/// Password reset requests per email per hour, over all addresses: a ceiling on
+/// the mail one inbox gets, well above what one address may ask for, so one
+/// attacker's address cannot block the owner's recovery.
+pub const RESET_PER_EMAIL: Limit = Limit::new(10, 3600);
 /// Password checks of a signed-in account (change, erasure) per 15 minutes.
 pub const PASSWORD_CHECKS_PER_ACCOUNT: Limit = Limit::new(5, 15 * 60);
 /// How long a verification link works.
@@ -444,11 +452,15 @@ fn busy() -> AccountError {
 // Passwords
 // ---------------------------------------------------------------------------
 
-/// Queues a password reset for `email`. Answers the same, and does the same
-/// work (two counters and one queued job), whether or not an account has the
-/// address: the worker finds out (`issue_password_reset`).
+/// Queues a password reset for `email` from `source` (an address). Answers
+/// the same, and does the same work (three counters and one queued job),
+/// whether or not an account has the address: the worker finds out
+/// (`issue_password_reset`). A request refused by the per-email-and-address
+/// limit does not count towards the per-email ceiling.
 pub async fn request_password_reset(state: &AppState, email: Email, source: &str) -> Result<()> {
     limit(state, &format!("reset-address#{source}"), RESET_PER_ADDRESS, "password resets from this address").await?;
+    let what = "password resets for this email from this address";
+    limit(state, &format!("reset#{email}#{source}"), RESET_PER_EMAIL_AND_ADDRESS, what).await?;
     limit(state, &format!("reset#{email}"), RESET_PER_EMAIL, "password resets for this email").await?;
     jobs::enqueue(state, &Job::PasswordReset { email: email.to_string() }).await?;
     Ok(())

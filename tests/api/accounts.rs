@@ -205,6 +205,36 @@ async fn password_reset_answers_alike_and_ends_every_session(app: TestApp) {
     assert_eq!(refresh_status(&app, &refresh_token(&fresh)).await, 200);
 }
 
+/// Resets for `email` in the mailbox.
+async fn reset_mails(app: &TestApp, email: &str) -> usize {
+    mailbox(app).await.iter().filter(|m| m.mail.to == email && m.mail.subject.contains("Reset your password")).count()
+}
+
+#[tokio::test]
+async fn reset_requests_from_one_address_do_not_block_the_owner_asking_from_another() {
+    let app = crate::helpers::spawn_app().await;
+    let email = unique_email("victim");
+    app.register(&email, "customer").await;
+    let body = json!({ "email": email });
+    let attacker = app.client_from("127.0.0.2");
+    let limit = shared::accounts::RESET_PER_EMAIL_AND_ADDRESS;
+    for _ in 0..limit.max {
+        let response = attacker.post(app.url("/auth/password-reset")).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), 202);
+    }
+    let refused = attacker.post(app.url("/auth/password-reset")).json(&body).send().await.unwrap();
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_problem(refused, 429).await;
+    let sent = limit.max as usize;
+    eventually("the attacker's resets mailed", || async { (reset_mails(&app, &email).await == sent).then_some(()) })
+        .await;
+
+    // The owner, from their own address, still gets a link.
+    assert_eq!(app.post("/auth/password-reset", &body, None).await.status(), 202);
+    eventually("the owner's reset mailed", || async { (reset_mails(&app, &email).await == sent + 1).then_some(()) })
+        .await;
+}
+
 async fn a_password_change_ends_the_other_sessions_only(app: TestApp) {
     let email = unique_email("changer");
     let this = app.register(&email, "farmer").await;

@@ -284,7 +284,7 @@ async fn resend_verification(State(state): State<Arc<AppState>>, caller: Caller)
     request_body = ResetBody,
     responses(
         (status = 202, description = "If an account has this address, a link (valid one hour, usable once) is on its way. Same answer, in about the same time, when none has.", body = Accepted),
-        (status = 429, description = "Too many resets from this address or for this email; retry after `Retry-After` seconds."),
+        (status = 429, description = "Too many resets from this address (10 an hour), for this email from this address (3 an hour), or for this email from all addresses (10 an hour); retry after `Retry-After` seconds."),
     ))]
 async fn request_password_reset(
     State(state): State<Arc<AppState>>,
