@@ -1,9 +1,16 @@
-//! The accounts' use cases over the ports: register, sign in (throttled, with
-//! unknown emails costing as much as known ones), rotate a refresh token, sign
-//! out, the signed-in user, email verification, password reset and change,
-//! profiles, administration (list, disable, enable, change role) and erasure.
+//! The accounts' use cases over the ports: register (answering alike for
+//! known and new emails), sign in (throttled, with unknown emails costing as
+//! much as known ones), rotate a refresh token, sign out, the signed-in user,
+//! email verification, password reset and change, profiles, administration
+//! (list, disable, enable, change role) and erasure.
 //! Each sign-in hands out a `Signed` session with a fresh access token.
 //! Password hashing runs on the blocking pool.
+//!
+//! # Registration
+//! A sign-up answers the same, and does the same work, whether or not the
+//! address has an account: the owner of a known address is mailed "you
+//! already have an account" instead of a verification link, and nobody is
+//! signed in by registering (the new user signs in next).
 //!
 //! # Verification policy
 //! Registering mails a single-use link (valid `VERIFY_TOKEN_HOURS`). An
@@ -16,16 +23,19 @@
 //! working at once, and sign-in is refused. Access tokens are not looked up on
 //! every call (that would cost a read per request): each lives at most
 //! `ACCESS_TOKEN_TTL_SECONDS` (15 minutes), and every route that reads the
-//! account (`/auth/me`, `/users/me`, creating a product) refuses a disabled
-//! one at once. A disabled farmer's products leave public browse and reads
-//! (the worker's `SyncFarmer` job) and come back on enable.
+//! account (`/auth/me`, `/users/me`, every product write and image upload
+//! ticket, admin routes) refuses a disabled one at once; those also go by the
+//! stored role, not the token's. A disabled farmer's products leave public
+//! browse and reads (the worker's `SyncFarmer` job) and come back on enable.
 //!
 //! # Erasure
 //! `DELETE /users/me` replaces the account by a tombstone holding only its id
 //! and role (what orders and products still point at), deletes the email guard
 //! (the address can register again) and the farmer page, ends every session
 //! and unlists a farmer's products. Throttling counters store only hashes, and
-//! sessions and link tokens hold only the id.
+//! sessions and link tokens hold only the id. An admin cannot erase their own
+//! account (another admin demotes it first), and the last enabled admin can
+//! be neither disabled nor demoted, so the marketplace always keeps one.
 //!
 //! # Throttling policy
 //! Every limit is counted *before* the password is hashed or checked (atomic
@@ -38,6 +48,10 @@
 //! - Per email from every address: past `LOGIN_PER_ACCOUNT`, each attempt waits
 //!   `ACCOUNT_SLOWDOWN` first. This slows a distributed attack on one account but
 //!   never refuses its owner.
+//! - Password reset requests: `RESET_PER_ADDRESS` per source address,
+//!   `RESET_PER_EMAIL_AND_ADDRESS` per email and address, and a per-email
+//!   ceiling `RESET_PER_EMAIL` well above the latter, so one address asking
+//!   for someone's resets cannot block the owner's own.
 
 use std::time::Duration;
 
@@ -76,8 +90,12 @@ pub const REGISTER_PER_ADDRESS: Limit = Limit::new(10, 3600);
 pub const RESEND_PER_ACCOUNT: Limit = Limit::new(3, 3600);
 /// Password reset requests per source address per hour.
 pub const RESET_PER_ADDRESS: Limit = Limit::new(10, 3600);
-/// Password reset requests per email per hour (known or not).
-pub const RESET_PER_EMAIL: Limit = Limit::new(3, 3600);
+/// Password reset requests per email and source address per hour (known or not).
+pub const RESET_PER_EMAIL_AND_ADDRESS: Limit = Limit::new(3, 3600);
+/// Password reset requests per email per hour, over all addresses: a ceiling on
+/// the mail one inbox gets, well above what one address may ask for, so one
+/// attacker's address cannot block the owner's recovery.
+pub const RESET_PER_EMAIL: Limit = Limit::new(10, 3600);
 /// Password checks of a signed-in account (change, erasure) per 15 minutes.
 pub const PASSWORD_CHECKS_PER_ACCOUNT: Limit = Limit::new(5, 15 * 60);
 /// How long a verification link works.
@@ -88,9 +106,6 @@ pub const RESET_TOKEN_HOURS: i64 = 1;
 /// Why an account action failed. Each variant's doc names its HTTP status.
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
-    /// 409.
-    #[error("an account with this email already exists")]
-    DuplicateEmail,
     /// 401: wrong email or password, or a refresh token that is no good.
     #[error("{0}")]
     Unauthenticated(String),
@@ -225,24 +240,45 @@ async fn limit(state: &AppState, scope: &str, limit: Limit, what: &'static str) 
     }
 }
 
-/// Creates a customer or farmer account, from `source` (an address), and signs it in.
-pub async fn register(state: &AppState, new: NewAccount, source: &str) -> Result<Signed> {
+/// Creates a customer or farmer account, from `source` (an address), and
+/// mails its verification link; the new user then signs in. For an address
+/// that already has an account, does the same work (the password hash, one
+/// queued mail) and answers alike, but mails the owner "you already have an
+/// account" instead, so a sign-up tells nobody who has an account.
+pub async fn register(state: &AppState, new: NewAccount, source: &str) -> Result<()> {
     limit(state, &format!("register#{source}"), REGISTER_PER_ADDRESS, "sign-ups from this address").await?;
     let NewAccount { email, password, display_name, role } = new;
-    let password_hash = tokio::task::spawn_blocking(move || PasswordHash::create(&password)).await?;
+    let password_hash = hash(password).await?;
     let user = User::new(email, display_name, role.into(), password_hash, state.clock.now());
+    // Either way the outcome is mailed: a failure to queue the mail must not
+    // change the answer (the owner can ask for another link, or a reset).
     match users::create(state.store.as_ref(), &user).await {
-        Ok(()) => {}
-        Err(CreateUserError::DuplicateEmail) => return Err(AccountError::DuplicateEmail),
+        Ok(()) => {
+            tracing::info!(user_id = %user.id, role = user.role.as_str(), "user registered");
+            if let Err(e) = send_verification(state, &user).await {
+                tracing::error!(user_id = %user.id, error = %e, "the verification mail could not be queued");
+            }
+        }
+        Err(CreateUserError::DuplicateEmail) => {
+            if let Err(e) = send_account_exists(state, &user.email).await {
+                tracing::error!(error = %e, "the account-exists mail could not be queued");
+            }
+        }
         Err(CreateUserError::Store(e)) => return Err(e.into()),
     }
-    tracing::info!(user_id = %user.id, role = user.role.as_str(), "user registered");
-    // The account exists now: a failure to queue its mail must not undo the
-    // sign-up (the owner can ask for another link).
-    if let Err(e) = send_verification(state, &user).await {
-        tracing::error!(user_id = %user.id, error = %e, "the verification mail could not be queued");
-    }
-    start_session(state, user).await
+    Ok(())
+}
+
+/// Mails the owner of `email` that they already have an account (nothing
+/// when the account went meanwhile).
+async fn send_account_exists(state: &AppState, email: &Email) -> Result<()> {
+    let Some(owner) = users::find_by_email(state.store.as_ref(), email).await? else {
+        return Ok(());
+    };
+    tracing::info!(user_id = %owner.id, "sign-up with an address that has an account");
+    let mail = Template::AccountExists { name: owner.display_name.as_str() }.render(owner.email.as_str());
+    jobs::enqueue(state, &Job::SendEmail { mail }).await?;
+    Ok(())
 }
 
 /// A hash that never matches, verified when the email is unknown so that unknown
@@ -416,11 +452,15 @@ fn busy() -> AccountError {
 // Passwords
 // ---------------------------------------------------------------------------
 
-/// Queues a password reset for `email`. Answers the same, and does the same
-/// work (two counters and one queued job), whether or not an account has the
-/// address: the worker finds out (`issue_password_reset`).
+/// Queues a password reset for `email` from `source` (an address). Answers
+/// the same, and does the same work (three counters and one queued job),
+/// whether or not an account has the address: the worker finds out
+/// (`issue_password_reset`). A request refused by the per-email-and-address
+/// limit does not count towards the per-email ceiling.
 pub async fn request_password_reset(state: &AppState, email: Email, source: &str) -> Result<()> {
     limit(state, &format!("reset-address#{source}"), RESET_PER_ADDRESS, "password resets from this address").await?;
+    let what = "password resets for this email from this address";
+    limit(state, &format!("reset#{email}#{source}"), RESET_PER_EMAIL_AND_ADDRESS, what).await?;
     limit(state, &format!("reset#{email}"), RESET_PER_EMAIL, "password resets for this email").await?;
     jobs::enqueue(state, &Job::PasswordReset { email: email.to_string() }).await?;
     Ok(())
@@ -612,21 +652,46 @@ pub async fn account(state: &AppState, raw_id: &str) -> Result<User> {
     users::get(state.store.as_ref(), id).await?.ok_or_else(not_found)
 }
 
-/// Applies `change` to the account `raw_id` names (not an admin's: admins are
-/// managed with the `marketplace-admin` command), retrying lost races; when
+/// Whether `user` holds admin rights now.
+fn is_enabled_admin(user: &User) -> bool {
+    user.role == Role::Admin && !user.disabled
+}
+
+/// Accounts the search for another enabled admin reads at most (admin
+/// changes are rare; the admin list is read in pages of this budget).
+const ADMIN_SEARCH_BUDGET: usize = 100_000;
+
+/// An enabled admin other than `id`, if there is one.
+async fn another_enabled_admin(state: &AppState, id: UserId) -> Result<Option<User>> {
+    let keep = |user: &User| is_enabled_admin(user) && user.id != id;
+    let query = users::list_query(None);
+    let (found, _) = users::list(state.store.as_ref(), query, keep, 1, ADMIN_SEARCH_BUDGET).await?;
+    Ok(found.into_iter().next())
+}
+
+/// Applies `change` to the account `raw_id` names, retrying lost races; when
 /// the account was or becomes a farmer's, a farmer sync goes into the outbox
 /// in the same transaction (so repeating an action repairs a farmer's products).
+/// A change that takes admin rights away (disabling or demoting an admin)
+/// needs another enabled admin, checked unchanged in the same transaction, so
+/// two admins disabling each other at once cannot leave none: 409 for the
+/// last one.
 async fn administer(state: &AppState, raw_id: &str, change: impl Fn(&User) -> User) -> Result<User> {
     for attempt in 0..UPDATE_ATTEMPTS {
         repo::pause_before_retry(attempt).await;
         let user = account(state, raw_id).await?;
-        if user.role == Role::Admin {
-            return Err(AccountError::Conflict(
-                "admin accounts are managed with the marketplace-admin command, not the API".into(),
-            ));
-        }
         let next = User { version: user.version + 1, ..change(&user) };
         let mut writes = vec![users::update(&next, user.version)];
+        if is_enabled_admin(&user) && !is_enabled_admin(&next) {
+            let Some(other) = another_enabled_admin(state, user.id).await? else {
+                return Err(AccountError::Conflict(
+                    "this is the last enabled admin: it can be neither disabled nor demoted; \
+                     create another admin first (marketplace-admin create-admin)"
+                        .into(),
+                ));
+            };
+            writes.push(users::unchanged(&other));
+        }
         if user.role == Role::Farmer || next.role == Role::Farmer {
             writes.push(farmer_sync(state, next.id));
         }
@@ -653,10 +718,12 @@ pub async fn set_disabled(state: &AppState, raw_id: &str, disabled: bool) -> Res
     Ok(after)
 }
 
-/// Makes a customer a farmer or a farmer a customer (a former farmer's
-/// products leave public view, and return if they become a farmer again).
-/// Tokens carry the role: the new one applies from the next refresh (at most
-/// 15 minutes), and product writes check the stored role at once.
+/// Makes a customer a farmer or a farmer a customer, or demotes an admin (a
+/// former farmer's products leave public view, and return if they become a
+/// farmer again). Tokens carry the role: the new one shows in them from the
+/// next refresh (at most 15 minutes), while product writes and image upload
+/// tickets (`catalogue`) go by the stored role, so a demoted farmer loses them
+/// at once.
 pub async fn set_role(state: &AppState, raw_id: &str, role: SelfServiceRole) -> Result<User> {
     let role = Role::from(role);
     administer(state, raw_id, |user| User { role, ..user.clone() }).await
@@ -671,6 +738,11 @@ pub async fn set_role(state: &AppState, raw_id: &str, role: SelfServiceRole) -> 
 pub async fn erase(state: &AppState, caller: &Claims, password: String) -> Result<()> {
     let store = state.store.as_ref();
     let mut user = caller_user(state, caller).await?;
+    if user.role == Role::Admin {
+        return Err(AccountError::Forbidden(
+            "an admin account cannot be erased through the API: have another admin demote it first".into(),
+        ));
+    }
     check_password(state, &user, password, "password").await?;
     for attempt in 0..UPDATE_ATTEMPTS {
         repo::pause_before_retry(attempt).await;

@@ -498,6 +498,19 @@ fn require_owner(caller: &Claims, product: &Product, admin_may: bool) -> Result<
     }
 }
 
+/// `caller` with the role their account has now: 403 when it is disabled or
+/// gone. The role in an access token may be up to its life (15 minutes) old,
+/// so product writes and upload tickets go by the stored account instead (one
+/// read), and a farmer demoted or disabled by an admin loses them at once.
+async fn as_stored(state: &AppState, caller: &Claims) -> Result<Claims> {
+    let id = caller.user_id().ok_or_else(|| CatalogueError::Forbidden("the access token names no user".into()))?;
+    match users::get(state.store.as_ref(), id).await? {
+        Some(user) if user.disabled => Err(CatalogueError::Forbidden("this account is disabled".into())),
+        Some(user) => Ok(Claims { role: user.role, ..caller.clone() }),
+        None => Err(CatalogueError::Forbidden("the account no longer exists".into())),
+    }
+}
+
 /// The product's ETag: its version, quoted.
 pub fn etag(product: &Product) -> String {
     format!("\"{}\"", product.version)
@@ -512,6 +525,7 @@ pub async fn update_product(
     changes: ProductChanges,
     if_match: Option<&str>,
 ) -> Result<Product> {
+    let caller = &as_stored(state, caller).await?;
     let harvest = match &changes.harvest_date {
         None => None,
         Some(raw) => Some(harvest_date(raw.as_deref(), state.clock.now().date())?),
@@ -555,6 +569,7 @@ pub async fn update_product(
 /// Unlists a product (its farmer or an admin): it leaves every listing and can
 /// no longer be read or ordered. Unlisting an unlisted product succeeds.
 pub async fn unlist_product(state: &AppState, caller: &Claims, raw_id: &str) -> Result<()> {
+    let caller = &as_stored(state, caller).await?;
     let not_found = || CatalogueError::NotFound(format!("no product with id {raw_id:?}"));
     let id = ProductId::parse(raw_id).ok_or_else(not_found)?;
     for attempt in 0..UPDATE_ATTEMPTS {
@@ -616,6 +631,7 @@ pub async fn issue_image_upload(
     raw_id: &str,
     upload: ImageUpload,
 ) -> Result<(ImageId, PresignedUpload)> {
+    let caller = &as_stored(state, caller).await?;
     let format = ImageFormat::from_content_type(&upload.content_type).ok_or_else(|| {
         CatalogueError::UnsupportedImage(format!(
             "images must be image/jpeg, image/png or image/webp, not {:?}",
@@ -679,6 +695,7 @@ pub async fn issue_image_upload(
 /// Removes a photo from the caller's product. The public objects stay: their
 /// keys are content-addressed and may be shared with another product.
 pub async fn remove_image(state: &AppState, caller: &Claims, raw_id: &str, raw_image_id: &str) -> Result<()> {
+    let caller = &as_stored(state, caller).await?;
     let not_found = || CatalogueError::NotFound(format!("no image {raw_image_id:?} on this product"));
     let image_id = ImageId::parse(raw_image_id).ok_or_else(not_found)?;
     for attempt in 0..UPDATE_ATTEMPTS {

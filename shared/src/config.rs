@@ -6,7 +6,9 @@
 //! `http://127.0.0.1:3000`) accepts presigned uploads and serves public assets
 //! under `/assets`. Inside Lambda (`AWS_LAMBDA_FUNCTION_NAME` is set) every setting the
 //! function needs must be present: a missing one is a start-up error, never a
-//! silent fall-back to the embedded store. Functions that queue jobs name the
+//! silent fall-back to the embedded store. Every function may also accept
+//! tokens of the previous signing key (`TOKEN_PREVIOUS_PUBLIC_KEY`, during a
+//! key rotation). Functions that queue jobs name the
 //! queue (`JOBS_QUEUE_URL`); those writing mailed links name where links point
 //! (`LINK_BASE_URL`); the worker sends mail through SES as `MAIL_FROM`. Locally,
 //! mail goes to the mailbox directory `<DATA_DIR>/mail`, and links point at the
@@ -196,6 +198,8 @@ impl AppState {
                 TokenKeys::from_public_key_b64(&public)?
             }
         };
+        // During a key rotation, tokens of the previous key keep working.
+        let tokens = tokens.with_previous_public_key_b64(&setting("TOKEN_PREVIOUS_PUBLIC_KEY").unwrap_or_default())?;
         let blobs = bucket(&sdk, "ASSETS_BUCKET")?;
         let assets_base_url = match (&blobs, setting("ASSETS_BASE_URL")) {
             (Some(_), None) => return Err(ConfigError::Missing("ASSETS_BASE_URL")),

@@ -1,7 +1,7 @@
 //! Outgoing mail: the templates (kept in `shared/mail/`, compiled in) and
 //! their rendering. A template names its values `{{name}}`; the HTML body gets
 //! them HTML-escaped. This is written by hand rather than with a template
-//! engine: two fixed templates with a few plain values need no loops,
+//! engine: a few fixed templates with a few plain values need no loops,
 //! conditions or inheritance, and no extra dependency in every function.
 
 use crate::ports::OutgoingMail;
@@ -13,6 +13,9 @@ pub enum Template<'a> {
     VerifyEmail { name: &'a str, link: &'a str, hours: i64 },
     /// A link setting a new password, valid `hours`.
     ResetPassword { name: &'a str, link: &'a str, hours: i64 },
+    /// To the owner of an address someone tried to sign up with again: sign
+    /// in, or reset the password.
+    AccountExists { name: &'a str },
     /// A notice (order placed, order status changed): its title and text.
     Notice { name: &'a str, title: &'a str, body: &'a str },
 }
@@ -21,6 +24,8 @@ const VERIFY_TEXT: &str = include_str!("../mail/verify-email.txt");
 const VERIFY_HTML: &str = include_str!("../mail/verify-email.html");
 const RESET_TEXT: &str = include_str!("../mail/reset-password.txt");
 const RESET_HTML: &str = include_str!("../mail/reset-password.html");
+const EXISTS_TEXT: &str = include_str!("../mail/account-exists.txt");
+const EXISTS_HTML: &str = include_str!("../mail/account-exists.html");
 const NOTICE_TEXT: &str = include_str!("../mail/notice.txt");
 const NOTICE_HTML: &str = include_str!("../mail/notice.html");
 
@@ -63,6 +68,9 @@ impl Template<'_> {
                 hours = h.to_string();
                 let values = vec![("name", *name), ("link", *link), ("hours", hours.as_str())];
                 ("Reset your password", RESET_TEXT, RESET_HTML, values)
+            }
+            Template::AccountExists { name } => {
+                ("You already have an account", EXISTS_TEXT, EXISTS_HTML, vec![("name", *name)])
             }
             Template::Notice { name, title, body } => {
                 (*title, NOTICE_TEXT, NOTICE_HTML, vec![("name", *name), ("title", *title), ("body", *body)])

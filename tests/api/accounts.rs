@@ -205,6 +205,36 @@ async fn password_reset_answers_alike_and_ends_every_session(app: TestApp) {
     assert_eq!(refresh_status(&app, &refresh_token(&fresh)).await, 200);
 }
 
+/// Resets for `email` in the mailbox.
+async fn reset_mails(app: &TestApp, email: &str) -> usize {
+    mailbox(app).await.iter().filter(|m| m.mail.to == email && m.mail.subject.contains("Reset your password")).count()
+}
+
+#[tokio::test]
+async fn reset_requests_from_one_address_do_not_block_the_owner_asking_from_another() {
+    let app = crate::helpers::spawn_app().await;
+    let email = unique_email("victim");
+    app.register(&email, "customer").await;
+    let body = json!({ "email": email });
+    let attacker = app.client_from("127.0.0.2");
+    let limit = shared::accounts::RESET_PER_EMAIL_AND_ADDRESS;
+    for _ in 0..limit.max {
+        let response = attacker.post(app.url("/auth/password-reset")).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), 202);
+    }
+    let refused = attacker.post(app.url("/auth/password-reset")).json(&body).send().await.unwrap();
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_problem(refused, 429).await;
+    let sent = limit.max as usize;
+    eventually("the attacker's resets mailed", || async { (reset_mails(&app, &email).await == sent).then_some(()) })
+        .await;
+
+    // The owner, from their own address, still gets a link.
+    assert_eq!(app.post("/auth/password-reset", &body, None).await.status(), 202);
+    eventually("the owner's reset mailed", || async { (reset_mails(&app, &email).await == sent + 1).then_some(()) })
+        .await;
+}
+
 async fn a_password_change_ends_the_other_sessions_only(app: TestApp) {
     let email = unique_email("changer");
     let this = app.register(&email, "farmer").await;
@@ -383,15 +413,7 @@ async fn erasure_leaves_no_email_or_name_and_frees_the_email(app: TestApp) {
     let category = create_category(&app, &admin).await;
     let email = unique_email("leaver");
     let name = format!("Leaving Name {}", ulid::Ulid::new());
-    let response = app
-        .post(
-            "/auth/register",
-            &json!({"email": email, "password": PASSWORD, "displayName": name, "role": "farmer"}),
-            None,
-        )
-        .await;
-    assert_eq!(response.status(), 201);
-    let farmer: Value = response.json().await.unwrap();
+    let farmer = app.register_as(&email, "farmer", &name).await;
     app.mark_verified(&farmer).await;
     let token = access_token(&farmer);
     let farmer_id = user_id(&farmer);
@@ -433,7 +455,73 @@ async fn erasure_leaves_no_email_or_name_and_frees_the_email(app: TestApp) {
     app.register(&email, "customer").await;
 }
 
+/// The signed-in user's id, from `GET /auth/me`.
+async fn my_id(app: &TestApp, token: &str) -> String {
+    let me: Value = app.get("/auth/me", Some(token)).await.json().await.unwrap();
+    me["id"].as_str().unwrap().to_owned()
+}
+
+async fn admins_cannot_erase_themselves_and_the_last_enabled_admin_stays(app: TestApp) {
+    let first = app.admin_token().await;
+    let first_id = my_id(&app, &first).await;
+    let erase = json!({ "password": PASSWORD });
+    let refused = assert_problem(call(&app, Method::DELETE, "/users/me", Some(&erase), Some(&first)).await, 403).await;
+    assert!(refused["detail"].as_str().unwrap().contains("admin"), "{refused}");
+    assert_eq!(app.get("/users/me", Some(&first)).await.status(), 200, "still there");
+
+    // Alone, the admin can be neither disabled nor demoted.
+    let last = assert_problem(app.post(&format!("/users/{first_id}/disable"), &json!({}), Some(&first)).await, 409).await;
+    assert!(last["detail"].as_str().unwrap().contains("last enabled admin"), "{last}");
+    let demote = json!({ "role": "customer" });
+    let path = format!("/users/{first_id}");
+    assert_problem(call(&app, Method::PATCH, &path, Some(&demote), Some(&first)).await, 409).await;
+
+    // With a second admin, one may disable the other, but not then themselves.
+    let second = app.admin_token().await;
+    let second_id = my_id(&app, &second).await;
+    assert_eq!(app.post(&format!("/users/{first_id}/disable"), &json!({}), Some(&second)).await.status(), 200);
+    let second_path = format!("/users/{second_id}");
+    assert_problem(app.post(&format!("{second_path}/disable"), &json!({}), Some(&second)).await, 409).await;
+    assert_problem(call(&app, Method::PATCH, &second_path, Some(&demote), Some(&second)).await, 409).await;
+    assert_eq!(app.post(&format!("/users/{first_id}/enable"), &json!({}), Some(&second)).await.status(), 200);
+    let demoted = call(&app, Method::PATCH, &path, Some(&demote), Some(&second)).await;
+    assert_eq!(demoted.status(), 200);
+    assert_eq!(demoted.json::<Value>().await.unwrap()["role"], "customer");
+    assert_problem(app.post(&format!("{second_path}/disable"), &json!({}), Some(&second)).await, 409).await;
+    // The demoted admin's token still says admin; admin routes go by the account.
+    assert_problem(app.get("/users", Some(&first)).await, 403).await;
+    assert_eq!(app.get("/users", Some(&second)).await.status(), 200);
+}
+
+async fn a_demoted_farmer_can_no_longer_write_products_with_the_token_they_hold(app: TestApp) {
+    let admin = app.admin_token().await;
+    let category = create_category(&app, &admin).await;
+    let farmer = app.register(&unique_email("demoted"), "farmer").await;
+    let token = access_token(&farmer);
+    let product = create_product(&app, &token, &category).await;
+    let product_path = format!("/products/{product}");
+    let patch = json!({ "stock": 3 });
+    assert_eq!(call(&app, Method::PATCH, &product_path, Some(&patch), Some(&token)).await.status(), 200);
+
+    let demote = json!({ "role": "customer" });
+    let path = format!("/users/{}", user_id(&farmer));
+    assert_eq!(call(&app, Method::PATCH, &path, Some(&demote), Some(&admin)).await.status(), 200);
+    // The token still says farmer for its 15 minutes; the account does not.
+    assert_problem(call(&app, Method::PATCH, &product_path, Some(&patch), Some(&token)).await, 403).await;
+    let ticket = json!({ "contentType": "image/png", "size": 1000 });
+    assert_problem(app.post(&format!("{product_path}/images"), &ticket, Some(&token)).await, 403).await;
+    assert_problem(call(&app, Method::DELETE, &product_path, None, Some(&token)).await, 403).await;
+    let stored =
+        shared::repo::products::get(app.state.store.as_ref(), shared::domain::ProductId::parse(&product).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+    assert!(stored.is_listed(), "the refused DELETE changed nothing");
+}
+
 crate::helpers::on_both_backends!(
+    a_demoted_farmer_can_no_longer_write_products_with_the_token_they_hold,
+    admins_cannot_erase_themselves_and_the_last_enabled_admin_stays,
     verification_link_in_the_local_mailbox_verifies,
     password_reset_answers_alike_and_ends_every_session,
     a_password_change_ends_the_other_sessions_only,
@@ -448,6 +536,7 @@ const LEEWAY: Duration = Duration::from_secs(5);
 /// Access tokens are not looked up on every call: a disabled user's token keeps
 /// working on routes that do not read the account until it expires, and no
 /// longer (the bound is the token's life, 15 minutes in the template; 2 s here).
+/// Product writes read the account, so they refuse it at once.
 #[tokio::test]
 async fn a_disabled_users_access_token_stops_working_within_its_life() {
     let life = Duration::from_secs(2);
@@ -464,12 +553,14 @@ async fn a_disabled_users_access_token_stops_working_within_its_life() {
     let status = app.post(&format!("/users/{}/disable", user_id(&farmer)), &json!({}), Some(&admin)).await.status();
     assert_eq!(status, 200);
     let patch = json!({ "stock": 3 });
-    let within = call(&app, Method::PATCH, &format!("/products/{product}"), Some(&patch), Some(&token)).await;
+    let write = call(&app, Method::PATCH, &format!("/products/{product}"), Some(&patch), Some(&token)).await;
+    assert_problem(write, 403).await;
+    let within = app.get("/users/me/notifications", Some(&token)).await;
     if issued.elapsed() < life + LEEWAY {
         assert_eq!(within.status(), 200, "within its life the token is only checked, not looked up");
     }
     tokio::time::sleep((life + LEEWAY + Duration::from_secs(1)).saturating_sub(issued.elapsed())).await;
-    let after = call(&app, Method::PATCH, &format!("/products/{product}"), Some(&patch), Some(&token)).await;
+    let after = app.get("/users/me/notifications", Some(&token)).await;
     assert_problem(after, 401).await;
     assert_eq!(refresh_status(&app, &refresh_token(&farmer)).await, 401);
 }
@@ -518,7 +609,7 @@ async fn authorization_matrix_of_every_account_route() {
         (Method::GET, "/users/me".into(), Value::Null, [401, 200, 200, 200, 200, 200]),
         (Method::PATCH, "/users/me".into(), json!({"displayName": "Renamed"}), [401, 200, 200, 200, 200, 200]),
         (Method::PATCH, "/users/me".into(), farm, [401, 422, 422, 200, 200, 422]),
-        (Method::DELETE, "/users/me".into(), json!({"password": "wrong one"}), [401, 422, 422, 422, 422, 422]),
+        (Method::DELETE, "/users/me".into(), json!({"password": "wrong one"}), [401, 422, 422, 422, 422, 403]),
         (Method::GET, "/farmers".into(), Value::Null, [200; 6]),
         (Method::GET, format!("/farmers/{farmer_id}"), Value::Null, [200; 6]),
         (Method::GET, "/users".into(), Value::Null, [401, 403, 403, 403, 403, 200]),

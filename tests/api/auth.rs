@@ -1,5 +1,5 @@
-//! Accounts: register, login, me, refresh rotation and reuse detection, logout,
-//! and every way a token or a login can fail.
+//! Accounts: register (alike for known and new emails), login, me, refresh
+//! rotation and reuse detection, logout, and every way a token or a login can fail.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use shared::domain::Role;
 use shared::tokens::{Claims, TokenKeys, AUDIENCE, ISSUER};
 
+use crate::accounts::wait_for_mail;
 use crate::helpers::{access_token, assert_problem, refresh_token, spawn_app, unique_email, PASSWORD};
 
 #[tokio::test]
@@ -56,18 +57,40 @@ async fn nobody_registers_as_admin() {
 }
 
 #[tokio::test]
-async fn duplicate_email_in_another_letter_case_is_409() {
+async fn registering_a_known_email_answers_like_a_new_one_and_mails_its_owner() {
     let app = spawn_app().await;
-    let email = unique_email("dup");
-    app.register(&email, "customer").await;
-    let again = app
-        .post(
-            "/auth/register",
-            &json!({"email": email.to_uppercase(), "password": PASSWORD, "displayName": "Again", "role": "farmer"}),
-            None,
-        )
-        .await;
-    assert_problem(again, 409).await;
+    let known = unique_email("known");
+    app.register_as(&known, "customer", "Known Owner").await;
+    let body = |email: &str| {
+        json!({"email": email, "password": "another long password", "displayName": "Someone", "role": "farmer"})
+    };
+    let fresh = unique_email("fresh");
+    let for_new = app.post("/auth/register", &body(&fresh), None).await;
+    // The known address in another letter case.
+    let for_known = app.post("/auth/register", &body(&known.to_uppercase()), None).await;
+    assert_eq!((for_known.status().as_u16(), for_new.status().as_u16()), (202, 202));
+    let header_names = |response: &reqwest::Response| {
+        let mut names: Vec<String> =
+            response.headers().keys().map(|name| name.to_string()).filter(|name| name != "date").collect();
+        names.sort();
+        names
+    };
+    assert_eq!(header_names(&for_known), header_names(&for_new));
+    assert_eq!(for_known.json::<Value>().await.unwrap(), for_new.json::<Value>().await.unwrap());
+
+    // The owner hears about it; the new address gets its verification link.
+    let mail = wait_for_mail(&app, &known, "You already have an account").await;
+    assert!(mail.mail.text.contains("Hello Known Owner,") && mail.mail.text.contains("reset"), "{}", mail.mail.text);
+    wait_for_mail(&app, &fresh, "Confirm your email address").await;
+    // The known account is untouched: only its own password signs in.
+    let login = |email: &str, password: &str| {
+        let body = json!({"email": email, "password": password});
+        let app = &app;
+        async move { app.post("/auth/login", &body, None).await.status().as_u16() }
+    };
+    assert_eq!(login(&known, "another long password").await, 401);
+    assert_eq!(login(&known, PASSWORD).await, 200);
+    assert_eq!(login(&fresh, "another long password").await, 200);
 }
 
 #[tokio::test]

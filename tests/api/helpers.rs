@@ -217,17 +217,26 @@ impl TestApp {
         shared::repo::users::save(store, &next).await.unwrap();
     }
 
-    /// Registers a user, leaving the address unverified; returns the session body.
+    /// Registers a user, leaving the address unverified, and signs them in;
+    /// returns the session body.
     pub async fn register_unverified(&self, email: &str, role: &str) -> Value {
+        self.register_as(email, role, "Test User").await
+    }
+
+    /// Registers a user named `display_name` and signs them in (registering
+    /// alone answers 202 and signs nobody in); returns the session body.
+    pub async fn register_as(&self, email: &str, role: &str, display_name: &str) -> Value {
         let response = self
             .post(
                 "/auth/register",
-                &json!({"email": email, "password": PASSWORD, "displayName": "Test User", "role": role}),
+                &json!({"email": email, "password": PASSWORD, "displayName": display_name, "role": role}),
                 None,
             )
             .await;
-        assert_eq!(response.status(), 201, "register {email}");
-        response.json().await.unwrap()
+        assert_eq!(response.status(), 202, "register {email}");
+        let login = self.post("/auth/login", &json!({"email": email, "password": PASSWORD}), None).await;
+        assert_eq!(login.status(), 200, "sign in as {email}");
+        login.json().await.unwrap()
     }
 
     /// An access token for a fresh admin (admins cannot self-register).

@@ -212,7 +212,7 @@ async fn health_binary_answers_its_event_as_a_lambda() {
 async fn auth_binary_registers_and_logs_in_as_a_lambda() {
     let env = lambda_env("auth").await;
     let (outcomes, logs) = invoke("auth", &env, &["auth-register.json", "auth-login.json", "auth-me.json"]).await;
-    assert_eq!(status_of(&outcomes[0]), 201, "{logs}");
+    assert_eq!(status_of(&outcomes[0]), 202, "{logs}");
     assert_eq!(status_of(&outcomes[1]), 200, "{logs}");
     // The sample `me` event carries a placeholder token: 401, as a problem.
     assert_eq!(status_of(&outcomes[2]), 401, "{logs}");

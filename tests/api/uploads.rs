@@ -64,7 +64,19 @@ impl Clock for ManualClock {
     }
 }
 
-fn farmer_claims(product: &shared::domain::Product) -> Claims {
+/// The claims of the product's farmer, whose account this stores (tickets go
+/// by the stored account's role).
+async fn farmer_claims(state: &shared::AppState, product: &shared::domain::Product) -> Claims {
+    use shared::domain::{DisplayName, Email, PasswordHash, User};
+    let account = User::new(
+        Email::parse(&unique_email("flo")).unwrap(),
+        DisplayName::parse("Flo").unwrap(),
+        Role::Farmer,
+        PasswordHash::from_stored("never used".into()),
+        OffsetDateTime::now_utc(),
+    );
+    let account = User { id: product.farmer_id, ..account };
+    shared::repo::users::create(state.store.as_ref(), &account).await.unwrap();
     Claims {
         sub: product.farmer_id.to_string(),
         role: Role::Farmer,
@@ -87,7 +99,7 @@ async fn a_ticket_stops_holding_its_slot_once_its_hold_lapses_or_its_upload_is_c
     let clock = Arc::new(ManualClock(Mutex::new(start)));
     state.clock = clock.clone();
     let product = crate::worker::listed_product(&state).await;
-    let farmer = farmer_claims(&product);
+    let farmer = farmer_claims(&state, &product).await;
     for _ in 0..MAX_IMAGES_PER_PRODUCT {
         ask(&state, &farmer, product.id).await.unwrap();
     }

@@ -91,7 +91,7 @@ impl From<&User> for UserView {
     }
 }
 
-/// Tokens handed out by register, login and refresh.
+/// Tokens handed out by login and refresh.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct AuthSession {
@@ -127,22 +127,22 @@ impl TryFrom<Signed> for AuthSession {
     }
 }
 
-/// Create an account (customer or farmer) and sign in.
+/// Create an account (customer or farmer), then sign in. The answer is the
+/// same whether or not the address has an account.
 #[utoipa::path(post, path = "/auth/register", tag = "auth", operation_id = "register",
     request_body = NewAccount,
     responses(
-        (status = 201, description = "Registered and signed in.", body = AuthSession,
-            headers(("Location" = String, description = "`/auth/me`"))),
-        (status = 409, description = "An account with this email (in any letter case) exists."),
+        (status = 202, description = "A message to the address is on its way: a verification link for a new account, or, when the address (in any letter case) has an account already, a note to its owner to sign in or reset the password. Same answer, in about the same time, either way, so it tells nobody who has an account. Sign in next with `POST /auth/login`.", body = Accepted),
         (status = 429, description = "Too many sign-ups from this address; retry after `Retry-After` seconds."),
     ))]
 async fn register(
     State(state): State<Arc<AppState>>,
     SourceAddress(source): SourceAddress,
     JsonBody { value: new, .. }: JsonBody<NewAccount>,
-) -> Result<Reply<AuthSession>, ApiError> {
-    let signed = accounts::register(&state, new, &source).await?;
-    Ok(Reply::created(signed.try_into()?, "/auth/me".into()))
+) -> Result<Reply<Accepted>, ApiError> {
+    accounts::register(&state, new, &source).await?;
+    let message = "A message to this address is on its way; sign in with your email and password.";
+    Ok(Reply::with_status(StatusCode::ACCEPTED, Accepted { message }))
 }
 
 /// Sign in with email and password.
@@ -284,7 +284,7 @@ async fn resend_verification(State(state): State<Arc<AppState>>, caller: Caller)
     request_body = ResetBody,
     responses(
         (status = 202, description = "If an account has this address, a link (valid one hour, usable once) is on its way. Same answer, in about the same time, when none has.", body = Accepted),
-        (status = 429, description = "Too many resets from this address or for this email; retry after `Retry-After` seconds."),
+        (status = 429, description = "Too many resets from this address (10 an hour), for this email from this address (3 an hour), or for this email from all addresses (10 an hour); retry after `Retry-After` seconds."),
     ))]
 async fn request_password_reset(
     State(state): State<Arc<AppState>>,

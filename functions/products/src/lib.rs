@@ -315,7 +315,7 @@ async fn create(
     request_body = ProductChanges,
     responses(
         (status = 200, description = "The updated product; `ETag` is its new version.", body = ProductView),
-        (status = 403, description = "The caller is neither the product's farmer nor an admin."),
+        (status = 403, description = "The caller is neither the product's farmer nor an admin (by the account's role now, not the token's), or the account is disabled."),
         (status = 404, description = "No such listed product."),
         (status = 409, description = "The product kept changing concurrently, or its category or farmer page did; nothing changed. Retry."),
         (status = 412, description = "`If-Match` does not name the current version; nothing changed."),
@@ -339,7 +339,7 @@ async fn update(
     params(ProductPath),
     responses(
         (status = 204, description = "Unlisted."),
-        (status = 403, description = "The caller is neither the product's farmer nor an admin."),
+        (status = 403, description = "The caller is neither the product's farmer nor an admin (by the account's role now, not the token's), or the account is disabled."),
         (status = 404, description = "No such product."),
         (status = 409, description = "The product, its category or its farmer page kept changing concurrently; nothing changed. Retry."),
     ))]
@@ -383,7 +383,7 @@ struct TicketView {
     request_body = ImageUpload,
     responses(
         (status = 201, description = "An upload ticket; the image appears on the product once the upload passed the checks.", body = TicketView),
-        (status = 403, description = "Only the product's farmer adds photos."),
+        (status = 403, description = "Only the product's farmer adds photos (a farmer by the account's role now, not the token's, and enabled)."),
         (status = 404, description = "No such listed product."),
         (status = 409, description = "The product's images and the uploads in progress (tickets issued within the last 75 minutes and not yet processed) already fill its 8 slots."),
         (status = 429, description = "Too many upload tickets for this farmer this hour; retry after `Retry-After` seconds."),
@@ -415,7 +415,7 @@ async fn create_image_upload(
     params(ImagePath),
     responses(
         (status = 204, description = "Removed from the product."),
-        (status = 403, description = "Only the product's farmer removes photos."),
+        (status = 403, description = "Only the product's farmer removes photos (a farmer by the account's role now, not the token's, and enabled)."),
         (status = 404, description = "No such listed product, or no such image on it."),
         (status = 409, description = "The product, its category or its farmer page kept changing concurrently; nothing changed. Retry."),
     ))]

@@ -219,6 +219,7 @@ struct EraseBody {
     responses(
         (status = 204, description = "Erased; every token of the account stops working."),
         (status = 401, description = "No valid access token, or its account no longer exists or is disabled."),
+        (status = 403, description = "The account is an admin's: another admin demotes it first."),
         (status = 422, description = "`password` is not the account's password."),
         (status = 429, description = "Five password checks per 15 minutes; retry after `Retry-After` seconds."),
     ))]
@@ -406,16 +407,16 @@ struct RoleBody {
     role: SelfServiceRole,
 }
 
-/// Make a customer a farmer, or a farmer a customer (admins).
+/// Make a customer a farmer, or a farmer a customer, or demote an admin (admins).
 #[utoipa::path(patch, path = "/users/{id}", tag = "users", operation_id = "changeUser",
     security(("bearerAuth" = [])),
     params(UserPath),
     request_body = RoleBody,
     responses(
-        (status = 200, description = "The account as it is now. The user's tokens carry the new role from their next refresh (at most 15 minutes); a former farmer's products leave public view.", body = AccountView),
+        (status = 200, description = "The account as it is now. The user's tokens carry the new role from their next refresh (at most 15 minutes); product writes and image upload tickets follow the stored role at once; a former farmer's products leave public view.", body = AccountView),
         (status = 403, description = "Admins only."),
         (status = 404, description = "No such account."),
-        (status = 409, description = "The account is an admin's (managed with the command-line tool), or kept changing; try again."),
+        (status = 409, description = "The account is the last enabled admin, which can be neither disabled nor demoted, or kept changing; try again."),
     ))]
 async fn change_user(
     State(state): State<Arc<AppState>>,
@@ -436,7 +437,7 @@ async fn change_user(
         (status = 200, description = "Disabled (disabling a disabled account changes nothing). Refresh tokens fail at once; access tokens within their 15-minute life, and at once on routes that read the account.", body = AccountView),
         (status = 403, description = "Admins only."),
         (status = 404, description = "No such account."),
-        (status = 409, description = "The account is an admin's (managed with the command-line tool), or kept changing; try again."),
+        (status = 409, description = "The account is the last enabled admin, which can be neither disabled nor demoted, or kept changing; try again."),
     ))]
 async fn disable_user(
     State(state): State<Arc<AppState>>,
@@ -455,7 +456,7 @@ async fn disable_user(
         (status = 200, description = "Enabled; the user signs in again, and a verified farmer's products return to public view.", body = AccountView),
         (status = 403, description = "Admins only."),
         (status = 404, description = "No such account."),
-        (status = 409, description = "The account is an admin's (managed with the command-line tool), or kept changing; try again."),
+        (status = 409, description = "The account kept changing; try again."),
     ))]
 async fn enable_user(
     State(state): State<Arc<AppState>>,

@@ -2,7 +2,8 @@
 //! problem the HTTP conventions name. `JsonBody` (strict JSON objects), `Query`
 //! (422 naming the parameter), `PathParams` (404 when a segment cannot be read),
 //! `Caller` (the verified bearer token, 401) and `Authorized<Roles>` (a caller of
-//! one of those roles, else 403, checked before the body is read). Also the serde rules of strict
+//! one of those roles, for admins by the stored account too, else 403, checked
+//! before the body is read). Also the serde rules of strict
 //! bodies: `non_null` and `nullable` for optional fields.
 //!
 //! Body rules, documented in the OpenAPI document's description: a body must be a
@@ -183,14 +184,20 @@ impl Caller {
 /// A set of roles an endpoint is for.
 pub trait Allowed: Send + Sync {
     const ROLES: &'static [Role];
+    /// Whether the stored account, not only the token, must have one of
+    /// `ROLES` and be enabled (one read): for rights that must end the moment
+    /// they are taken away, not when the token expires.
+    const STORED_ROLE: bool = false;
 }
 
-/// Admins only.
+/// Admins only, by the stored account: a demoted or disabled admin's token
+/// loses admin rights at once.
 #[derive(Debug)]
 pub struct Admins;
 
 impl Allowed for Admins {
     const ROLES: &'static [Role] = &[Role::Admin];
+    const STORED_ROLE: bool = true;
 }
 
 /// Farmers only.
@@ -221,6 +228,12 @@ impl<A: Allowed> FromRequestParts<Arc<AppState>> for Authorized<A> {
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, ApiError> {
         let caller = Caller::from_request_parts(parts, state).await?;
         caller.require(A::ROLES)?;
+        if A::STORED_ROLE {
+            match crate::repo::users::get(state.store.as_ref(), caller.user_id()?).await? {
+                Some(user) if !user.disabled && A::ROLES.contains(&user.role) => {}
+                _ => return Err(ApiError::Forbidden("this account no longer has the rights this action needs".into())),
+            }
+        }
         Ok(Self { claims: caller.0, roles: std::marker::PhantomData })
     }
 }

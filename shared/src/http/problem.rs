@@ -208,7 +208,6 @@ impl IntoResponse for ApiError {
 impl From<AccountError> for ApiError {
     fn from(e: AccountError) -> Self {
         match e {
-            AccountError::DuplicateEmail => ApiError::Conflict(e.to_string()),
             AccountError::Unauthenticated(detail) => ApiError::Unauthorized(detail),
             AccountError::Throttled { retry_after_secs, .. } => {
                 ApiError::TooManyRequests { retry_after_secs, detail: e.to_string() }

@@ -140,6 +140,12 @@ pub fn update(user: &User, expected_version: i64) -> WriteOp {
     WriteOp::Put { item: to_item(user), condition: Condition::VersionIs(expected_version) }
 }
 
+/// The write checking that `user` is still stored at its `version` (a
+/// transaction that relies on what was read of it).
+pub fn unchanged(user: &User) -> WriteOp {
+    WriteOp::Check { key: key(user.id), condition: Condition::VersionIs(user.version) }
+}
+
 /// Stores the next version of `user` (`user.version` must be the stored one
 /// plus one); `ConditionFailed` when someone else changed it first.
 pub async fn save(store: &dyn Store, user: &User) -> Result<(), StoreError> {
