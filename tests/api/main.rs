@@ -19,6 +19,7 @@ mod outbox;
 mod photos;
 mod presign;
 mod products;
+mod sales;
 mod scheduled;
 mod uploads;
 mod validation;
