@@ -21,6 +21,7 @@ mod outbox;
 mod photos;
 mod presign;
 mod products;
+mod sales;
 mod scheduled;
 mod uploads;
 mod validation;

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use http::{header, HeaderMap, StatusCode};
+use http::{header, HeaderMap};
 use serde::{Deserialize, Serialize};
 use shared::accounts::{self, Profile, ProfileChanges, SelfServiceRole};
 use shared::domain::{
@@ -15,7 +15,7 @@ use shared::domain::{
     UserId,
 };
 use shared::http::{
-    non_null, Admins, ApiError, Authorized, Caller, Cursor, Farmers, IfNoneMatch, JsonBody, NoContent, PageParams,
+    non_null, Admins, ApiError, Authorized, Caller, Csv, Cursor, Farmers, IfNoneMatch, JsonBody, NoContent, PageParams,
     PathParams, Query, Reply,
 };
 use shared::repo::farmers::{self, FarmerPage};
@@ -619,7 +619,8 @@ struct SalesReport {
 
 /// The signed-in farmer's daily sales (orders, units, revenue, by product),
 /// kept current as orders arrive; `Accept: text/csv` gives the same as CSV
-/// (`date,productId,productName,units,revenue`).
+/// (`date,productId,productName,units,revenue`; text cells quoted, and one that a
+/// spreadsheet would run as a formula prefixed with `'`).
 #[utoipa::path(get, path = "/farmers/me/sales", tag = "users", operation_id = "getMySales",
     security(("bearerAuth" = [])),
     params(SalesRange),
@@ -652,16 +653,20 @@ async fn sales(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|accept| accept.contains("text/csv") && !accept.contains("application/json"));
     if wants_csv {
-        let mut csv = String::from("date,productId,productName,units,revenue\r\n");
+        let mut csv = Csv::new(&["date", "productId", "productName", "units", "revenue"]);
         for day in &days {
             for (id, product) in &day.products {
-                let name = product.name.replace('"', "\"\"");
-                csv.push_str(&format!("{},{id},\"{name}\",{},{}\r\n", day.date, product.units, product.revenue));
+                let id = id.to_string();
+                csv.row(&[
+                    day.date.as_str().into(),
+                    id.as_str().into(),
+                    product.name.as_str().into(),
+                    product.units.into(),
+                    product.revenue.into(),
+                ]);
             }
         }
-        let mut response = (StatusCode::OK, csv).into_response();
-        response.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("text/csv; charset=utf-8"));
-        return Ok(response);
+        return Ok(Reply::csv(csv).into_response());
     }
     let report = SalesReport {
         from,
@@ -689,5 +694,5 @@ async fn sales(
             })
             .collect(),
     };
-    Ok(Reply::ok(report).into_response())
+    Ok(Reply::ok(report).header(header::VARY, "Accept".into()).into_response())
 }

@@ -18,4 +18,6 @@ pub use extract::{
 };
 pub use openapi::{document, IfNoneMatch, BEARER};
 pub use problem::{ApiError, Problem};
-pub use response::{etag_of, none_match_hits, NoContent, Reply, PRIVATE_NO_STORE, PUBLIC_CATALOGUE_CACHE};
+pub use response::{
+    etag_of, none_match_hits, Csv, CsvCell, NoContent, Reply, ReplyBody, PRIVATE_NO_STORE, PUBLIC_CATALOGUE_CACHE,
+};

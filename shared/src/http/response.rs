@@ -1,7 +1,7 @@
-//! Typed JSON responses. `Reply<T>` is what a handler answers with: personal data
-//! and writes are `private, no-store`; public catalogue reads carry a strong ETag
-//! and shared-cache headers, and answer `If-None-Match` with 304. `NoContent` is
-//! the 204 of deletes and logouts.
+//! Typed responses. `Reply<T>` is what a handler answers with, JSON or (with a
+//! `Csv` body) CSV: personal data and writes are `private, no-store`; public
+//! catalogue reads carry a strong ETag and shared-cache headers, and answer
+//! `If-None-Match` with 304. `NoContent` is the 204 of deletes and logouts.
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
@@ -29,7 +29,84 @@ pub fn none_match_hits(if_none_match: Option<&str>, etag: &str) -> bool {
     })
 }
 
-/// A JSON response with its status, cache policy and headers.
+/// A CSV document (RFC 4180, CRLF line ends). Text cells are always quoted, and
+/// one starting with `=`, `+`, `-`, `@`, a tab or a carriage return is prefixed
+/// with `'`, so a spreadsheet shows it as text instead of running it as a formula.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Csv {
+    text: String,
+}
+
+/// One CSV cell: text (quoted and neutralised) or a number (written as is).
+#[derive(Debug, Clone, Copy)]
+pub enum CsvCell<'a> {
+    Text(&'a str),
+    Number(i64),
+}
+
+impl<'a> From<&'a str> for CsvCell<'a> {
+    fn from(text: &'a str) -> Self {
+        Self::Text(text)
+    }
+}
+
+impl From<i64> for CsvCell<'_> {
+    fn from(number: i64) -> Self {
+        Self::Number(number)
+    }
+}
+
+impl Csv {
+    /// A document with the header row `columns` (plain names, written as they are).
+    pub fn new(columns: &[&str]) -> Self {
+        Self { text: format!("{}\r\n", columns.join(",")) }
+    }
+
+    /// Appends one row.
+    pub fn row(&mut self, cells: &[CsvCell<'_>]) {
+        for (position, cell) in cells.iter().enumerate() {
+            if position > 0 {
+                self.text.push(',');
+            }
+            match cell {
+                CsvCell::Number(number) => self.text.push_str(&number.to_string()),
+                CsvCell::Text(text) => {
+                    self.text.push('"');
+                    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+                        self.text.push('\'');
+                    }
+                    self.text.push_str(&text.replace('"', "\"\""));
+                    self.text.push('"');
+                }
+            }
+        }
+        self.text.push_str("\r\n");
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+/// How a reply's body is written out: JSON for any `Serialize` type, CSV for `Csv`.
+pub trait ReplyBody {
+    /// The body and its content type.
+    fn render(&self) -> Result<(String, &'static str), ApiError>;
+}
+
+impl<T: Serialize> ReplyBody for T {
+    fn render(&self) -> Result<(String, &'static str), ApiError> {
+        Ok((serde_json::to_string(self).map_err(ApiError::internal)?, "application/json"))
+    }
+}
+
+impl ReplyBody for Csv {
+    fn render(&self) -> Result<(String, &'static str), ApiError> {
+        Ok((self.text.clone(), "text/csv; charset=utf-8"))
+    }
+}
+
+/// A JSON (or CSV) response with its status, cache policy and headers.
 #[derive(Debug)]
 #[must_use]
 pub struct Reply<T> {
@@ -41,7 +118,7 @@ pub struct Reply<T> {
     headers: Vec<(HeaderName, String)>,
 }
 
-impl<T: Serialize> Reply<T> {
+impl<T: ReplyBody> Reply<T> {
     /// `status` with `body`, `Cache-Control: private, no-store`.
     pub fn with_status(status: StatusCode, body: T) -> Self {
         Self { status, body, public: None, etag: None, headers: Vec::new() }
@@ -77,7 +154,7 @@ impl<T: Serialize> Reply<T> {
     }
 
     fn build(self) -> Result<Response, ApiError> {
-        let body = serde_json::to_string(&self.body).map_err(ApiError::internal)?;
+        let (body, content_type) = self.body.render()?;
         let etag = match (&self.etag, &self.public) {
             (Some(etag), _) => Some(etag.clone()),
             (None, Some(_)) => Some(etag_of(body.as_bytes())),
@@ -98,13 +175,21 @@ impl<T: Serialize> Reply<T> {
         let response = if not_modified {
             builder.status(StatusCode::NOT_MODIFIED).body(Body::empty())
         } else {
-            builder.status(self.status).header(header::CONTENT_TYPE, "application/json").body(Body::from(body))
+            builder.status(self.status).header(header::CONTENT_TYPE, content_type).body(Body::from(body))
         };
         response.map_err(ApiError::internal)
     }
 }
 
-impl<T: Serialize> IntoResponse for Reply<T> {
+impl Reply<Csv> {
+    /// 200 with a CSV document: private, and `Vary: Accept`, as CSV is the
+    /// alternative representation `Accept: text/csv` asks for.
+    pub fn csv(body: Csv) -> Self {
+        Self::ok(body).header(header::VARY, "Accept".into())
+    }
+}
+
+impl<T: ReplyBody> IntoResponse for Reply<T> {
     fn into_response(self) -> Response {
         self.build().unwrap_or_else(IntoResponse::into_response)
     }
@@ -117,5 +202,49 @@ pub struct NoContent;
 impl IntoResponse for NoContent {
     fn into_response(self) -> Response {
         (StatusCode::NO_CONTENT, [(header::CACHE_CONTROL, PRIVATE_NO_STORE)]).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_cells_that_would_run_as_formulas_are_neutralised() {
+        let mut csv = Csv::new(&["name", "units"]);
+        for name in ["=HYPERLINK(\"http://x\",\"y\")", "+1", "-1", "@SUM(A1)", "\tTab", "\rCR", "Apples"] {
+            csv.row(&[name.into(), 2.into()]);
+        }
+        csv.row(&["-".into(), (-5).into()]);
+        let lines: Vec<&str> = csv.as_str().split("\r\n").collect();
+        assert_eq!(
+            lines,
+            [
+                "name,units",
+                "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\",2",
+                "\"'+1\",2",
+                "\"'-1\",2",
+                "\"'@SUM(A1)\",2",
+                "\"'\tTab\",2",
+                "\"'\rCR\",2",
+                "\"Apples\",2",
+                "\"'-\",-5",
+                "",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn csv_replies_are_private_and_vary_on_accept() {
+        let mut csv = Csv::new(&["name"]);
+        csv.row(&["Apples".into()]);
+        let response = Reply::csv(csv).into_response();
+        assert_eq!(response.status(), StatusCode::OK);
+        let headers = response.headers();
+        assert_eq!(headers[header::CONTENT_TYPE], "text/csv; charset=utf-8");
+        assert_eq!(headers[header::CACHE_CONTROL], PRIVATE_NO_STORE);
+        assert_eq!(headers[header::VARY], "Accept");
+        let body = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
+        assert_eq!(&body[..], b"name\r\n\"Apples\"\r\n");
     }
 }
