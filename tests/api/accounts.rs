@@ -470,7 +470,8 @@ async fn admins_cannot_erase_themselves_and_the_last_enabled_admin_stays(app: Te
     assert_eq!(app.get("/users/me", Some(&first)).await.status(), 200, "still there");
 
     // Alone, the admin can be neither disabled nor demoted.
-    let last = assert_problem(app.post(&format!("/users/{first_id}/disable"), &json!({}), Some(&first)).await, 409).await;
+    let last =
+        assert_problem(app.post(&format!("/users/{first_id}/disable"), &json!({}), Some(&first)).await, 409).await;
     assert!(last["detail"].as_str().unwrap().contains("last enabled admin"), "{last}");
     let demote = json!({ "role": "customer" });
     let path = format!("/users/{first_id}");

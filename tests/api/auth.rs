@@ -61,9 +61,7 @@ async fn registering_a_known_email_answers_like_a_new_one_and_mails_its_owner() 
     let app = spawn_app().await;
     let known = unique_email("known");
     app.register_as(&known, "customer", "Known Owner").await;
-    let body = |email: &str| {
-        json!({"email": email, "password": "another long password", "displayName": "Someone", "role": "farmer"})
-    };
+    let body = |email: &str| json!({"email": email, "password": "another long password", "displayName": "Someone", "role": "farmer"});
     let fresh = unique_email("fresh");
     let for_new = app.post("/auth/register", &body(&fresh), None).await;
     // The known address in another letter case.
