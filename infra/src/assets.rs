@@ -3,7 +3,8 @@
 //! length, expiry, and a body of exactly that length), stores them in the blob
 //! directory, and sends the bucket's S3 notification to the queue the template
 //! names; and it serves keys under `public/` at `/assets/<key>` with the headers
-//! the CDN sends (long-lived, immutable, ETag and 304).
+//! the CDN sends (long-lived, immutable, ETag and 304, `nosniff`, a strict
+//! `Content-Security-Policy` and `Referrer-Policy`).
 
 use std::path::Path;
 
@@ -25,6 +26,13 @@ use crate::template::{BucketNotification, Template};
 
 /// `Cache-Control` of public assets (what the CDN's response headers policy sets).
 pub const ASSET_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
+/// The security headers of public assets, as the CDN's response headers policy
+/// sets them: no content sniffing, no script and no referrer.
+pub const ASSET_SECURITY_HEADERS: [(&str, &str); 3] = [
+    ("X-Content-Type-Options", "nosniff"),
+    ("Content-Security-Policy", "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandbox"),
+    ("Referrer-Policy", "no-referrer"),
+];
 
 /// Why local assets cannot be served.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +97,9 @@ impl LocalAssets {
         *response.status_mut() = if not_modified { StatusCode::NOT_MODIFIED } else { StatusCode::OK };
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(ASSET_CACHE_CONTROL));
+        for (name, value) in ASSET_SECURITY_HEADERS {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
         if let Ok(value) = HeaderValue::from_str(&etag) {
             headers.insert(header::ETAG, value);
         }

@@ -214,6 +214,15 @@ impl Gateway {
         Self { inner: Arc::new(Inner { observer: Some(observer), ..inner }) }
     }
 
+    /// Stops serving the local mailbox (`/_local/mail` and `/_local/links/*`):
+    /// its mail holds live sign-in and reset links, so a gateway reachable from
+    /// the network must not show it (before any clone starts serving).
+    pub fn without_mailbox(self) -> Self {
+        let inner =
+            Arc::try_unwrap(self.inner).unwrap_or_else(|_| panic!("without_mailbox before the gateway is shared"));
+        Self { inner: Arc::new(Inner { mailbox: None, ..inner }) }
+    }
+
     /// Serves `POST /_local/schedules/<name>`, firing `scheduler`'s schedule
     /// now (before any clone of this gateway starts serving).
     pub fn with_scheduler(self, scheduler: crate::scheduler::Scheduler) -> Self {

@@ -3,7 +3,9 @@
 //! stream and its EventBridge Pipe do in AWS: pending `OUTBOX` events go to the
 //! jobs queue), and the template's schedules (`scheduler`), over the embedded
 //! backend in one data directory.
-//! `marketplace-local` and the end-to-end tests both start it here.
+//! `marketplace-local` and the end-to-end tests both start it here. A stack
+//! listening beyond loopback serves no local mailbox (`/_local/mail`,
+//! `/_local/links/*`): the mail holds live sign-in and reset links.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -48,6 +50,12 @@ async fn relay_outbox(state: AppState) {
     }
 }
 
+/// Whether a stack listening on `addr` shows the local mailbox: only on a
+/// loopback address, which no other machine reaches.
+pub fn serves_mailbox(addr: SocketAddr) -> bool {
+    addr.ip().is_loopback()
+}
+
 /// A running local stack; its tasks stop when it is dropped.
 #[derive(Debug)]
 pub struct LocalStack {
@@ -73,6 +81,9 @@ impl LocalStack {
         let addr = listener.local_addr().map_err(LocalError::Addr)?;
         let template = Template::load(template)?;
         let mut gateway = Gateway::local(state.clone(), &template, data_dir)?;
+        if !serves_mailbox(addr) {
+            gateway = gateway.without_mailbox();
+        }
         if let Some(observer) = observer {
             gateway = gateway.observe(observer);
         }

@@ -59,6 +59,7 @@ const EXPECTED: &[(&str, &[Row])] = &[
             ("ReadCategories", &["dynamodb:GetItem"], TABLE, keys!("CATEGORY#*")),
             ("WriteCategories", &["dynamodb:DeleteItem", "dynamodb:PutItem"], TABLE, keys!("CATEGORY#*", "SLUG#*")),
             ("ListCategories", &["dynamodb:Query"], "!Sub ${Table.Arn}/index/gsi1", ""),
+            ("SignCursors", &["dynamodb:GetItem", "dynamodb:PutItem"], TABLE, keys!("CURSORKEY")),
         ],
     ),
     (
@@ -86,6 +87,7 @@ const EXPECTED: &[(&str, &[Row])] = &[
                 "",
             ),
             ("PresignUploads", &["s3:PutObject"], "!Sub ${AssetsBucket.Arn}/incoming/*", ""),
+            ("SignCursors", &["dynamodb:GetItem", "dynamodb:PutItem"], TABLE, keys!("CURSORKEY")),
         ],
     ),
     (
@@ -106,6 +108,7 @@ const EXPECTED: &[(&str, &[Row])] = &[
                 keys!("NOTIF#*", "SALES#*"),
             ),
             ("ListAccounts", &["dynamodb:Query"], "!Sub ${Table.Arn}/index/gsi7", ""),
+            ("SignCursors", &["dynamodb:GetItem", "dynamodb:PutItem"], TABLE, keys!("CURSORKEY")),
         ],
     ),
     (
@@ -126,6 +129,7 @@ const EXPECTED: &[(&str, &[Row])] = &[
                 "!Sub ${Table.Arn}/index/gsi8, !Sub ${Table.Arn}/index/gsi9, !Sub ${Table.Arn}/index/gsi10",
                 "",
             ),
+            ("SignCursors", &["dynamodb:GetItem", "dynamodb:PutItem"], TABLE, keys!("CURSORKEY")),
         ],
     ),
     (

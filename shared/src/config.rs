@@ -23,7 +23,8 @@ use std::time::Duration;
 use crate::adapters::{self, DynamoStore};
 #[cfg(feature = "embedded")]
 use crate::adapters::{EmbeddedBlobs, EmbeddedJobs, EmbeddedStore, MailDir};
-use crate::ports::{BlobStore, Clock, JobQueue, Mailer, Store, SystemClock};
+use crate::http::Cursors;
+use crate::ports::{BlobStore, Clock, JobQueue, Mailer, Store, StoreError, SystemClock};
 use crate::tokens::{TokenError, TokenKeys};
 
 /// Start-up failures: the process refuses to serve.
@@ -117,6 +118,8 @@ pub struct AppState {
     /// order archive and backups. Absent where the function's template entry
     /// names no data bucket.
     pub data_bucket: Option<Arc<dyn BlobStore>>,
+    /// The pagination cursor keys, read from the store on first use (see `cursors`).
+    pub cursor_keys: Arc<tokio::sync::OnceCell<Cursors>>,
 }
 
 /// The embedded jobs queue the local gateway pumps to the worker: the
@@ -218,7 +221,14 @@ impl AppState {
             link_base_url: setting("LINK_BASE_URL").map(|url| url.trim_end_matches('/').to_owned()),
             counters: Default::default(),
             data_bucket: bucket(&sdk, "DATA_BUCKET")?,
+            cursor_keys: Default::default(),
         })
+    }
+
+    /// The keys that sign and check pagination cursors: the store's cursor key
+    /// item (`repo::cursor_key`, created on first use), read once per process.
+    pub async fn cursors(&self) -> Result<&Cursors, StoreError> {
+        self.cursor_keys.get_or_try_init(|| crate::repo::cursor_key::load_or_create(self.store.as_ref())).await
     }
 
     /// The embedded backend in `data_dir` behind a local gateway at the default
@@ -258,6 +268,7 @@ impl AppState {
             link_base_url: Some(format!("{base_url}{LOCAL_LINKS_PATH}")),
             counters: Default::default(),
             data_bucket: Some(Arc::new(data_bucket)),
+            cursor_keys: Default::default(),
         })
     }
 }

@@ -2,6 +2,7 @@
 //! attributes, and the storage operations handlers share.
 
 pub mod categories;
+pub mod cursor_key;
 pub mod farmers;
 pub mod idempotency;
 pub mod link_tokens;

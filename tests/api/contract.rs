@@ -1,11 +1,14 @@
 //! The API contract's regressions: bodies are strict (no `null` where the document
 //! says not nullable, no JSON array read as an object), every 409 a handler can give
-//! is documented, and a forged cursor is a 400, never a 500.
+//! is documented, and a forged cursor (without the key, or with it but naming an
+//! empty key) is a 400, never a 500.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
+use ring::hmac;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use shared::ports::ItemKey;
 
 use crate::helpers::{access_token, assert_problem, spawn_app, unique_email, TestApp};
 
@@ -85,20 +88,36 @@ fn every_conflict_a_handler_can_answer_is_documented() {
     }
 }
 
-/// `cursor` with its key's `pk` replaced by `""` and a valid checksum.
-fn forge_empty_pk(cursor: &str) -> String {
+/// The app's cursor key, as stored in its table.
+async fn cursor_key(app: &TestApp) -> Vec<u8> {
+    let item = app.state.store.get(&ItemKey::new("CURSORKEY", "-")).await.unwrap().expect("the cursor key item");
+    STANDARD.decode(item.str("key").unwrap()).unwrap()
+}
+
+/// `cursor` with its key's `pk` replaced by `""`, signed with `key`.
+fn forge_empty_pk(cursor: &str, key: &[u8]) -> String {
     let bytes = URL_SAFE_NO_PAD.decode(cursor).unwrap();
-    let (payload, _) = bytes.split_at(bytes.len() - 8);
+    let (payload, _) = bytes.split_at(bytes.len() - 32);
     let mut payload: Value = serde_json::from_slice(payload).unwrap();
     payload["k"]["pk"] = json!("");
     let mut forged = payload.to_string().into_bytes();
-    let checksum = Sha256::digest(&forged);
-    forged.extend_from_slice(&checksum[..8]);
+    let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), &forged);
+    forged.extend_from_slice(tag.as_ref());
+    URL_SAFE_NO_PAD.encode(forged)
+}
+
+/// `cursor` re-tagged with an unkeyed checksum (SHA-256 of the payload), as
+/// anyone could compute it.
+fn checksummed_without_the_key(cursor: &str) -> String {
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).unwrap();
+    let (payload, _) = bytes.split_at(bytes.len() - 32);
+    let mut forged = payload.to_vec();
+    forged.extend_from_slice(&Sha256::digest(payload));
     URL_SAFE_NO_PAD.encode(forged)
 }
 
 #[tokio::test]
-async fn a_forged_cursor_with_an_empty_key_is_400() {
+async fn a_forged_cursor_is_400_with_or_without_the_key() {
     let app = spawn_app().await;
     let admin = app.admin_token().await;
     let farmer = access_token(&app.register(&unique_email("farmer"), "farmer").await);
@@ -110,7 +129,11 @@ async fn a_forged_cursor_with_an_empty_key_is_400() {
     for list in ["/categories", "/products"] {
         let page: Value = app.get(&format!("{list}?limit=1"), None).await.json().await.unwrap();
         let cursor = page["nextCursor"].as_str().unwrap_or_else(|| panic!("{list} has a second page"));
-        let forged = forge_empty_pk(cursor);
+        let second = app.get(&format!("{list}?limit=1&cursor={cursor}"), None).await;
+        assert_eq!(second.status(), 200, "the cursor as given continues {list}");
+        let unkeyed = checksummed_without_the_key(cursor);
+        assert_problem(app.get(&format!("{list}?limit=1&cursor={unkeyed}"), None).await, 400).await;
+        let forged = forge_empty_pk(cursor, &cursor_key(&app).await);
         assert_problem(app.get(&format!("{list}?limit=1&cursor={forged}"), None).await, 400).await;
     }
 }

@@ -196,6 +196,24 @@ async fn only_public_assets_are_served() {
 }
 
 #[tokio::test]
+async fn public_assets_are_served_with_the_cdns_security_headers() {
+    let app = spawn_app().await;
+    let blobs = app.state.blobs.as_ref().unwrap();
+    let svg = b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>";
+    blobs.put("public/images/p/i.svg", bytes::Bytes::from_static(svg), "image/svg+xml").await.unwrap();
+    let response = app.get("/assets/public/images/p/i.svg", None).await;
+    assert_eq!(response.status(), 200);
+    let headers = response.headers();
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(
+        headers["content-security-policy"], "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandbox",
+        "no script runs, even in an SVG opened on its own"
+    );
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    assert_eq!(headers["cache-control"], "public, max-age=31536000, immutable");
+}
+
+#[tokio::test]
 async fn browsers_may_put_to_upload_urls_from_the_frontend_origins() {
     let app = spawn_app().await;
     let (farmer, product) = farmer_product(&app).await;

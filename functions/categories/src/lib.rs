@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use shared::catalogue::{self, CategoryChanges, NewCategory};
 use shared::domain::{Category, CategoryId};
 use shared::http::{
-    Admins, ApiError, Authorized, Cursor, IfNoneMatch, JsonBody, NoContent, PageParams, PathParams, Query, Reply,
+    Admins, ApiError, Authorized, IfNoneMatch, JsonBody, NoContent, PageParams, PathParams, Query, Reply,
 };
 use shared::repo::categories;
 use shared::AppState;
@@ -96,13 +96,14 @@ async fn list(
 ) -> Result<Reply<CategoryList>, ApiError> {
     let mut query = categories::list_query();
     query.limit = page.limit();
+    let cursors = state.cursors().await?;
     if let Some(cursor) = &page.cursor {
-        query.start_after = Some(Cursor::decode(LIST_SCOPE, &query, cursor)?);
+        query.start_after = Some(cursors.decode(LIST_SCOPE, &query, cursor)?);
     }
     let (found, next) = categories::list(state.store.as_ref(), &query).await?;
     let body = CategoryList {
         items: found.iter().map(CategoryView::from).collect(),
-        next_cursor: next.last.as_ref().map(|last| Cursor::encode(LIST_SCOPE, &query, last)),
+        next_cursor: next.last.as_ref().map(|last| cursors.encode(LIST_SCOPE, &query, last)),
     };
     Ok(Reply::public(body, &headers))
 }

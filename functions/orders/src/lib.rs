@@ -11,9 +11,7 @@ use serde::{Deserialize, Serialize};
 use shared::domain::{
     Address, CheckoutId, FulfilmentMethod, Order, OrderId, OrderLine, OrderStatus, Payment, StatusChange, UserId,
 };
-use shared::http::{
-    date_param, idempotency_key, ApiError, Caller, Cursor, JsonBody, PageParams, PathParams, Query, Reply,
-};
+use shared::http::{date_param, idempotency_key, ApiError, Caller, JsonBody, PageParams, PathParams, Query, Reply};
 use shared::orders::{self, etag, NewOrder, Placed, StatusRequest, LIST_BUDGET};
 use shared::repo::idempotency;
 use shared::AppState;
@@ -196,15 +194,16 @@ async fn list(
     let mut query = orders::listing(&caller.0)?.query();
     query.sort_between = orders::id_range(from, to);
     let scope = format!("orders#{}", filter.status.map_or("any", OrderStatus::as_str));
+    let cursors = state.cursors().await?;
     if let Some(cursor) = &page.cursor {
-        query.start_after = Some(Cursor::decode(&scope, &query, cursor)?);
+        query.start_after = Some(cursors.decode(&scope, &query, cursor)?);
     }
     let fingerprint = query.clone();
     let keep = |order: &Order| filter.status.is_none_or(|status| order.status == status);
     let (found, last) = orders::list(&state, query, keep, page.limit(), LIST_BUDGET).await?;
     Ok(Reply::ok(OrderList {
         items: found.iter().map(view).collect(),
-        next_cursor: last.as_ref().map(|last| Cursor::encode(&scope, &fingerprint, last)),
+        next_cursor: last.as_ref().map(|last| cursors.encode(&scope, &fingerprint, last)),
     }))
 }
 

@@ -13,8 +13,7 @@ use shared::catalogue::{self, etag, Idempotent, ImageUpload, NewProduct, Product
 use shared::domain::{format_date, CategoryId, ImageId, PriceBound, Product, ProductId, SearchText, Unit, UserId};
 use shared::http::idempotency_key;
 use shared::http::{
-    ApiError, Authorized, Caller, Cursor, Farmers, IfNoneMatch, JsonBody, NoContent, PageParams, PathParams, Query,
-    Reply,
+    ApiError, Authorized, Caller, Farmers, IfNoneMatch, JsonBody, NoContent, PageParams, PathParams, Query, Reply,
 };
 use shared::repo::idempotency;
 use shared::repo::products::{self, Browse, Sort};
@@ -231,14 +230,15 @@ async fn list(
     let browse = params.into_browse()?;
     let scope = browse.scope();
     let mut query = browse.query();
+    let cursors = state.cursors().await?;
     if let Some(cursor) = &page.cursor {
-        query.start_after = Some(Cursor::decode(&scope, &query, cursor)?);
+        query.start_after = Some(cursors.decode(&scope, &query, cursor)?);
     }
     let fingerprint_query = query.clone();
     let found = products::browse(state.store.as_ref(), &browse, query, page.limit(), BROWSE_BUDGET).await?;
     let body = ProductList {
         items: found.products.iter().map(|p| view(&state, p)).collect(),
-        next_cursor: found.resume_after.as_ref().map(|last| Cursor::encode(&scope, &fingerprint_query, last)),
+        next_cursor: found.resume_after.as_ref().map(|last| cursors.encode(&scope, &fingerprint_query, last)),
     };
     Ok(Reply::public(body, &headers))
 }

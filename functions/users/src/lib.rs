@@ -15,7 +15,7 @@ use shared::domain::{
     UserId,
 };
 use shared::http::{
-    non_null, Admins, ApiError, Authorized, Caller, Csv, Cursor, Farmers, IfNoneMatch, JsonBody, NoContent, PageParams,
+    non_null, Admins, ApiError, Authorized, Caller, Csv, Farmers, IfNoneMatch, JsonBody, NoContent, PageParams,
     PathParams, Query, Reply,
 };
 use shared::repo::farmers::{self, FarmerPage};
@@ -288,15 +288,16 @@ async fn list_farmers(
 ) -> Result<Reply<FarmerList>, ApiError> {
     let mut query = farmers::list_query(filter.region.as_ref().map(Place::as_str));
     let scope = "farmers";
+    let cursors = state.cursors().await?;
     if let Some(cursor) = &page.cursor {
-        query.start_after = Some(Cursor::decode(scope, &query, cursor)?);
+        query.start_after = Some(cursors.decode(scope, &query, cursor)?);
     }
     let fingerprint = query.clone();
     query.limit = page.limit().min(FARMERS_PER_QUERY);
     let (pages, last) = farmers::list(state.store.as_ref(), &query).await?;
     let body = FarmerList {
         items: pages.iter().map(FarmerView::from).collect(),
-        next_cursor: last.as_ref().map(|last| Cursor::encode(scope, &fingerprint, last)),
+        next_cursor: last.as_ref().map(|last| cursors.encode(scope, &fingerprint, last)),
     };
     Ok(Reply::public(body, &headers))
 }
@@ -376,8 +377,9 @@ async fn list_users(
         filter.role.map(Role::as_str).unwrap_or("any"),
         filter.disabled.map_or("any", |d| if d { "disabled" } else { "enabled" })
     );
+    let cursors = state.cursors().await?;
     if let Some(cursor) = &page.cursor {
-        query.start_after = Some(Cursor::decode(&scope, &query, cursor)?);
+        query.start_after = Some(cursors.decode(&scope, &query, cursor)?);
     }
     let fingerprint = query.clone();
     let keep = |user: &User| {
@@ -386,7 +388,7 @@ async fn list_users(
     let (found, last) = users::list(state.store.as_ref(), query, keep, page.limit(), LIST_BUDGET).await?;
     let body = UserList {
         items: found.iter().map(|user| account_view(user, None)).collect(),
-        next_cursor: last.as_ref().map(|last| Cursor::encode(&scope, &fingerprint, last)),
+        next_cursor: last.as_ref().map(|last| cursors.encode(&scope, &fingerprint, last)),
     };
     Ok(Reply::ok(body))
 }
@@ -512,8 +514,9 @@ async fn list_notifications(
     let store = state.store.as_ref();
     let mut query = notifications::list_query(user);
     let scope = "notifications";
+    let cursors = state.cursors().await?;
     if let Some(cursor) = &page.cursor {
-        query.start_after = Some(Cursor::decode(scope, &query, cursor)?);
+        query.start_after = Some(cursors.decode(scope, &query, cursor)?);
     }
     let fingerprint = query.clone();
     query.limit = page.limit();
@@ -531,7 +534,7 @@ async fn list_notifications(
             })
             .collect(),
         unread_count: notifications::unread(store, user).await?,
-        next_cursor: last.as_ref().map(|last| Cursor::encode(scope, &fingerprint, last)),
+        next_cursor: last.as_ref().map(|last| cursors.encode(scope, &fingerprint, last)),
     }))
 }
 

@@ -4,9 +4,12 @@
 //! generation and turn a small PNG into a larger one). Each format keeps only
 //! what is needed to show the picture as intended, so metadata in a container
 //! this code has never heard of goes too: JPEG keeps its image segments and,
-//! of the application segments, only JFIF (APP0), ICC (APP2) and Adobe (APP14);
-//! PNG keeps its critical chunks and the ancillary chunks that affect rendering
-//! (transparency, colour space, gamma, physical size, animation); WebP keeps its
+//! of the application segments, only JFIF (APP0 with the `JFIF\0` identifier,
+//! its embedded thumbnail cut off), ICC (APP2) and Adobe (APP14), so neither a
+//! JFIF nor a JFXX thumbnail of the uncropped original survives; PNG keeps a
+//! list of chunks (the image's own and the ancillary ones that affect rendering:
+//! transparency, colour space, gamma, physical size, animation) and drops every
+//! other, critical-looking unknown ones included; WebP keeps its
 //! image, alpha, animation and ICC chunks. Bytes after the end of the image go
 //! too. The EXIF orientation is read on the way, because without it a rotated
 //! phone photo would show sideways (the worker then re-encodes it upright).
@@ -59,10 +62,14 @@ fn strip_jpeg(b: &[u8]) -> Option<Stripped> {
                 if marker == 0xE1 && payload.starts_with(b"Exif\0\0") {
                     orientation = exif_orientation(&payload[6..]).unwrap_or(orientation);
                 }
-                let keep = !matches!(marker, 0xE1..=0xEF | 0xFE)
+                if marker == 0xE0 {
+                    if let Some(jfif) = jfif_without_thumbnail(payload) {
+                        out.extend_from_slice(&jfif);
+                    }
+                } else if !matches!(marker, 0xE1..=0xEF | 0xFE)
                     || (marker == 0xE2 && payload.starts_with(b"ICC_PROFILE\0"))
-                    || (marker == 0xEE && payload.starts_with(b"Adobe"));
-                if keep {
+                    || (marker == 0xEE && payload.starts_with(b"Adobe"))
+                {
                     out.extend_from_slice(segment);
                 }
                 i += 2 + length;
@@ -78,6 +85,21 @@ fn strip_jpeg(b: &[u8]) -> Option<Stripped> {
             }
         }
     }
+}
+
+/// The APP0 segment to keep for an APP0 `payload`: a JFIF header (version,
+/// density units and density) with no thumbnail, or `None` for anything else
+/// (a JFXX extension carries a thumbnail of the original, other APP0s are
+/// unknown).
+fn jfif_without_thumbnail(payload: &[u8]) -> Option<Vec<u8>> {
+    // "JFIF\0", version (2), units (1), X and Y density (2 + 2), thumbnail width and height (1 + 1).
+    const HEADER: usize = 14;
+    let header = payload.get(..HEADER).filter(|header| header.starts_with(b"JFIF\0"))?;
+    let mut segment = vec![0xFF, 0xE0];
+    segment.extend_from_slice(&(HEADER as u16 + 2).to_be_bytes());
+    segment.extend_from_slice(&header[..HEADER - 2]);
+    segment.extend_from_slice(&[0, 0]);
+    Some(segment)
 }
 
 /// The orientation tag (0x0112) of IFD0 of a TIFF structure.
@@ -106,11 +128,13 @@ fn exif_orientation(tiff: &[u8]) -> Option<u8> {
         .filter(|value| (1..=8).contains(value))
 }
 
-/// PNG ancillary chunks that change how the picture looks, kept; every other
-/// ancillary chunk (text, `eXIf`, `tIME`, private ones) goes.
-const PNG_RENDERING_CHUNKS: [&[u8; 4]; 14] = [
-    b"tRNS", b"cHRM", b"gAMA", b"iCCP", b"sBIT", b"sRGB", b"cICP", b"mDCV", b"cLLI", b"bKGD", b"pHYs", b"acTL",
-    b"fcTL", b"fdAT",
+/// The PNG chunks kept: the critical ones of the specification and the
+/// ancillary ones that change how the picture looks. Every other chunk goes:
+/// text, `eXIf`, `tIME`, private ones, and unknown ones whose name starts with a
+/// capital letter (which only claim to be critical).
+const PNG_KEPT_CHUNKS: [&[u8; 4]; 18] = [
+    b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"cHRM", b"gAMA", b"iCCP", b"sBIT", b"sRGB", b"cICP", b"mDCV",
+    b"cLLI", b"bKGD", b"pHYs", b"acTL", b"fcTL", b"fdAT",
 ];
 
 fn strip_png(b: &[u8]) -> Option<Vec<u8>> {
@@ -124,9 +148,7 @@ fn strip_png(b: &[u8]) -> Option<Vec<u8>> {
         let length = u32::from_be_bytes(b.get(i..i + 4)?.try_into().ok()?) as usize;
         let kind = b.get(i + 4..i + 8)?;
         let chunk = b.get(i..i + 12 + length)?;
-        // A chunk is critical when its first letter is upper case.
-        let critical = kind[0].is_ascii_uppercase();
-        if critical || PNG_RENDERING_CHUNKS.iter().any(|keep| &keep[..] == kind) {
+        if PNG_KEPT_CHUNKS.iter().any(|keep| &keep[..] == kind) {
             out.extend_from_slice(chunk);
         }
         i += 12 + length;
@@ -236,13 +258,49 @@ pub(crate) mod tests {
         assert_eq!((decoded.width(), decoded.height()), (32, 24));
     }
 
+    /// `jpeg` with `segments` (marker, payload) inserted after its SOI.
+    fn with_segments(jpeg: &[u8], segments: &[(u8, &[u8])]) -> Vec<u8> {
+        let mut out = jpeg[..2].to_vec();
+        for (marker, payload) in segments {
+            out.extend_from_slice(&[0xFF, *marker]);
+            out.extend_from_slice(&((payload.len() + 2) as u16).to_be_bytes());
+            out.extend_from_slice(payload);
+        }
+        out.extend_from_slice(&jpeg[2..]);
+        out
+    }
+
+    #[test]
+    fn jpeg_keeps_a_jfif_header_but_no_thumbnail_of_the_original() {
+        let image = image::RgbImage::from_pixel(16, 16, image::Rgb([9, 9, 9]));
+        let mut plain = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new(&mut plain).encode_image(&image).unwrap();
+        // Without the encoder's own APP0, so only ours are in the file.
+        if plain[2..4] == [0xFF, 0xE0] {
+            let length = u16::from_be_bytes([plain[4], plain[5]]) as usize;
+            plain.drain(2..4 + length);
+        }
+        // A JFIF header with a 2x1 RGB thumbnail, a JFXX extension with a JPEG
+        // thumbnail, and an APP0 of some other kind.
+        let mut jfif = b"JFIF\0\x01\x02\x01\0\x48\0\x48\x02\x01".to_vec();
+        jfif.extend_from_slice(&[200; 6]);
+        let mut jfxx = b"JFXX\0\x10".to_vec();
+        jfxx.extend_from_slice(&plain);
+        let original = with_segments(&plain, &[(0xE0, &jfif), (0xE0, &jfxx), (0xE0, b"AVI1\0odd")]);
+        let stripped = strip(&original, ImageFormat::Jpeg).unwrap().bytes;
+        let header = b"\xFF\xE0\0\x10JFIF\0\x01\x02\x01\0\x48\0\x48\0\0";
+        assert_eq!(&stripped[2..20], header, "the header stays, its thumbnail goes");
+        assert_eq!(stripped[20..], plain[2..], "and nothing else of the APP0s");
+        image::load_from_memory(&stripped).unwrap();
+    }
+
     #[test]
     fn the_orientation_is_read_before_it_goes() {
         assert_eq!(strip(&jpeg_with_gps(6), ImageFormat::Jpeg).unwrap().orientation, 6);
     }
 
     #[test]
-    fn png_keeps_only_critical_and_rendering_chunks() {
+    fn png_keeps_only_its_listed_image_and_rendering_chunks() {
         let image = image::RgbImage::from_pixel(16, 16, image::Rgb([1, 2, 3]));
         let mut encoded = Vec::new();
         image.write_to(&mut std::io::Cursor::new(&mut encoded), image::ImageFormat::Png).unwrap();
@@ -257,6 +315,7 @@ pub(crate) mod tests {
         with_text.extend(chunk(b"tEXt", b"Location\0the farm"));
         with_text.extend(chunk(b"eXIf", b"MM\0*"));
         with_text.extend(chunk(b"prVt", b"GPS 52.52N")); // private: unknown, so it goes
+        with_text.extend(chunk(b"GPSx", b"52.52N")); // claims to be critical, but unknown: goes too
         with_text.extend_from_slice(&encoded[33..]);
         with_text.extend_from_slice(b"after IEND");
         let stripped = strip(&with_text, ImageFormat::Png).unwrap().bytes;

@@ -41,6 +41,10 @@ enum Command {
     /// Print a new Ed25519 token key pair as JSON: `privateKeyPkcs8Base64` (the
     /// signing key secret's value) and `publicKeyBase64` (TOKEN_PUBLIC_KEY).
     GenerateSigningKey,
+    /// Replace the key that signs pagination cursors in the configured store;
+    /// cursors signed with the key it replaces keep working until the next
+    /// rotation. Running functions pick the new key up at their next cold start.
+    RotateCursorKey,
     /// Regenerate `openapi.json` and the `cargo lambda watch` router table of
     /// `Cargo.toml` (in the current directory, the repository root) from the routes.
     ApiContract,
@@ -130,6 +134,7 @@ async fn main() -> anyhow::Result<()> {
     match Args::parse().command {
         Command::CreateAdmin { email, display_name } => create_admin(&email, &display_name).await,
         Command::GenerateSigningKey => generate_signing_key(),
+        Command::RotateCursorKey => rotate_cursor_key().await,
         Command::ApiContract => write_api_contract(),
         Command::Backup { location } => back_up(&location).await,
         Command::Restore { backup_id, location, force } => restore(&backup_id, &location, force).await,
@@ -250,6 +255,13 @@ fn generate_signing_key() -> anyhow::Result<()> {
         "publicKeyBase64": keys.public_key_b64(),
     });
     println!("{pair:#}");
+    Ok(())
+}
+
+async fn rotate_cursor_key() -> anyhow::Result<()> {
+    let state = AppState::from_env(KeyUse::Verify).await.context("configure storage")?;
+    shared::repo::cursor_key::rotate(state.store.as_ref()).await.context("rotate the cursor key")?;
+    println!("Rotated the cursor key; cursors signed with the previous one stay valid until the next rotation.");
     Ok(())
 }
 

@@ -21,9 +21,14 @@ struct Args {
     /// Port to listen on.
     #[arg(long, env = "PORT", default_value_t = 3000)]
     port: u16,
-    /// Address to listen on.
+    /// Address to listen on. Loopback unless --allow-remote.
     #[arg(long, default_value = "127.0.0.1")]
     host: IpAddr,
+    /// Accept a --host other machines can reach (e.g. 0.0.0.0). The local
+    /// mailbox (`/_local/mail`, `/_local/links/`) is then not served, since
+    /// its mail holds live sign-in and password reset links.
+    #[arg(long)]
+    allow_remote: bool,
     /// Directory of the embedded store, blobs and the local signing key.
     #[arg(long, env = "DATA_DIR", default_value = ".data")]
     data_dir: PathBuf,
@@ -39,10 +44,23 @@ struct Args {
     fire: Vec<String>,
 }
 
+/// Refuses a `--host` beyond loopback unless `--allow-remote` says so.
+fn check_host(args: &Args) -> anyhow::Result<()> {
+    if args.host.is_loopback() || args.allow_remote {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "--host {} is reachable from other machines, and the local gateway is for development only; \
+         add --allow-remote to serve it there anyway (without the local mailbox)",
+        args.host
+    )
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     shared::telemetry::init();
     let args = Args::parse();
+    check_host(&args)?;
 
     let fresh = !args.data_dir.join("marketplace.db").exists();
     let addr = SocketAddr::new(args.host, args.port);
@@ -73,6 +91,14 @@ async fn main() -> anyhow::Result<()> {
         "GET",
         shared::config::LOCAL_ASSETS_PATH
     );
+    if infra::local::serves_mailbox(stack.addr) {
+        println!("  {:<7} {url}{}   (the local mailbox)", "GET", infra::mailbox::MAIL_PATH);
+    } else {
+        println!(
+            "No local mailbox: listening beyond loopback (mail is still written to {}/mail).",
+            args.data_dir.display()
+        );
+    }
     for pump in &stack.pumps {
         let source = pump.source();
         println!(
@@ -99,4 +125,26 @@ async fn main() -> anyhow::Result<()> {
     stack.run_until_ctrl_c().await;
     println!("Stopped.");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(flags: &[&str]) -> Args {
+        Args::try_parse_from([&["marketplace-local"], flags].concat()).unwrap()
+    }
+
+    #[test]
+    fn a_host_beyond_loopback_needs_allow_remote() {
+        for host in ["127.0.0.1", "::1", "127.0.0.2"] {
+            assert!(check_host(&parsed(&["--host", host])).is_ok(), "{host}");
+        }
+        for host in ["0.0.0.0", "::", "192.168.1.20"] {
+            let refused = check_host(&parsed(&["--host", host])).unwrap_err().to_string();
+            assert!(refused.contains("--allow-remote"), "{host}: {refused}");
+            assert!(check_host(&parsed(&["--host", host, "--allow-remote"])).is_ok(), "{host}");
+        }
+        assert!(check_host(&parsed(&[])).is_ok(), "the default is loopback");
+    }
 }
