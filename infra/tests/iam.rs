@@ -160,6 +160,8 @@ const EXPECTED: &[(&str, &[Row])] = &[
         "BackupFunction",
         &[
             ("ScanTable", &["dynamodb:Scan"], TABLE, ""),
+            ("ReadBackupKey", &["secretsmanager:GetSecretValue"], "!Ref BackupKeySecret", ""),
+            ("ReadArchive", &["s3:GetObject"], "!Sub ${DataBucket.Arn}/archive/orders/*", ""),
             ("RestoreItems", &["dynamodb:PutItem"], TABLE, ""),
             (
                 "WriteBackups",

@@ -5,6 +5,9 @@
 //! one unless forced). Each run logs and emits its figures as CloudWatch
 //! metrics (embedded metric format).
 //!
+//! The manifest is signed with the backup key (`BACKUP_KEY_SECRET_ARN`'s
+//! secret, fetched once at start-up; locally `<DATA_DIR>/backup-key.bin`).
+//!
 //! Settings: `BACKUP_SEGMENTS` (parallel scan readers, default 4),
 //! `BACKUP_READ_UNITS_PER_SECOND` (default 200), `BACKUP_RETENTION_DAYS`
 //! (default 35).
@@ -12,9 +15,15 @@
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use shared::backup::{self, BackupError, BackupSettings, Progress};
+use shared::backup::{self, BackupError, BackupKey, BackupSettings, Progress};
 use shared::config::{positive_setting, ConfigError};
 use shared::AppState;
+
+/// The backup key, read once at start-up (`shared::config::backup_key`).
+pub async fn key_from_env(state: &AppState) -> Result<BackupKey, RunError> {
+    let secret = shared::config::backup_key(&state.backend).await?;
+    Ok(BackupKey::new(&secret)?)
+}
 
 /// Reads the settings from the environment.
 pub fn settings_from_env() -> Result<BackupSettings, ConfigError> {
@@ -66,12 +75,15 @@ pub enum RunError {
     Backup(#[from] BackupError),
     #[error("prune old backups: {0}")]
     Prune(#[from] shared::ports::BlobError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 /// Runs one backup or restore job.
 pub async fn handle(
     state: &AppState,
     settings: &BackupSettings,
+    key: &BackupKey,
     event: serde_json::Value,
 ) -> Result<Outcome, RunError> {
     let event: Event = serde_json::from_value(event).map_err(RunError::BadEvent)?;
@@ -81,7 +93,8 @@ pub async fn handle(
     let outcome = match event {
         Event::Backup => {
             let manifest =
-                backup::back_up(store, bucket, bucket, state.clock.as_ref(), settings, state.backend.name()).await?;
+                backup::back_up(store, bucket, bucket, key, state.clock.as_ref(), settings, state.backend.name())
+                    .await?;
             let pruned = backup::prune(bucket, state.clock.as_ref(), settings.retention).await?;
             Outcome {
                 job: "backup",
@@ -101,7 +114,7 @@ pub async fn handle(
                     }
                 }
             };
-            let manifest = backup::restore(bucket, &backup_id, store, bucket, force, &mut log_progress).await?;
+            let manifest = backup::restore(bucket, &backup_id, key, store, bucket, force, &mut log_progress).await?;
             Outcome {
                 job: "restore",
                 backup_id,
