@@ -163,6 +163,7 @@ impl Backend {
                         Extra::LinkBaseUrl => vars.push(("LINK_BASE_URL", "https://market.example.com".to_owned())),
                         Extra::MailFrom => vars.push(("MAIL_FROM", mail_from.clone())),
                         Extra::DataBucket => vars.push(("DATA_BUCKET", bucket.clone())),
+                        Extra::BackupKey => vars.push(("BACKUP_KEY_SECRET_ARN", secret_arn.clone())),
                     }
                 }
             }

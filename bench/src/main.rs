@@ -33,6 +33,9 @@ pub enum Extra {
     MailFrom,
     /// `DATA_BUCKET` (the archive and backups), here the assets bucket.
     DataBucket,
+    /// `BACKUP_KEY_SECRET_ARN`, here the signing key's secret (any secret of
+    /// 32 bytes or more signs backups).
+    BackupKey,
 }
 
 /// A function under test: its package (and binary) name, the prefix of its
@@ -66,7 +69,7 @@ const FUNCTIONS: &[Function] = &[
     Function::new("orders", 256, &[]),
     Function::new("worker", 1024, &[Assets, JobsQueue, LinkBaseUrl, MailFrom]),
     Function::new("archive", 512, &[Assets, DataBucket]),
-    Function::new("backup", 1024, &[DataBucket]),
+    Function::new("backup", 1024, &[DataBucket, BackupKey]),
 ];
 
 /// The floor every figure is compared with: a hello-world `lambda_http`

@@ -164,7 +164,8 @@ fn archive(state: &AppState, event: serde_json::Value) -> ScheduledFuture<'_> {
 fn backup(state: &AppState, event: serde_json::Value) -> ScheduledFuture<'_> {
     Box::pin(async move {
         let settings = backup::settings_from_env().map_err(|e| e.to_string())?;
-        to_json(backup::handle(state, &settings, event).await)
+        let key = backup::key_from_env(state).await.map_err(|e| e.to_string())?;
+        to_json(backup::handle(state, &settings, &key, event).await)
     })
 }
 

@@ -164,7 +164,8 @@ const EXPECTED: &[(&str, &[Row])] = &[
         "BackupFunction",
         &[
             ("ScanTable", &["dynamodb:Scan"], TABLE, ""),
-            ("RestoreItems", &["dynamodb:PutItem"], TABLE, ""),
+            ("ReadBackupKey", &["secretsmanager:GetSecretValue"], "!Ref BackupKeySecret", ""),
+            ("ReadArchive", &["s3:GetObject"], "!Sub ${DataBucket.Arn}/archive/orders/*", ""),
             (
                 "WriteBackups",
                 &["s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
@@ -657,4 +658,28 @@ fn the_assets_bucket_keeps_overwritten_and_deleted_photos_for_30_days() {
     let problems = bucket_problems(&expiring);
     assert!(problems.iter().any(|p| p.contains("expires current objects outside incoming/")), "{problems:?}");
     assert!(problems.iter().any(|p| p.contains("30 days")), "{problems:?}");
+}
+
+/// The backup function's actions on the table other than reads.
+fn backup_table_writes(template: &Value) -> Vec<String> {
+    const READS: &[&str] = &["dynamodb:Scan", "dynamodb:Query", "dynamodb:GetItem", "dynamodb:BatchGetItem"];
+    let policies = policies(template);
+    let statements = policies.get("BackupFunction").expect("a backup function");
+    statements
+        .iter()
+        .flat_map(|(sid, actions, _, _)| actions.iter().map(move |action| (sid, action)))
+        .filter(|(_, action)| action.starts_with("dynamodb:") && !READS.contains(&action.as_str()))
+        .map(|(sid, action)| format!("{sid}: {action}"))
+        .collect()
+}
+
+#[test]
+fn the_backup_functions_role_cannot_write_to_the_table() {
+    let template = template();
+    assert_eq!(backup_table_writes(&template), Vec::<String>::new(), "restores are marketplace-admin's alone");
+
+    let mut widened = template;
+    let statement = statement_mut(&mut widened, "BackupFunction", "ScanTable");
+    statement.insert("Action".into(), Value::Sequence(vec!["dynamodb:Scan".into(), "dynamodb:PutItem".into()]));
+    assert_eq!(backup_table_writes(&widened), ["ScanTable: dynamodb:PutItem"]);
 }

@@ -12,6 +12,15 @@
 //! a backup taken on DynamoDB restores into the embedded store and the other
 //! way round. A backup without a manifest is incomplete and never restored.
 //!
+//! # Signed manifests
+//! `manifest.json.sig`, written just before the manifest, holds the
+//! HMAC-SHA256 of the manifest's exact bytes under the backup key
+//! (`BackupKey`), which only backup and restore hold: a Secrets Manager secret
+//! on AWS, `<DATA_DIR>/backup-key.bin` locally (`crate::config::backup_key`).
+//! The manifest names every part and archive object by SHA-256, so the
+//! signature covers the whole backup. A restore verifies it before it reads
+//! anything else, and refuses an unsigned or wrongly signed backup.
+//!
 //! The table is read by a parallel scan (`BackupSettings::segments` readers)
 //! kept within a read-capacity budget (`read_units_per_second`, from the
 //! capacity DynamoDB reports per page). A restore checks the manifest and
@@ -34,8 +43,8 @@ use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::OffsetDateTime;
 
-use crate::{archive, jsonl};
 use crate::ports::{BlobError, BlobStore, Clock, Condition, Item, ItemKey, Scan, Store, StoreError, WriteOp};
+use crate::{archive, jsonl};
 
 /// Key prefix of backups in the data bucket.
 pub const PREFIX: &str = "backups/";
@@ -46,9 +55,63 @@ pub const FORMAT_VERSION: u32 = 2;
 /// Version of the item layouts (`crate::repo`) the lines follow.
 pub const SCHEMA_VERSION: u32 = 1;
 const MANIFEST: &str = "manifest.json";
+const SIGNATURE: &str = "manifest.json.sig";
+/// `Signature::algorithm` of every signed manifest.
+const SIGNATURE_ALGORITHM: &str = "HMAC-SHA256";
+/// Fewest bytes a backup key holds.
+pub const MIN_KEY_BYTES: usize = 32;
 const PART_CONTENT_TYPE: &str = "application/x-ndjson";
 /// Writes per restore transaction (the store's maximum).
 const RESTORE_CHUNK: usize = 25;
+
+/// The HMAC-SHA256 key backup manifests are signed with.
+#[derive(Clone)]
+pub struct BackupKey(ring::hmac::Key);
+
+impl std::fmt::Debug for BackupKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BackupKey(..)")
+    }
+}
+
+impl BackupKey {
+    /// The key made of `secret`, which holds at least `MIN_KEY_BYTES` bytes.
+    pub fn new(secret: &[u8]) -> Result<Self, BackupError> {
+        if secret.len() < MIN_KEY_BYTES {
+            return Err(BackupError::WeakKey { bytes: secret.len() });
+        }
+        Ok(Self(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret)))
+    }
+
+    /// A fresh random secret for `new` (the local key file).
+    pub fn generate() -> Vec<u8> {
+        use ring::rand::SecureRandom;
+        let mut secret = vec![0; MIN_KEY_BYTES];
+        ring::rand::SystemRandom::new().fill(&mut secret).expect("the system random source is available");
+        secret
+    }
+
+    fn sign(&self, bytes: &[u8]) -> Signature {
+        Signature {
+            algorithm: SIGNATURE_ALGORITHM.into(),
+            value: hex::encode(ring::hmac::sign(&self.0, bytes).as_ref()),
+        }
+    }
+
+    fn verifies(&self, bytes: &[u8], signature: &Signature) -> bool {
+        signature.algorithm == SIGNATURE_ALGORITHM
+            && hex::decode(&signature.value).is_ok_and(|tag| ring::hmac::verify(&self.0, bytes, &tag).is_ok())
+    }
+}
+
+/// `manifest.json.sig`: the manifest's signature.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Signature {
+    algorithm: String,
+    /// Hex of the HMAC of `manifest.json`'s bytes.
+    value: String,
+}
 
 /// How a backup runs and how long backups are kept.
 #[derive(Debug, Clone, Copy)]
@@ -145,6 +208,13 @@ pub enum BackupError {
     /// A part's bytes or lines disagree with the manifest; nothing was written.
     #[error("backup part {part} is corrupt: {reason}")]
     CorruptPart { part: String, reason: String },
+    /// The manifest is unsigned, or its signature does not verify with this
+    /// key; nothing was read past it and nothing was written.
+    #[error("backup {id} is not authentic: {reason}; nothing was restored")]
+    Unauthentic { id: String, reason: String },
+    /// The backup key is too short to sign with.
+    #[error("the backup key has {bytes} bytes; it needs at least {MIN_KEY_BYTES}")]
+    WeakKey { bytes: usize },
     /// The target store holds items and the restore was not forced.
     #[error("the target store is not empty (it holds at least the item {pk}/{sk}); restore into an empty store, or force it to write over what is there")]
     NotEmpty { pk: String, sk: String },
@@ -175,6 +245,10 @@ fn taken_at(id: &str) -> Option<OffsetDateTime> {
 
 fn manifest_key(id: &str) -> String {
     format!("{PREFIX}{id}/{MANIFEST}")
+}
+
+fn signature_key(id: &str) -> String {
+    format!("{PREFIX}{id}/{SIGNATURE}")
 }
 
 /// Where backup `id` keeps its copy of archive object `key`.
@@ -317,11 +391,12 @@ async fn copy_archive_objects(
 
 /// Backs up every live item of `store`, and the archive objects in `data` its
 /// archived orders point at, to `bucket`; returns the manifest, which is
-/// written last. `source` names the backend.
+/// written last, signed with `key`. `source` names the backend.
 pub async fn back_up(
     store: &dyn Store,
     data: &dyn BlobStore,
     bucket: &dyn BlobStore,
+    key: &BackupKey,
     clock: &dyn Clock,
     settings: &BackupSettings,
     source: &str,
@@ -359,6 +434,8 @@ pub async fn back_up(
     (manifest.archive_objects, manifest.missing_archive_objects) =
         copy_archive_objects(data, bucket, &id, &archive_objects).await?;
     let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
+    let signature = serde_json::to_vec(&key.sign(&json)).expect("a signature serializes");
+    bucket.put(&signature_key(&id), Bytes::from(signature), "application/json").await?;
     bucket.put(&manifest_key(&id), Bytes::from(json), "application/json").await?;
     Ok(manifest)
 }
@@ -408,13 +485,24 @@ pub async fn list(bucket: &dyn BlobStore) -> Result<Vec<String>, BlobError> {
         .collect())
 }
 
-/// Reads and checks backup `id`'s manifest.
-pub async fn manifest(bucket: &dyn BlobStore, id: &str) -> Result<Manifest, BackupError> {
+/// Reads backup `id`'s manifest, verifies its signature with `key`, and checks it.
+pub async fn manifest(bucket: &dyn BlobStore, id: &str, key: &BackupKey) -> Result<Manifest, BackupError> {
     let invalid = |reason: String| BackupError::Invalid { id: id.to_owned(), reason };
+    let unauthentic = |reason: String| BackupError::Unauthentic { id: id.to_owned(), reason };
     let blob = bucket
         .get(&manifest_key(id))
         .await?
         .ok_or_else(|| invalid(format!("no {} (the backup does not exist or never completed)", manifest_key(id))))?;
+    let signature = bucket.get(&signature_key(id)).await?.ok_or_else(|| {
+        unauthentic(format!("it is unsigned (no {}); only signed backups are restored", signature_key(id)))
+    })?;
+    let signature: Signature = serde_json::from_slice(&signature.bytes)
+        .map_err(|e| unauthentic(format!("{SIGNATURE} is not a signature: {e}")))?;
+    if !key.verifies(&blob.bytes, &signature) {
+        return Err(unauthentic(
+            "the manifest's signature does not verify with this backup key: the manifest was changed after it was signed, or signed with another key".into(),
+        ));
+    }
     let manifest: Manifest =
         serde_json::from_slice(&blob.bytes).map_err(|e| invalid(format!("{MANIFEST} is not a manifest: {e}")))?;
     if manifest.format != FORMAT || manifest.format_version != FORMAT_VERSION {
@@ -502,19 +590,21 @@ pub enum Progress {
 }
 
 /// Restores backup `id` from `bucket` into `target` and its data bucket
-/// `target_data`: checks the manifest, every part and every archive object
+/// `target_data`: verifies the manifest's signature with `key`, then checks
+/// the manifest, every part and every archive object
 /// first (any error leaves the target untouched), refuses a non-empty target
 /// unless `force`, then puts the archive objects back and writes every item
 /// as it was.
 pub async fn restore(
     bucket: &dyn BlobStore,
     id: &str,
+    key: &BackupKey,
     target: &dyn Store,
     target_data: &dyn BlobStore,
     force: bool,
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<Manifest, BackupError> {
-    let manifest = manifest(bucket, id).await?;
+    let manifest = manifest(bucket, id, key).await?;
     if !force {
         if let Some(item) = first_live_item(target).await? {
             return Err(BackupError::NotEmpty { pk: item.key.pk, sk: item.key.sk });

@@ -328,6 +328,34 @@ async fn signing_key(sdk: &aws_config::SdkConfig) -> Result<Vec<u8>, ConfigError
     }
 }
 
+/// The secret backup manifests are signed with (`crate::backup::BackupKey`),
+/// which only backup and restore read: the secret `BACKUP_KEY_SECRET_ARN`
+/// names when it is set (also locally, to restore an AWS backup); otherwise,
+/// on the embedded backend, `<DATA_DIR>/backup-key.bin`, generated on first use.
+pub async fn backup_key(backend: &Backend) -> Result<Vec<u8>, ConfigError> {
+    if let Some(arn) = setting("BACKUP_KEY_SECRET_ARN") {
+        #[cfg(feature = "secrets")]
+        return adapters::fetch_backup_key(&adapters::sdk_config().await, &arn)
+            .await
+            .map_err(|source| ConfigError::Open { what: "backup key secret", source });
+        #[cfg(not(feature = "secrets"))]
+        {
+            let _ = arn;
+            return Err(ConfigError::NotLinked { name: "BACKUP_KEY_SECRET_ARN", feature: "secrets" });
+        }
+    }
+    match backend {
+        #[cfg(feature = "embedded")]
+        Backend::Embedded { data_dir } => {
+            let path = data_dir.join("backup-key.bin");
+            let valid = |bytes: &[u8]| bytes.len() >= crate::backup::MIN_KEY_BYTES;
+            adapters::key_file::read_or_create(&path, valid, crate::backup::BackupKey::generate)
+                .map_err(|source| ConfigError::DataDir { path, source })
+        }
+        _ => Err(ConfigError::Missing("BACKUP_KEY_SECRET_ARN")),
+    }
+}
+
 /// Reads the local signing key, generating it on first use (several local
 /// processes may start at once; they end up sharing one key).
 #[cfg(feature = "embedded")]

@@ -2,7 +2,9 @@
 //! the archive objects its archived orders point at, so every order reads the
 //! same by id after a restore into either backend; an archived order whose
 //! object is gone answers a documented 410; a table whose first items have
-//! expired but which holds a live one is not taken for empty.
+//! expired but which holds a live one is not taken for empty; a restore
+//! refuses a backup whose manifest is unsigned, edited, or signed with another
+//! key before it reads any part, and writes nothing.
 
 use std::sync::Arc;
 
@@ -19,7 +21,7 @@ use time::OffsetDateTime;
 
 use crate::helpers::{access_token, assert_problem, fresh_bucket, fresh_table, spawn_app, TestApp};
 use crate::orders::{checkout, shop, Shop};
-use crate::scheduled::{archive_run, empty_store, finished_orders, restore_into, settled_digest};
+use crate::scheduled::{archive_run, empty_store, finished_orders, key, restore_into, settled_digest};
 
 /// An empty store and data bucket of one backend, kept alive by the guard.
 struct Target {
@@ -57,8 +59,7 @@ fn admin() -> Claims {
 
 /// Every order of `ids` as `GET /orders/{id}` reads it from `store` and `data`.
 async fn read_orders(app: &TestApp, store: &Arc<dyn Store>, data: &Arc<dyn BlobStore>, ids: &[OrderId]) -> Vec<Order> {
-    let state =
-        AppState { store: Arc::clone(store), data_bucket: Some(Arc::clone(data)), ..app.state.clone() };
+    let state = AppState { store: Arc::clone(store), data_bucket: Some(Arc::clone(data)), ..app.state.clone() };
     let mut orders = Vec::new();
     for id in ids {
         let order = shared::orders::read(&state, &admin(), &id.to_string()).await;
@@ -97,6 +98,7 @@ async fn a_restored_backup_reads_every_order_by_id_archived_ones_included_on_bot
         source_store.as_ref(),
         source_data.as_ref(),
         source_data.as_ref(),
+        &key(),
         &SystemClock,
         &BackupSettings::default(),
         "embedded",
@@ -105,9 +107,17 @@ async fn a_restored_backup_reads_every_order_by_id_archived_ones_included_on_bot
     .unwrap();
     assert!(!manifest.archive_objects.is_empty() && manifest.missing_archive_objects.is_empty(), "{manifest:?}");
     let dynamo = empty_target(true).await;
-    backup::restore(source_data.as_ref(), &manifest.id, dynamo.store.as_ref(), dynamo.data.as_ref(), false, &mut |_| {})
-        .await
-        .unwrap();
+    backup::restore(
+        source_data.as_ref(),
+        &manifest.id,
+        &key(),
+        dynamo.store.as_ref(),
+        dynamo.data.as_ref(),
+        false,
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
     assert_eq!(read_orders(&app, &dynamo.store, &dynamo.data, &ids).await, expected, "read back from DynamoDB");
     assert_eq!(backup::digest(dynamo.store.as_ref()).await.unwrap(), digest);
 
@@ -116,6 +126,7 @@ async fn a_restored_backup_reads_every_order_by_id_archived_ones_included_on_bot
         dynamo.store.as_ref(),
         dynamo.data.as_ref(),
         dynamo.data.as_ref(),
+        &key(),
         &SystemClock,
         &BackupSettings::default(),
         "aws",
@@ -124,9 +135,17 @@ async fn a_restored_backup_reads_every_order_by_id_archived_ones_included_on_bot
     .unwrap();
     assert_eq!(again.archive_objects.len(), manifest.archive_objects.len());
     let embedded = empty_target(false).await;
-    backup::restore(dynamo.data.as_ref(), &again.id, embedded.store.as_ref(), embedded.data.as_ref(), false, &mut |_| {})
-        .await
-        .unwrap();
+    backup::restore(
+        dynamo.data.as_ref(),
+        &again.id,
+        &key(),
+        embedded.store.as_ref(),
+        embedded.data.as_ref(),
+        false,
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
     assert_eq!(read_orders(&app, &embedded.store, &embedded.data, &ids).await, expected, "read back locally");
     assert_eq!(backup::digest(embedded.store.as_ref()).await.unwrap(), digest);
 }
@@ -147,6 +166,7 @@ async fn an_archived_order_whose_object_is_missing_answers_410(app: TestApp) {
         app.state.store.as_ref(),
         bucket.as_ref(),
         bucket.as_ref(),
+        &key(),
         &SystemClock,
         &BackupSettings::default(),
         "test",
@@ -168,6 +188,7 @@ async fn a_backup_copy_of_an_archive_object_that_was_altered_is_refused_and_noth
         app.state.store.as_ref(),
         bucket.as_ref(),
         bucket.as_ref(),
+        &key(),
         &SystemClock,
         &BackupSettings::default(),
         "test",
@@ -207,10 +228,72 @@ async fn restore_refuses_a_table_whose_first_items_expired_but_which_holds_a_liv
     let dir = tempfile::tempdir().unwrap();
     let bucket = adapters::EmbeddedBlobs::open(dir.path(), "http://127.0.0.1:1").unwrap();
     let manifest =
-        backup::back_up(source.as_ref(), &bucket, &bucket, &SystemClock, &BackupSettings::default(), "test")
+        backup::back_up(source.as_ref(), &bucket, &bucket, &key(), &SystemClock, &BackupSettings::default(), "test")
             .await
             .unwrap();
     let refused = restore_into(&bucket, &manifest.id, target.as_ref()).await.unwrap_err();
     assert!(matches!(&refused, BackupError::NotEmpty { pk, .. } if pk == "ZZZZ#live"), "{refused}");
     assert_eq!(backup::digest(target.as_ref()).await.unwrap().0, 1, "the live item is all there is, untouched");
+}
+
+/// A backup of a store with some data, signed with `key`, in the app's data bucket.
+async fn signed_backup(app: &TestApp, key: &backup::BackupKey) -> backup::Manifest {
+    shop(app, 5).await;
+    let bucket = app.state.data_bucket.clone().unwrap();
+    let store = app.state.store.as_ref();
+    backup::back_up(store, bucket.as_ref(), bucket.as_ref(), key, &SystemClock, &BackupSettings::default(), "test")
+        .await
+        .unwrap()
+}
+
+/// Restores backup `id` into an empty store, expecting a refusal for want of
+/// authenticity before any part was read and with nothing written; returns
+/// the message.
+async fn refused_as_unauthentic(app: &TestApp, id: &str) -> String {
+    let bucket = app.state.data_bucket.clone().unwrap();
+    let target = empty_target(false).await;
+    let mut progress = Vec::new();
+    let error =
+        backup::restore(bucket.as_ref(), id, &key(), target.store.as_ref(), target.data.as_ref(), false, &mut |p| {
+            progress.push(p)
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(error, BackupError::Unauthentic { .. }), "{error}");
+    assert!(progress.is_empty(), "no part was read: {progress:?}");
+    assert_eq!(backup::digest(target.store.as_ref()).await.unwrap().0, 0, "nothing was written");
+    error.to_string()
+}
+
+#[tokio::test]
+async fn restore_refuses_a_backup_signed_with_another_key_and_writes_nothing() {
+    let app = spawn_app().await;
+    let other = backup::BackupKey::new(&[9; 32]).unwrap();
+    let manifest = signed_backup(&app, &other).await;
+    let message = refused_as_unauthentic(&app, &manifest.id).await;
+    assert!(message.contains("does not verify") && message.contains("another key"), "{message}");
+}
+
+#[tokio::test]
+async fn restore_refuses_an_edited_manifest_and_writes_nothing() {
+    let app = spawn_app().await;
+    let manifest = signed_backup(&app, &key()).await;
+    let bucket = app.state.data_bucket.clone().unwrap();
+    let path = format!("backups/{}/manifest.json", manifest.id);
+    let text = String::from_utf8(bucket.get(&path).await.unwrap().unwrap().bytes.to_vec()).unwrap();
+    let edited = text.replace("\"source\": \"test\"", "\"source\": \"aws\"");
+    assert_ne!(edited, text);
+    bucket.put(&path, Bytes::from(edited), "application/json").await.unwrap();
+    let message = refused_as_unauthentic(&app, &manifest.id).await;
+    assert!(message.contains("changed after it was signed"), "{message}");
+}
+
+#[tokio::test]
+async fn restore_refuses_an_unsigned_backup_and_writes_nothing() {
+    let app = spawn_app().await;
+    let manifest = signed_backup(&app, &key()).await;
+    let bucket = app.state.data_bucket.clone().unwrap();
+    bucket.delete(&format!("backups/{}/manifest.json.sig", manifest.id)).await.unwrap();
+    let message = refused_as_unauthentic(&app, &manifest.id).await;
+    assert!(message.contains("unsigned"), "{message}");
 }

@@ -80,13 +80,12 @@ async fn every_sample_event_is_answered_by_its_handler() {
         .sum();
     assert!(seen >= routes, "expected an event per route ({routes}), found {seen}");
     assert_eq!(sqs_events, 5, "expected the worker's five SQS events");
-    assert_eq!(scheduled_events, 3, "expected the two schedules' events and a restore event");
+    assert_eq!(scheduled_events, 2, "expected the two schedules' events");
 }
 
-/// A scheduled function's event (`<binary>-<name>.json`): a schedule's input
-/// must be exactly what the template's schedule sends, and runs on an empty
-/// store; the restore event names a backup that does not exist here, so it
-/// must fail cleanly, saying so.
+/// A scheduled function's event (`<binary>-scheduled.json`): a schedule's
+/// input must be exactly what the template's schedule sends, and runs on an
+/// empty store.
 async fn check_scheduled_event(path: &std::path::Path, event: Value) -> usize {
     let name = path.file_stem().unwrap().to_str().unwrap();
     let (binary, kind) = name.split_once('-').unwrap_or_else(|| panic!("{name}: not <function>-<what>"));
@@ -94,16 +93,12 @@ async fn check_scheduled_event(path: &std::path::Path, event: Value) -> usize {
         .unwrap_or_else(|| panic!("{}: no scheduled function {binary}", path.display()));
     let (state, _dir) = embedded_state().await;
     let result = (function.handle)(&state, event.clone()).await;
-    if kind == "scheduled" {
-        let template = infra::Template::load(&repo_root().join("template.yaml")).unwrap();
-        let schedule = template.schedules.iter().find(|s| s.binary == binary).expect("a schedule in the template");
-        assert_eq!(schedule.input, event, "{}: differs from the template's schedule input", path.display());
-        let outcome = result.unwrap_or_else(|e| panic!("{} failed: {e}", path.display()));
-        assert!(outcome.is_object(), "{}: {outcome}", path.display());
-    } else {
-        let error = result.expect_err("a restore of a backup that is not there fails");
-        assert!(error.contains("does not exist"), "{}: {error}", path.display());
-    }
+    assert_eq!(kind, "scheduled", "{}: scheduled functions take only their schedule's input", path.display());
+    let template = infra::Template::load(&repo_root().join("template.yaml")).unwrap();
+    let schedule = template.schedules.iter().find(|s| s.binary == binary).expect("a schedule in the template");
+    assert_eq!(schedule.input, event, "{}: differs from the template's schedule input", path.display());
+    let outcome = result.unwrap_or_else(|e| panic!("{} failed: {e}", path.display()));
+    assert!(outcome.is_object(), "{}: {outcome}", path.display());
     1
 }
 

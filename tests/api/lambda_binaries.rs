@@ -284,11 +284,14 @@ async fn scheduled_binaries_run_their_jobs_as_a_lambda() {
 
     let mut env = lambda_env("backup").await;
     env.vars.push(("DATA_BUCKET".into(), fresh_bucket().await.bucket().to_owned()));
-    let (outcomes, logs) = invoke("backup", &env, &["backup-scheduled.json", "backup-restore.json"]).await;
+    // The backup key, as the template generates it: 64 letters and digits.
+    let secrets = aws_sdk_secretsmanager::Client::new(&shared::adapters::sdk_config().await);
+    let name = format!("backup-key-{}", ulid::Ulid::new());
+    let secret = secrets.create_secret().name(name).secret_string("k".repeat(64)).send().await.expect("create secret");
+    env.vars.push(("BACKUP_KEY_SECRET_ARN".into(), secret.arn().unwrap().to_owned()));
+    let (outcomes, logs) = invoke("backup", &env, &["backup-scheduled.json"]).await;
     assert_eq!(outcomes[0].kind, "response", "{logs}");
     assert_eq!(outcomes[0].body["job"], "backup", "{logs}");
-    assert_eq!(outcomes[1].kind, "error", "restoring a backup that is not there fails: {logs}");
-    assert!(outcomes[1].body.to_string().contains("does not exist"), "{:?}", outcomes[1].body);
 }
 
 #[tokio::test]

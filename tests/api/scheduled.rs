@@ -104,7 +104,12 @@ pub(crate) async fn restore_into(
     id: &str,
     target: &dyn Store,
 ) -> Result<backup::Manifest, BackupError> {
-    backup::restore(bucket, id, target, bucket, false, &mut |_| {}).await
+    backup::restore(bucket, id, &key(), target, bucket, false, &mut |_| {}).await
+}
+
+/// The backup key of these tests.
+pub(crate) fn key() -> backup::BackupKey {
+    backup::BackupKey::new(&[7; 32]).unwrap()
 }
 
 #[tokio::test]
@@ -114,8 +119,17 @@ async fn a_backup_from_the_embedded_store_restores_into_dynamodb_identically() {
     let source = settled_digest(app.state.store.as_ref()).await;
     let bucket = app.state.data_bucket.clone().unwrap();
     let settings = BackupSettings { part_items: 7, ..BackupSettings::default() };
-    let manifest =
-        backup::back_up(app.state.store.as_ref(), bucket.as_ref(), bucket.as_ref(), &SystemClock, &settings, "embedded").await.unwrap();
+    let manifest = backup::back_up(
+        app.state.store.as_ref(),
+        bucket.as_ref(),
+        bucket.as_ref(),
+        &key(),
+        &SystemClock,
+        &settings,
+        "embedded",
+    )
+    .await
+    .unwrap();
     assert_eq!(manifest.items as usize, source.0);
     assert!(manifest.parts.len() > 4, "several parts: {}", manifest.parts.len());
     for entity in ["user", "product", "order", "checkout", "category"] {
@@ -132,9 +146,17 @@ async fn a_backup_from_dynamodb_restores_into_the_embedded_store_identically() {
     marketplace_data(&app).await;
     let source = settled_digest(app.state.store.as_ref()).await;
     let bucket = fresh_bucket().await;
-    let manifest = backup::back_up(app.state.store.as_ref(), &bucket, &bucket, &SystemClock, &BackupSettings::default(), "aws")
-        .await
-        .unwrap();
+    let manifest = backup::back_up(
+        app.state.store.as_ref(),
+        &bucket,
+        &bucket,
+        &key(),
+        &SystemClock,
+        &BackupSettings::default(),
+        "aws",
+    )
+    .await
+    .unwrap();
     assert_eq!(manifest.items as usize, source.0);
     assert_eq!(manifest.source, "aws");
     assert!(manifest.read_units > 0.0 || manifest.items == 0, "the scan reports consumed capacity or none at all");
@@ -148,14 +170,16 @@ async fn corrupt_part_or_busy_target_is_refused(app: TestApp) {
     let store = app.state.store.as_ref();
     let bucket = app.state.data_bucket.clone().unwrap();
     let settings = BackupSettings { part_items: 5, ..BackupSettings::default() };
-    let manifest = backup::back_up(store, bucket.as_ref(), bucket.as_ref(), &SystemClock, &settings, "test").await.unwrap();
+    let manifest = backup::back_up(store, bucket.as_ref(), bucket.as_ref(), &key(), &SystemClock, &settings, "test")
+        .await
+        .unwrap();
 
     // A non-empty target is refused (here: the source itself), and forcing it works.
     let before = settled_digest(store).await;
     let refused = restore_into(bucket.as_ref(), &manifest.id, store).await.unwrap_err();
     assert!(matches!(refused, BackupError::NotEmpty { .. }), "{refused}");
     assert!(refused.to_string().contains("not empty"), "{refused}");
-    backup::restore(bucket.as_ref(), &manifest.id, store, bucket.as_ref(), true, &mut |_| {}).await.unwrap();
+    backup::restore(bucket.as_ref(), &manifest.id, &key(), store, bucket.as_ref(), true, &mut |_| {}).await.unwrap();
 
     // One part with a flipped byte: refused, naming the part, nothing written.
     let victim = &manifest.parts[manifest.parts.len() / 2];
@@ -165,9 +189,10 @@ async fn corrupt_part_or_busy_target_is_refused(app: TestApp) {
     bucket.put(&victim.key, Bytes::from(bytes), "application/x-ndjson").await.unwrap();
     let (target, _guard) = empty_store(is_aws(&app)).await;
     let mut progress = Vec::new();
-    let error = backup::restore(bucket.as_ref(), &manifest.id, target.as_ref(), bucket.as_ref(), false, &mut |p| {
-        progress.push(p)
-    })
+    let error =
+        backup::restore(bucket.as_ref(), &manifest.id, &key(), target.as_ref(), bucket.as_ref(), false, &mut |p| {
+            progress.push(p)
+        })
         .await
         .unwrap_err();
     assert!(matches!(&error, BackupError::CorruptPart { part, .. } if *part == victim.key), "{error}");
@@ -381,13 +406,22 @@ async fn archive_and_backup_on_an_empty_table_write_nothing_surprising(app: Test
         .unwrap();
     assert_eq!(cleanup, shared::photo_cleanup::CleanupReport::default());
 
-    let manifest = backup::back_up(store.as_ref(), bucket.as_ref(), bucket.as_ref(), &SystemClock, &BackupSettings::default(), "test")
-        .await
-        .unwrap();
+    let manifest = backup::back_up(
+        store.as_ref(),
+        bucket.as_ref(),
+        bucket.as_ref(),
+        &key(),
+        &SystemClock,
+        &BackupSettings::default(),
+        "test",
+    )
+    .await
+    .unwrap();
     assert_eq!((manifest.items, manifest.parts.len()), (0, 0));
     assert!(manifest.counts.is_empty());
     let keys = bucket.list("").await.unwrap();
-    assert_eq!(keys, [format!("backups/{}/manifest.json", manifest.id)], "only the manifest");
+    let expected = ["manifest.json", "manifest.json.sig"].map(|name| format!("backups/{}/{name}", manifest.id));
+    assert_eq!(keys, expected, "only the manifest and its signature");
     assert_eq!(backup::digest(store.as_ref()).await.unwrap().0, 0, "and the table is still empty");
     // The empty backup restores into an empty store.
     let (target, _target_guard) = empty_store(is_aws(&app)).await;

@@ -80,15 +80,17 @@ async fn main() {
     }
     println!("seed:    {}", rate(count as u64, started.elapsed()));
 
+    let key = backup::BackupKey::new(&backup::BackupKey::generate()).expect("a key");
     let started = Instant::now();
-    let manifest = backup::back_up(store.as_ref(), &bucket, &bucket, &SystemClock, &BackupSettings::default(), "embedded")
-        .await
-        .expect("backup");
+    let manifest =
+        backup::back_up(store.as_ref(), &bucket, &bucket, &key, &SystemClock, &BackupSettings::default(), "embedded")
+            .await
+            .expect("backup");
     println!("backup:  {} ({} parts)", rate(manifest.items, started.elapsed()), manifest.parts.len());
 
     let target = EmbeddedStore::open(&dir.path().join("target.db")).expect("a store");
     let started = Instant::now();
-    backup::restore(&bucket, &manifest.id, &target, &bucket, false, &mut |_| {}).await.expect("restore");
+    backup::restore(&bucket, &manifest.id, &key, &target, &bucket, false, &mut |_| {}).await.expect("restore");
     println!("restore: {}", rate(manifest.items, started.elapsed()));
 
     let later = At(placed + time::Duration::days(181));

@@ -1,9 +1,15 @@
 //! The scheduled backup function: `{"job": "backup"}` exports every item of
-//! the table to the data bucket (`shared::backup`) and prunes backups past the
-//! retention; `{"job": "restore", "backupId": "…", "force": false}` restores a
-//! backup from the data bucket into the function's table (refusing a non-empty
-//! one unless forced). Each run logs and emits its figures as CloudWatch
-//! metrics (embedded metric format).
+//! the table, and the archive objects its archived orders point at, to the
+//! data bucket (`shared::backup`) and prunes backups past the retention. Each
+//! run logs and emits its figures as CloudWatch metrics (embedded metric
+//! format).
+//!
+//! It never restores: its role may read the table but not write it. A restore
+//! is an operator's `marketplace-admin restore`, under the operator's own
+//! credentials; any other event (such as `{"job": "restore"}`) is refused.
+//!
+//! The manifest is signed with the backup key (`BACKUP_KEY_SECRET_ARN`'s
+//! secret, fetched once at start-up; locally `<DATA_DIR>/backup-key.bin`).
 //!
 //! Settings: `BACKUP_SEGMENTS` (parallel scan readers, default 4),
 //! `BACKUP_READ_UNITS_PER_SECOND` (default 200), `BACKUP_RETENTION_DAYS`
@@ -12,9 +18,15 @@
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use shared::backup::{self, BackupError, BackupSettings, Progress};
+use shared::backup::{self, BackupError, BackupKey, BackupSettings};
 use shared::config::{positive_setting, ConfigError};
 use shared::AppState;
+
+/// The backup key, read once at start-up (`shared::config::backup_key`).
+pub async fn key_from_env(state: &AppState) -> Result<BackupKey, RunError> {
+    let secret = shared::config::backup_key(&state.backend).await?;
+    Ok(BackupKey::new(&secret)?)
+}
 
 /// Reads the settings from the environment.
 pub fn settings_from_env() -> Result<BackupSettings, ConfigError> {
@@ -28,17 +40,11 @@ pub fn settings_from_env() -> Result<BackupSettings, ConfigError> {
     })
 }
 
-/// The schedule's input, or a restore request.
+/// The schedule's input: the one job this function runs.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "job", rename_all = "camelCase", deny_unknown_fields)]
 pub enum Event {
     Backup,
-    #[serde(rename_all = "camelCase")]
-    Restore {
-        backup_id: String,
-        #[serde(default)]
-        force: bool,
-    },
 }
 
 /// What a run did (the invocation's result, also logged).
@@ -49,16 +55,18 @@ pub struct Outcome {
     pub backup_id: String,
     pub items: u64,
     pub parts: usize,
+    /// Archive objects copied into the backup.
+    pub archive_objects: usize,
     /// Read capacity the backup's scan consumed.
     pub read_units: f64,
-    /// Backups removed by the retention (backup runs only).
+    /// Backups removed by the retention.
     pub pruned: Vec<String>,
     pub duration_ms: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("not a backup or restore event: {0}")]
+    #[error("not a backup event (this function only backs up; restore with marketplace-admin restore): {0}")]
     BadEvent(serde_json::Error),
     #[error("this function has no data bucket (DATA_BUCKET)")]
     NoDataBucket,
@@ -66,63 +74,62 @@ pub enum RunError {
     Backup(#[from] BackupError),
     #[error("prune old backups: {0}")]
     Prune(#[from] shared::ports::BlobError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
-/// Runs one backup or restore job.
+/// Runs one backup.
 pub async fn handle(
     state: &AppState,
     settings: &BackupSettings,
+    key: &BackupKey,
     event: serde_json::Value,
 ) -> Result<Outcome, RunError> {
-    let event: Event = serde_json::from_value(event).map_err(RunError::BadEvent)?;
+    let Event::Backup = serde_json::from_value(event).map_err(RunError::BadEvent)?;
     let started = Instant::now();
     let bucket = state.data_bucket.as_deref().ok_or(RunError::NoDataBucket)?;
-    let store = state.store.as_ref();
-    let outcome = match event {
-        Event::Backup => {
-            let manifest =
-                backup::back_up(store, bucket, bucket, state.clock.as_ref(), settings, state.backend.name()).await?;
-            let pruned = backup::prune(bucket, state.clock.as_ref(), settings.retention).await?;
-            Outcome {
-                job: "backup",
-                backup_id: manifest.id,
-                items: manifest.items,
-                parts: manifest.parts.len(),
-                read_units: manifest.read_units,
-                pruned,
-                duration_ms: started.elapsed().as_millis() as u64,
-            }
-        }
-        Event::Restore { backup_id, force } => {
-            let mut log_progress = |progress: Progress| {
-                if let Progress::Written { done, total } = progress {
-                    if done == total || done % 10_000 < 25 {
-                        tracing::info!(done, total, "restoring");
-                    }
-                }
-            };
-            let manifest = backup::restore(bucket, &backup_id, store, bucket, force, &mut log_progress).await?;
-            Outcome {
-                job: "restore",
-                backup_id,
-                items: manifest.items,
-                parts: manifest.parts.len(),
-                read_units: 0.0,
-                pruned: Vec::new(),
-                duration_ms: started.elapsed().as_millis() as u64,
-            }
-        }
+    let manifest = backup::back_up(
+        state.store.as_ref(),
+        bucket,
+        bucket,
+        key,
+        state.clock.as_ref(),
+        settings,
+        state.backend.name(),
+    )
+    .await?;
+    let pruned = backup::prune(bucket, state.clock.as_ref(), settings.retention).await?;
+    let outcome = Outcome {
+        job: "backup",
+        backup_id: manifest.id,
+        items: manifest.items,
+        parts: manifest.parts.len(),
+        archive_objects: manifest.archive_objects.len(),
+        read_units: manifest.read_units,
+        pruned,
+        duration_ms: started.elapsed().as_millis() as u64,
     };
     tracing::info!(job = outcome.job, backup_id = %outcome.backup_id, items = outcome.items, parts = outcome.parts,
-        read_units = outcome.read_units, pruned = outcome.pruned.len(), duration_ms = outcome.duration_ms, "backup run finished");
-    let (items, duration) = if outcome.job == "backup" {
-        ("ItemsBackedUp", "BackupDuration")
-    } else {
-        ("ItemsRestored", "RestoreDuration")
-    };
+        archive_objects = outcome.archive_objects, read_units = outcome.read_units, pruned = outcome.pruned.len(),
+        duration_ms = outcome.duration_ms, "backup run finished");
     shared::telemetry::emit_metrics(
         "backup",
-        &[(items, "Count", outcome.items as f64), (duration, "Milliseconds", outcome.duration_ms as f64)],
+        &[
+            ("ItemsBackedUp", "Count", outcome.items as f64),
+            ("BackupDuration", "Milliseconds", outcome.duration_ms as f64),
+        ],
     );
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deployed_function_refuses_a_restore_event() {
+        let restore = serde_json::json!({"job": "restore", "backupId": "20261128T031500Z-3K9QZ2"});
+        assert!(serde_json::from_value::<Event>(restore).is_err());
+        assert!(serde_json::from_value::<Event>(serde_json::json!({"job": "backup"})).is_ok());
+    }
 }

@@ -49,13 +49,17 @@ enum Command {
     /// `Cargo.toml` (in the current directory, the repository root) from the routes.
     ApiContract,
     /// Back up every item of the configured store (the embedded one locally,
-    /// TABLE_NAME's table otherwise).
+    /// TABLE_NAME's table otherwise) and the archive objects of its archived
+    /// orders, signed with the backup key (BACKUP_KEY_SECRET_ARN's secret, else
+    /// the local data directory's backup-key.bin).
     Backup {
         #[command(flatten)]
         location: BackupLocation,
     },
-    /// Restore a backup into the configured store. Checks the manifest and
-    /// every part's SHA-256 before writing anything; writes only into an empty
+    /// Restore a backup into the configured store. Verifies the manifest's
+    /// signature with the backup key (BACKUP_KEY_SECRET_ARN's secret, else the
+    /// local data directory's backup-key.bin), then checks every part's SHA-256
+    /// before writing anything; writes only into an empty
     /// store (one without a live item) unless --force.
     Restore {
         /// The backup's id (see list-backups).
@@ -146,11 +150,13 @@ async fn back_up(location: &BackupLocation) -> anyhow::Result<()> {
     let state = AppState::from_env(KeyUse::Verify).await.context("configure storage")?;
     let bucket = location.open(&state).await?;
     let data = data_bucket(&state)?;
+    let key = backup::key_from_env(&state).await.context("read the backup key")?;
     let settings = backup::settings_from_env()?;
     let manifest = shared::backup::back_up(
         state.store.as_ref(),
         data.as_ref(),
         bucket.as_ref(),
+        &key,
         state.clock.as_ref(),
         &settings,
         state.backend.name(),
@@ -214,9 +220,11 @@ async fn restore(backup_id: &str, location: &BackupLocation, force: bool) -> any
         }
     };
     let data = data_bucket(&state)?;
+    let key = backup::key_from_env(&state).await.context("read the backup key")?;
     let manifest = shared::backup::restore(
         bucket.as_ref(),
         backup_id,
+        &key,
         state.store.as_ref(),
         data.as_ref(),
         force,

@@ -16,7 +16,7 @@ mod rules;
 
 pub use aws::{dynamo_client, sdk_config, CapacityMeter, CapacityUsed, DynamoStore, LazyClient};
 #[cfg(feature = "secrets")]
-pub use aws::{fetch_signing_key, SigningKeyError};
+pub use aws::{fetch_backup_key, fetch_signing_key, SigningKeyError};
 #[cfg(feature = "s3")]
 pub use aws::{s3_client, S3Blobs};
 #[cfg(feature = "ses")]

@@ -188,6 +188,27 @@ pub async fn fetch_signing_key(
     }
 }
 
+#[cfg(feature = "secrets")]
+/// Fetches the key backup manifests are signed with (the backup function and
+/// an operator's restore): the secret string's bytes (the template generates
+/// it as 64 letters and digits), or a binary secret's bytes.
+pub async fn fetch_backup_key(
+    config: &SdkConfig,
+    arn: &str,
+) -> Result<Vec<u8>, Box<dyn std::error::Error + Send + Sync>> {
+    let client = aws_sdk_secretsmanager::Client::new(config);
+    let secret = client.get_secret_value().secret_id(arn).send().await.map_err(|source| SigningKeyError::Fetch {
+        arn: arn.to_owned(),
+        message: aws_sdk_secretsmanager::error::DisplayErrorContext(&source).to_string(),
+        source: Box::new(source),
+    })?;
+    match (secret.secret_string(), secret.secret_binary()) {
+        (Some(text), _) => Ok(text.trim().as_bytes().to_vec()),
+        (None, Some(blob)) => Ok(blob.as_ref().to_vec()),
+        (None, None) => Err(SigningKeyError::Empty(arn.to_owned()).into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
