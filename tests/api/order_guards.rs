@@ -1,0 +1,208 @@
+//! Orders under abuse: a cancellation can never lift stock past its maximum
+//! (the catalogue keeps answering); a customer holds at most so many open
+//! orders and units of a product, even checking out in parallel, and starts at
+//! most ten checkouts a minute; orders the farmer never confirms expire, once,
+//! with their stock back and both parties told, and a farmer confirming at the
+//! same moment wins or loses whole. Storage scenarios run on both backends.
+
+use futures::future::join_all;
+use serde_json::{json, Value};
+
+use crate::accounts::{eventually, wait_for_mail};
+use crate::helpers::{access_token, assert_problem, unique_email, TestApp};
+use crate::orders::{checkout, shop, status_change, stock};
+
+/// A cart of `quantity` units of `product`.
+fn cart(product: &str, quantity: i64) -> Value {
+    json!({ "lines": [{"productId": product, "quantity": quantity}] })
+}
+
+/// The id of the first order a checkout response placed.
+async fn first_order(response: reqwest::Response) -> String {
+    assert_eq!(response.status(), 201, "checkout");
+    let placed: Value = response.json().await.unwrap();
+    placed["orders"][0]["id"].as_str().unwrap().to_owned()
+}
+
+/// Ten open orders at most, even when twenty checkouts race; closing one
+/// (a cancellation) makes room again.
+async fn checkout_refuses_an_order_past_the_open_order_limit(app: TestApp) {
+    let shop = shop(&app, 1000).await;
+    let customer = access_token(&shop.customer);
+    let mut placed = Vec::new();
+    for _ in 0..10 {
+        placed.push(first_order(checkout(&app, &customer, &cart(&shop.apples, 1), None).await).await);
+    }
+    // Past the minute the throttle counts.
+    app.clock.advance(time::Duration::minutes(2));
+    let refused = assert_problem(checkout(&app, &customer, &cart(&shop.pears, 1), None).await, 409).await;
+    assert_eq!(refused["type"], "/problems/open-order-limit");
+    assert_eq!(refused["limit"], "openOrders");
+    assert!(refused["detail"].as_str().unwrap().contains("at most 10"), "{refused}");
+    assert_eq!(stock(&app, &shop.pears).await, 1000, "nothing was ordered");
+    // A cancelled order no longer counts; a confirmed one still does.
+    assert_eq!(status_change(&app, &customer, &placed[0], json!({"status": "cancelled"})).await.status(), 200);
+    let farmer = access_token(&shop.farmer_a);
+    assert_eq!(status_change(&app, &farmer, &placed[1], json!({"status": "confirmed"})).await.status(), 200);
+    first_order(checkout(&app, &customer, &cart(&shop.pears, 1), None).await).await;
+    assert_problem(checkout(&app, &customer, &cart(&shop.pears, 1), None).await, 409).await;
+    // Another customer is not held by this one's orders.
+    let other = access_token(&app.register(&unique_email("other"), "customer").await);
+    first_order(checkout(&app, &other, &cart(&shop.pears, 1), None).await).await;
+}
+
+/// Ten checkouts at once by a customer holding five open orders: exactly
+/// five more open, the rest are refused by the limit, never past it.
+async fn racing_checkouts_never_pass_the_open_order_limit(app: TestApp) {
+    let shop = shop(&app, 1000).await;
+    let customer = access_token(&shop.customer);
+    for _ in 0..5 {
+        first_order(checkout(&app, &customer, &cart(&shop.apples, 1), None).await).await;
+    }
+    app.clock.advance(time::Duration::minutes(2));
+    let mut statuses = std::collections::BTreeMap::new();
+    let body = cart(&shop.pears, 1);
+    for response in join_all((0..10).map(|_| checkout(&app, &customer, &body, None))).await {
+        let status = response.status().as_u16();
+        if status == 409 {
+            assert_eq!(assert_problem(response, 409).await["limit"], "openOrders");
+        }
+        *statuses.entry(status).or_insert(0) += 1;
+    }
+    assert_eq!(statuses, std::collections::BTreeMap::from([(201, 5), (409, 5)]));
+    assert_eq!(stock(&app, &shop.pears).await, 995);
+}
+
+/// A hundred units of one product across open orders at most, per line.
+async fn checkout_refuses_units_past_the_open_units_limit(app: TestApp) {
+    let shop = shop(&app, 1000).await;
+    let customer = access_token(&shop.customer);
+    let first = first_order(checkout(&app, &customer, &cart(&shop.apples, 60), None).await).await;
+    let both =
+        json!({ "lines": [{"productId": shop.pears, "quantity": 100}, {"productId": shop.apples, "quantity": 41}] });
+    let refused = assert_problem(checkout(&app, &customer, &both, None).await, 409).await;
+    assert_eq!(refused["type"], "/problems/open-order-limit");
+    assert_eq!(refused["limit"], "openUnitsPerProduct");
+    assert!(refused["detail"].as_str().unwrap().starts_with("lines[1]"), "{refused}");
+    assert_eq!((stock(&app, &shop.apples).await, stock(&app, &shop.pears).await), (940, 1000));
+    first_order(checkout(&app, &customer, &cart(&shop.apples, 40), None).await).await;
+    assert_problem(checkout(&app, &customer, &cart(&shop.apples, 1), None).await, 409).await;
+    // Units of a shipped order are no longer open.
+    let farmer = access_token(&shop.farmer_a);
+    assert_eq!(status_change(&app, &farmer, &first, json!({"status": "confirmed"})).await.status(), 200);
+    assert_eq!(status_change(&app, &farmer, &first, json!({"status": "ready"})).await.status(), 200);
+    first_order(checkout(&app, &customer, &cart(&shop.apples, 60), None).await).await;
+}
+
+/// The eleventh checkout of an account within a minute answers 429 with
+/// `Retry-After`, whatever it holds; other accounts are not slowed.
+async fn an_eleventh_checkout_within_a_minute_is_throttled(app: TestApp) {
+    let shop = shop(&app, 1000).await;
+    let customer = access_token(&shop.customer);
+    // Refused checkouts count too: probing is what the throttle is for.
+    for _ in 0..5 {
+        assert_problem(checkout(&app, &customer, &cart(&shop.apples, 101), None).await, 409).await;
+    }
+    for _ in 0..5 {
+        first_order(checkout(&app, &customer, &cart(&shop.apples, 1), None).await).await;
+    }
+    let throttled = checkout(&app, &customer, &cart(&shop.apples, 1), None).await;
+    let retry_after: u64 = throttled.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry_after), "Retry-After {retry_after}");
+    assert_problem(throttled, 429).await;
+    assert_eq!(stock(&app, &shop.apples).await, 995);
+    let other = access_token(&app.register(&unique_email("other"), "customer").await);
+    first_order(checkout(&app, &other, &cart(&shop.apples, 1), None).await).await;
+    app.clock.advance(time::Duration::minutes(2));
+    first_order(checkout(&app, &customer, &cart(&shop.apples, 1), None).await).await;
+}
+
+/// Fires the hourly expiry through the local scheduler; its result.
+async fn fire_expiry(app: &TestApp) -> Value {
+    let fired = app.client.post(app.url("/_local/schedules/archive.hourly")).send().await.unwrap();
+    assert_eq!(fired.status(), 200);
+    let body: Value = fired.json().await.unwrap();
+    body["result"].clone()
+}
+
+async fn order(app: &TestApp, token: &str, id: &str) -> Value {
+    app.get(&format!("/orders/{id}"), Some(token)).await.json().await.unwrap()
+}
+
+/// Orders still pending 48 hours on are cancelled by the hourly run: stock
+/// back, both parties told in the app and by mail, the customer's limit freed;
+/// a confirmed or younger order stays; a second run changes nothing.
+async fn orders_pending_past_the_expiry_are_cancelled_once(app: TestApp) {
+    let shop = shop(&app, 100).await;
+    let (customer, farmer) = (access_token(&shop.customer), access_token(&shop.farmer_a));
+    let stale = first_order(checkout(&app, &customer, &cart(&shop.apples, 3), None).await).await;
+    let confirmed = first_order(checkout(&app, &customer, &cart(&shop.pears, 2), None).await).await;
+    assert_eq!(status_change(&app, &farmer, &confirmed, json!({"status": "confirmed"})).await.status(), 200);
+    app.clock.advance(time::Duration::hours(47));
+    let young = first_order(checkout(&app, &customer, &cart(&shop.pears, 1), None).await).await;
+    assert_eq!(fire_expiry(&app).await["expired"], 0, "nothing is 48 hours old yet");
+    app.clock.advance(time::Duration::hours(2));
+    let report = fire_expiry(&app).await;
+    assert_eq!(report["expired"], 1, "{report}");
+    let expired = order(&app, &customer, &stale).await;
+    assert_eq!(expired["status"], "cancelled");
+    let change = expired["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(change["by"], shared::orders::MARKETPLACE.to_string());
+    assert!(change["reason"].as_str().unwrap().contains("48 hours"), "{change}");
+    assert_eq!(order(&app, &customer, &confirmed).await["status"], "confirmed");
+    assert_eq!(order(&app, &customer, &young).await["status"], "pending");
+    assert_eq!((stock(&app, &shop.apples).await, stock(&app, &shop.pears).await), (100, 97));
+    wait_for_mail(&app, &shop.customer_email, "Your order is cancelled").await;
+    wait_for_mail(&app, &shop.farmer_a_email, "cancelled").await;
+    eventually("the farmer's notification of the expiry", || async {
+        let notes: Value = app.get("/users/me/notifications", Some(&farmer)).await.json().await.unwrap();
+        notes["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["orderId"] == stale.as_str() && n["title"].as_str().unwrap().contains("cancelled"))
+            .then_some(())
+    })
+    .await;
+    let again = fire_expiry(&app).await;
+    assert_eq!(again["expired"], 0, "{again}");
+    assert_eq!(stock(&app, &shop.apples).await, 100, "stock went back once");
+}
+
+/// The farmer confirming as the expiry runs: exactly one of them wins, and
+/// the stock and the order agree with the winner.
+async fn a_confirmation_racing_the_expiry_wins_or_loses_whole(app: TestApp) {
+    let shop = shop(&app, 100).await;
+    let (customer, farmer) = (access_token(&shop.customer), access_token(&shop.farmer_a));
+    for round in 0..3 {
+        let id = first_order(checkout(&app, &customer, &cart(&shop.apples, 5), None).await).await;
+        let before = stock(&app, &shop.apples).await;
+        app.clock.advance(time::Duration::hours(49));
+        let (confirm, report) =
+            tokio::join!(status_change(&app, &farmer, &id, json!({"status": "confirmed"})), fire_expiry(&app));
+        let status = order(&app, &customer, &id).await["status"].as_str().unwrap().to_owned();
+        match confirm.status().as_u16() {
+            200 => {
+                assert_eq!(status, "confirmed", "round {round}");
+                assert_eq!(report["expired"], 0, "round {round}");
+                assert_eq!(stock(&app, &shop.apples).await, before, "round {round}");
+            }
+            409 => {
+                assert_eq!(status, "cancelled", "round {round}");
+                assert_eq!(report["expired"], 1, "round {round}");
+                assert_eq!(stock(&app, &shop.apples).await, before + 5, "round {round}");
+            }
+            other => panic!("round {round}: confirm answered {other}"),
+        }
+    }
+}
+
+crate::helpers::on_both_backends!(
+    using spawn_app_with_order_limits, spawn_app_with_order_limits_on_aws;
+    checkout_refuses_an_order_past_the_open_order_limit,
+    racing_checkouts_never_pass_the_open_order_limit,
+    checkout_refuses_units_past_the_open_units_limit,
+    an_eleventh_checkout_within_a_minute_is_throttled,
+    orders_pending_past_the_expiry_are_cancelled_once,
+    a_confirmation_racing_the_expiry_wins_or_loses_whole,
+);
