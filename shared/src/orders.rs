@@ -4,8 +4,9 @@
 //!
 //! # Checkout
 //! One transaction holds, for every product, a stock decrement guarded by
-//! `stock >= quantity`, the product still listed and its farmer still selling
-//! in public (`WriteOp::Adjust`); an order per farmer; the checkout; the
+//! `stock >= quantity`, the product still listed at the price the order bills
+//! and its farmer still selling in public (`WriteOp::Adjust`; a price changed
+//! meanwhile answers 409 naming the line); an order per farmer; the checkout; the
 //! idempotency record; and an `OrderPlaced` event per order in the outbox.
 //! DynamoDB transactions hold at most 100 actions and the store port 25, so a
 //! checkout holds at most `MAX_PRODUCTS` products from at most `MAX_FARMERS`
@@ -364,10 +365,24 @@ pub async fn checkout(
     {
         return Err(OrderError::Throttled { retry_after_secs });
     }
+    // The prices the checkout began with: a price that changes under it
+    // answers 409 rather than billing either price unseen.
+    let mut first_prices: Option<Vec<i64>> = None;
     for attempt in 0..ATTEMPTS {
         repo::pause_before_retry(attempt).await;
         let tally = orders::open_tally(store, customer.id).await?;
         let found = products_on_sale(state, &new).await?;
+        let prices: Vec<i64> = found.iter().map(|p| p.price.minor_units()).collect();
+        let first = first_prices.get_or_insert_with(|| prices.clone());
+        if let Some(i) = (0..prices.len()).find(|&i| prices[i] != first[i]) {
+            return Err(OrderError::Conflict(format!(
+                "lines[{i}]: the price of product {} changed from {} to {} during checkout; nothing was ordered \
+                 (check out again to buy at the new price)",
+                new.lines[i].product_id,
+                money(first[i]),
+                money(prices[i])
+            )));
+        }
         let mut farmer_ids: Vec<UserId> = Vec::new();
         for product in &found {
             if !farmer_ids.contains(&product.farmer_id) {
@@ -443,13 +458,15 @@ pub async fn checkout(
         let mut writes: Vec<WriteOp> = new
             .lines
             .iter()
-            .map(|line| WriteOp::Adjust {
+            .zip(&prices)
+            .map(|(line, price)| WriteOp::Adjust {
                 key: products::key(line.product_id),
                 add: vec![("stock".into(), -line.quantity.count()), ("version".into(), 1)],
                 guards: vec![
                     Guard::AtLeast("stock".into(), line.quantity.count()),
                     Guard::Equals("status".into(), "listed".into()),
                     Guard::Equals("farmerHidden".into(), false.into()),
+                    Guard::Equals("price".into(), (*price).into()),
                 ],
             })
             .collect();

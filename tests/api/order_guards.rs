@@ -3,10 +3,17 @@
 //! orders and units of a product, even checking out in parallel, and starts at
 //! most ten checkouts a minute; orders the farmer never confirms expire, once,
 //! with their stock back and both parties told, and a farmer confirming at the
-//! same moment wins or loses whole. Storage scenarios run on both backends.
+//! same moment wins or loses whole; a price changing under a checkout is a
+//! conflict, never a bill at either price. Storage scenarios run on both
+//! backends.
 
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
 use futures::future::join_all;
 use serde_json::{json, Value};
+use shared::domain::ProductId;
+use shared::ports::{Condition, Item, ItemKey, Page, Query, Scan, ScanPage, Store, StoreError, WriteOp};
 
 use crate::accounts::{eventually, wait_for_mail};
 use crate::helpers::{access_token, assert_problem, unique_email, TestApp};
@@ -206,3 +213,93 @@ crate::helpers::on_both_backends!(
     orders_pending_past_the_expiry_are_cancelled_once,
     a_confirmation_racing_the_expiry_wins_or_loses_whole,
 );
+
+/// A store that, once armed, changes a product's price just before the next
+/// transaction taking its stock: a farmer's price change landing between the
+/// checkout's read and its write.
+struct PriceChangeBeforeCheckout {
+    inner: Arc<dyn Store>,
+    armed: Arc<Mutex<Option<(ItemKey, i64)>>>,
+}
+
+#[async_trait]
+impl Store for PriceChangeBeforeCheckout {
+    async fn get(&self, key: &ItemKey) -> Result<Option<Item>, StoreError> {
+        self.inner.get(key).await
+    }
+
+    async fn transact(&self, writes: Vec<WriteOp>) -> Result<(), StoreError> {
+        let takes_stock = |key: &ItemKey| {
+            writes.iter().any(|w| matches!(w, WriteOp::Adjust { key: k, add, .. } if k == key && add[0].1 < 0))
+        };
+        let due = {
+            let mut armed = self.armed.lock().unwrap();
+            match armed.as_ref() {
+                Some((key, _)) if takes_stock(key) => armed.take(),
+                _ => None,
+            }
+        };
+        if let Some((key, price)) = due {
+            let mut product = self.inner.get(&key).await?.expect("the product");
+            product.attrs.insert("price".into(), price.into());
+            self.inner.put(product, Condition::None).await?;
+        }
+        self.inner.transact(writes).await
+    }
+
+    async fn query(&self, query: &Query) -> Result<Page, StoreError> {
+        self.inner.query(query).await
+    }
+
+    async fn scan(&self, scan: &Scan) -> Result<ScanPage, StoreError> {
+        self.inner.scan(scan).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+
+    async fn increment(&self, key: &ItemKey, attr: &str, expires_at: i64) -> Result<i64, StoreError> {
+        self.inner.increment(key, attr, expires_at).await
+    }
+}
+
+/// The farmer raises a price while a checkout of it is under way: the
+/// checkout answers 409 naming the line and bills nothing, neither price.
+async fn a_price_change_racing_a_checkout_is_a_conflict_naming_the_line(aws: bool) {
+    let armed = Arc::new(Mutex::new(None));
+    let app = {
+        let armed = Arc::clone(&armed);
+        crate::helpers::spawn_stack_with(aws, Default::default(), move |state| {
+            let inner = Arc::clone(&state.store);
+            state.store = Arc::new(PriceChangeBeforeCheckout { inner, armed });
+        })
+        .await
+    };
+    let shop = shop(&app, 10).await;
+    let customer = access_token(&shop.customer);
+    *armed.lock().unwrap() = Some((shared::repo::products::key(ProductId::parse(&shop.pears).unwrap()), 999));
+    let body =
+        json!({ "lines": [{"productId": shop.apples, "quantity": 1}, {"productId": shop.pears, "quantity": 2}] });
+    let refused = assert_problem(checkout(&app, &customer, &body, None).await, 409).await;
+    let detail = refused["detail"].as_str().unwrap();
+    assert!(detail.starts_with("lines[1]") && detail.contains("3.00 to 9.99"), "{refused}");
+    assert_eq!((stock(&app, &shop.apples).await, stock(&app, &shop.pears).await), (10, 10), "nothing was ordered");
+    let mine: Value = app.get("/orders", Some(&customer)).await.json().await.unwrap();
+    assert_eq!(mine["items"].as_array().unwrap().len(), 0);
+    // Checked out again, it bills the new price.
+    let placed: Value = checkout(&app, &customer, &body, None).await.json().await.unwrap();
+    assert_eq!(placed["total"], 250 + 2 * 999);
+}
+
+mod a_price_change_racing_a_checkout {
+    #[tokio::test]
+    async fn is_a_conflict_naming_the_line_on_embedded() {
+        super::a_price_change_racing_a_checkout_is_a_conflict_naming_the_line(false).await
+    }
+
+    #[tokio::test]
+    async fn is_a_conflict_naming_the_line_on_aws() {
+        super::a_price_change_racing_a_checkout_is_a_conflict_naming_the_line(true).await
+    }
+}
