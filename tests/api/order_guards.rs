@@ -204,6 +204,51 @@ async fn a_confirmation_racing_the_expiry_wins_or_loses_whole(app: TestApp) {
     }
 }
 
+/// A customer's cancellation reaches the farmer in the app and by mail; the
+/// reason is stored without control characters and the mail shows it as
+/// text (HTML escaped), never as markup. The farmer's own cancellation tells
+/// only the customer.
+async fn a_customers_cancellation_tells_the_farmer_with_the_reason_as_plain_text(app: TestApp) {
+    let shop = shop(&app, 10).await;
+    let (customer, farmer) = (access_token(&shop.customer), access_token(&shop.farmer_a));
+    let id = first_order(checkout(&app, &customer, &cart(&shop.apples, 2), None).await).await;
+    let reason = "late\r\nBcc: x@example.com\u{7}\u{1b}[31m <b>bold</b>";
+    let cancelled = status_change(&app, &customer, &id, json!({"status": "cancelled", "reason": reason})).await;
+    assert_eq!(cancelled.status(), 200);
+    let stored = "lateBcc: x@example.com[31m <b>bold</b>";
+    let history = order(&app, &customer, &id).await["history"].clone();
+    assert_eq!(history.as_array().unwrap().last().unwrap()["reason"], stored);
+    let note = eventually("the farmer's notification of the cancellation", || async {
+        let notes: Value = app.get("/users/me/notifications", Some(&farmer)).await.json().await.unwrap();
+        notes["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["orderId"] == id.as_str() && n["title"] == "An order was cancelled")
+            .cloned()
+    })
+    .await;
+    assert!(note["body"].as_str().unwrap().contains(&format!("by the customer: {stored}")), "{note}");
+    let mail = wait_for_mail(&app, &shop.farmer_a_email, "An order was cancelled").await;
+    assert!(
+        mail.mail.html.contains("&lt;b&gt;bold&lt;/b&gt;") && !mail.mail.html.contains("<b>bold"),
+        "{}",
+        mail.mail.html
+    );
+    assert!(mail.mail.text.contains(stored) && !mail.mail.text.contains('\r'), "{}", mail.mail.text);
+    // The farmer cancelling tells the customer, not the farmer again.
+    let other = first_order(checkout(&app, &customer, &cart(&shop.apples, 1), None).await).await;
+    assert_eq!(status_change(&app, &farmer, &other, json!({"status": "cancelled"})).await.status(), 200);
+    eventually("the customer's notification", || async {
+        let notes: Value = app.get("/users/me/notifications", Some(&customer)).await.json().await.unwrap();
+        notes["items"].as_array().unwrap().iter().any(|n| n["orderId"] == other.as_str()).then_some(())
+    })
+    .await;
+    let notes: Value = app.get("/users/me/notifications", Some(&farmer)).await.json().await.unwrap();
+    let about_other = notes["items"].as_array().unwrap().iter().filter(|n| n["orderId"] == other.as_str()).count();
+    assert_eq!(about_other, 1, "only the new order's notice: {notes}");
+}
+
 crate::helpers::on_both_backends!(
     using spawn_app_with_order_limits, spawn_app_with_order_limits_on_aws;
     checkout_refuses_an_order_past_the_open_order_limit,
@@ -212,6 +257,7 @@ crate::helpers::on_both_backends!(
     an_eleventh_checkout_within_a_minute_is_throttled,
     orders_pending_past_the_expiry_are_cancelled_once,
     a_confirmation_racing_the_expiry_wins_or_loses_whole,
+    a_customers_cancellation_tells_the_farmer_with_the_reason_as_plain_text,
 );
 
 /// A store that, once armed, changes a product's price just before the next
