@@ -912,6 +912,69 @@ async fn expire_one(state: &AppState, id: OrderId, cutoff: OffsetDateTime) -> Re
     Err(OrderError::Conflict(format!("order {id} kept changing while it expired")))
 }
 
+/// When `order` finished (delivered or cancelled), from its history.
+fn finished_at(order: &Order) -> Option<OffsetDateTime> {
+    if !matches!(order.status, OrderStatus::Delivered | OrderStatus::Cancelled) {
+        return None;
+    }
+    let change = order.history.iter().rev().find(|change| change.status == order.status)?;
+    OffsetDateTime::parse(&change.at, &Rfc3339).ok()
+}
+
+/// Removes the delivery address of every order in the table that finished
+/// more than `retention` ago (the fulfilment stays `delivery`, its address
+/// `null`), each under the order's version condition; returns how many.
+/// Orders are read oldest first from the all-orders index up to those placed
+/// `retention` ago (none younger can have finished that long ago), until
+/// `budget_end`; the next run goes on.
+pub async fn redact_addresses(
+    state: &AppState,
+    retention: time::Duration,
+    budget_end: std::time::Instant,
+) -> Result<usize> {
+    let store = state.store.as_ref();
+    let cutoff = state.clock.now() - retention;
+    let cutoff_ms = (cutoff.unix_timestamp_nanos() / 1_000_000).max(0) as u64;
+    let through = ulid::Ulid::from_parts(cutoff_ms, u128::MAX).to_string();
+    let mut query = Query {
+        sort_between: Some(("00000000000000000000000000".to_owned(), through)),
+        limit: 100,
+        ..Listing::All.query()
+    };
+    query.ascending = true;
+    let mut redacted = 0;
+    loop {
+        if std::time::Instant::now() >= budget_end {
+            return Ok(redacted);
+        }
+        let page = store.query(&query).await?;
+        for item in &page.items {
+            let Ok(order) = orders::from_item(item) else { continue };
+            let due = order.fulfilment.address.is_some() && finished_at(&order).is_some_and(|at| at <= cutoff);
+            if !due {
+                continue;
+            }
+            let mut next = order.clone();
+            next.fulfilment.address = None;
+            next.version = order.version + 1;
+            match store.transact(vec![orders::update(&next)]).await {
+                Ok(()) => redacted += 1,
+                // Changed meanwhile (paid, archived): the next run sees it again.
+                Err(StoreError::ConditionFailed { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        match page.last {
+            Some(last) => query.start_after = Some(last),
+            None => break,
+        }
+    }
+    if redacted > 0 {
+        tracing::info!(redacted, "delivery addresses of long-finished orders redacted");
+    }
+    Ok(redacted)
+}
+
 // ---------------------------------------------------------------------------
 // The worker's side: order events
 // ---------------------------------------------------------------------------

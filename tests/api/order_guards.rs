@@ -249,6 +249,57 @@ async fn a_customers_cancellation_tells_the_farmer_with_the_reason_as_plain_text
     assert_eq!(about_other, 1, "only the new order's notice: {notes}");
 }
 
+/// A checkout of `quantity` apples delivered by farmer A; the order's id.
+async fn delivered_order(app: &TestApp, shop: &crate::orders::Shop, quantity: i64, deliver: bool) -> String {
+    let body = json!({
+        "lines": [{"productId": shop.apples, "quantity": quantity}],
+        "fulfilment": [{"farmerId": shop.farmer_a["user"]["id"], "method": "delivery",
+            "address": {"line1": "1 Market Street", "postalCode": "9000", "town": "Ghent"}}],
+    });
+    let id = first_order(checkout(app, &access_token(&shop.customer), &body, None).await).await;
+    if deliver {
+        let farmer = access_token(&shop.farmer_a);
+        for status in ["confirmed", "shipped", "delivered"] {
+            assert_eq!(status_change(app, &farmer, &id, json!({ "status": status })).await.status(), 200, "{status}");
+        }
+    }
+    id
+}
+
+async fn fire_daily(app: &TestApp) -> Value {
+    let fired = app.client.post(app.url("/_local/schedules/archive.daily")).send().await.unwrap();
+    assert_eq!(fired.status(), 200);
+    fired.json::<Value>().await.unwrap()["result"].clone()
+}
+
+/// Delivery addresses go from orders finished more than 90 days ago, in the
+/// table and in the archive; open and recently finished orders keep theirs.
+async fn addresses_of_long_finished_orders_are_redacted(app: TestApp) {
+    let shop = shop(&app, 100).await;
+    let customer = access_token(&shop.customer);
+    let old = delivered_order(&app, &shop, 1, true).await;
+    let open = delivered_order(&app, &shop, 1, false).await;
+    app.clock.advance(time::Duration::days(91));
+    let recent = delivered_order(&app, &shop, 1, true).await;
+    let run = fire_daily(&app).await;
+    assert_eq!(run["addressesRedacted"], 1, "{run}");
+    let redacted = order(&app, &customer, &old).await;
+    assert_eq!(redacted["fulfilment"], json!({"method": "delivery", "address": null}));
+    assert_eq!(redacted["status"], "delivered");
+    for kept in [&open, &recent] {
+        assert_eq!(order(&app, &customer, kept).await["fulfilment"]["address"]["town"], "Ghent", "{kept}");
+    }
+    // 181 days after `recent` was placed both finished orders are archived,
+    // in the same run that would redact `recent` in the table.
+    app.clock.advance(time::Duration::days(181));
+    let run = fire_daily(&app).await;
+    assert_eq!(run["ordersArchived"], 2, "{run}");
+    let archived = order(&app, &customer, &recent).await;
+    assert_eq!(archived["archived"], true);
+    assert_eq!(archived["fulfilment"], json!({"method": "delivery", "address": null}));
+    assert_eq!(order(&app, &customer, &open).await["fulfilment"]["address"]["town"], "Ghent");
+}
+
 crate::helpers::on_both_backends!(
     using spawn_app_with_order_limits, spawn_app_with_order_limits_on_aws;
     checkout_refuses_an_order_past_the_open_order_limit,
@@ -258,6 +309,7 @@ crate::helpers::on_both_backends!(
     orders_pending_past_the_expiry_are_cancelled_once,
     a_confirmation_racing_the_expiry_wins_or_loses_whole,
     a_customers_cancellation_tells_the_farmer_with_the_reason_as_plain_text,
+    addresses_of_long_finished_orders_are_redacted,
 );
 
 /// A store that, once armed, changes a product's price just before the next

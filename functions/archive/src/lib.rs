@@ -6,7 +6,11 @@
 //! (`shared::orders::expire_pending`). Figures go out as CloudWatch metrics
 //! (embedded metric format).
 //!
+//! The daily run also removes the delivery address of orders finished more
+//! than `ADDRESS_RETENTION_DAYS` ago (`shared::orders::redact_addresses`).
+//!
 //! Settings: `ARCHIVE_AFTER_DAYS` (default 180), `PHOTO_GRACE_DAYS` (default 7),
+//! `ADDRESS_RETENTION_DAYS` (default 90),
 //! `PENDING_ORDER_HOURS` (default 48, read with the state). The event is the
 //! schedule's input, `{"job": "archive"}` or `{"job": "expirePendingOrders"}`.
 
@@ -24,6 +28,8 @@ use shared::AppState;
 pub struct Settings {
     pub archive: ArchiveSettings,
     pub photo_grace: time::Duration,
+    /// How long a finished order keeps its delivery address in the table.
+    pub address_retention: time::Duration,
 }
 
 impl Settings {
@@ -32,6 +38,7 @@ impl Settings {
         Ok(Self {
             archive: ArchiveSettings { min_age: days("ARCHIVE_AFTER_DAYS", 180)?, ..ArchiveSettings::default() },
             photo_grace: days("PHOTO_GRACE_DAYS", 7)?,
+            address_retention: days("ADDRESS_RETENTION_DAYS", 90)?,
         })
     }
 }
@@ -62,6 +69,9 @@ pub struct Outcome {
     pub batches_resumed: usize,
     /// `false` when the time budget ran out first; the next run goes on.
     pub archive_complete: bool,
+    /// Delivery addresses removed from orders finished more than
+    /// `ADDRESS_RETENTION_DAYS` ago (`None` when the budget ran out first).
+    pub addresses_redacted: Option<usize>,
     /// `None` when the budget ran out before the clean-up.
     pub photos_removed: Option<usize>,
     pub photos_marked_unreferenced: Option<usize>,
@@ -118,6 +128,11 @@ async fn archive(
     let assets = state.blobs.as_deref().ok_or(RunError::NotConfigured("assets bucket"))?;
     let store = state.store.as_ref();
     let report = archive::run(store, data, state.clock.as_ref(), settings.archive, budget_end).await?;
+    let redacted = if Instant::now() < budget_end {
+        Some(orders::redact_addresses(state, settings.address_retention, budget_end).await?)
+    } else {
+        None
+    };
     let cleanup = if Instant::now() < budget_end {
         Some(photo_cleanup::run(store, assets, state.clock.as_ref(), settings.photo_grace).await?)
     } else {
@@ -128,6 +143,7 @@ async fn archive(
         batches: report.batches,
         batches_resumed: report.resumed,
         archive_complete: report.complete,
+        addresses_redacted: redacted,
         photos_removed: cleanup.as_ref().map(|c| c.removed),
         photos_marked_unreferenced: cleanup.as_ref().map(|c| c.marked),
         duration_ms: started.elapsed().as_millis() as u64,

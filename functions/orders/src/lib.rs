@@ -36,7 +36,8 @@ shared::function_routes! {
 #[schema(as = Fulfilment)]
 struct FulfilmentView {
     method: FulfilmentMethod,
-    /// The delivery address; `null` for pickup.
+    /// The delivery address; `null` for pickup, and once the order finished
+    /// more than `AddressRetentionDays` (90) ago or was archived.
     address: Option<Address>,
 }
 
