@@ -118,10 +118,24 @@ const EXPECTED: &[(&str, &[Row])] = &[
                 "ReadOrdersAndCatalogue",
                 &["dynamodb:GetItem"],
                 TABLE,
-                keys!("USER#*", "PRODUCT#*", "FARMER#*", "ORDER#*", "CHECKOUT#*", "IDEMPOTENCY#*"),
+                keys!(
+                    "USER#*",
+                    "PRODUCT#*",
+                    "FARMER#*",
+                    "ORDER#*",
+                    "CHECKOUT#*",
+                    "IDEMPOTENCY#*",
+                    "OPENORDERS#*",
+                    "THROTTLE#*"
+                ),
             ),
-            ("WriteOrders", &["dynamodb:PutItem"], TABLE, keys!("ORDER#*", "CHECKOUT#*", "IDEMPOTENCY#*", "OUTBOX")),
-            ("MoveStock", &["dynamodb:UpdateItem"], TABLE, keys!("PRODUCT#*")),
+            (
+                "WriteOrders",
+                &["dynamodb:PutItem"],
+                TABLE,
+                keys!("ORDER#*", "CHECKOUT#*", "IDEMPOTENCY#*", "OUTBOX", "OPENORDERS#*"),
+            ),
+            ("MoveStock", &["dynamodb:UpdateItem"], TABLE, keys!("PRODUCT#*", "OPENORDERS#*", "THROTTLE#*")),
             ("ReadArchivedOrders", &["s3:GetObject"], "!Sub ${DataBucket.Arn}/archive/orders/*", ""),
             (
                 "ListOrders",
@@ -158,6 +172,9 @@ const EXPECTED: &[(&str, &[Row])] = &[
                 r#"{"StringLike":{"s3:prefix":["public/*"]}}"#,
             ),
             ("RemoveUnreferencedPhotos", &["s3:DeleteObject"], "!Sub ${AssetsBucket.Arn}/public/*", ""),
+            ("ReadForExpiry", &["dynamodb:GetItem"], TABLE, keys!("PRODUCT#*", "OPENORDERS#*", "ORDEREXPIRY")),
+            ("WriteExpiries", &["dynamodb:PutItem"], TABLE, keys!("OUTBOX", "ORDEREXPIRY")),
+            ("PutBackStock", &["dynamodb:UpdateItem"], TABLE, keys!("PRODUCT#*", "OPENORDERS#*")),
         ],
     ),
     (

@@ -12,7 +12,8 @@
 //! queue (`JOBS_QUEUE_URL`); those writing mailed links name where links point
 //! (`LINK_BASE_URL`); the worker sends mail through SES as `MAIL_FROM`. Locally,
 //! mail goes to the mailbox directory `<DATA_DIR>/mail`, and links point at the
-//! local gateway's `/_local/links` pages.
+//! local gateway's `/_local/links` pages. The order limits (`OrderLimits`) are
+//! read here for every function, with their defaults when unset.
 
 #[cfg(feature = "embedded")]
 use std::path::Path;
@@ -90,6 +91,43 @@ impl Default for TokenSettings {
     }
 }
 
+/// What one customer may hold open, and how long an order waits for its
+/// farmer: `MAX_OPEN_ORDERS` (default 10) pending or confirmed orders,
+/// `MAX_OPEN_UNITS_PER_PRODUCT` (default 100) units of one product across
+/// them, `PENDING_ORDER_HOURS` (default 48) before a pending order expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderLimits {
+    pub max_open_orders: i64,
+    pub max_open_units_per_product: i64,
+    pub pending_expiry: time::Duration,
+    /// Checkouts one account may start per minute (not a setting).
+    pub checkouts_per_minute: i64,
+}
+
+impl Default for OrderLimits {
+    fn default() -> Self {
+        Self {
+            max_open_orders: 10,
+            max_open_units_per_product: 100,
+            pending_expiry: time::Duration::hours(48),
+            checkouts_per_minute: 10,
+        }
+    }
+}
+
+impl OrderLimits {
+    fn from_env() -> Result<Self, ConfigError> {
+        let defaults = Self::default();
+        let count = |name, default: i64| positive_setting(name, default as u64).map(|n| n.min(i64::MAX as u64) as i64);
+        Ok(Self {
+            max_open_orders: count("MAX_OPEN_ORDERS", defaults.max_open_orders)?,
+            max_open_units_per_product: count("MAX_OPEN_UNITS_PER_PRODUCT", defaults.max_open_units_per_product)?,
+            pending_expiry: time::Duration::hours(count("PENDING_ORDER_HOURS", defaults.pending_expiry.whole_hours())?),
+            ..defaults
+        })
+    }
+}
+
 /// Everything a handler needs, built once per process and shared by reference.
 #[derive(Clone)]
 pub struct AppState {
@@ -101,6 +139,7 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub tokens: Arc<TokenKeys>,
     pub token_settings: TokenSettings,
+    pub order_limits: OrderLimits,
     pub backend: Backend,
     /// Base URL of public assets (the CloudFront distribution; the local gateway's
     /// `/assets`): an object with key `k` is at `<base>/<k>`. Absent where the
@@ -179,6 +218,7 @@ impl AppState {
             access_ttl: seconds_setting("ACCESS_TOKEN_TTL_SECONDS", TokenSettings::default().access_ttl, 1)?,
             refresh_ttl: seconds_setting("REFRESH_TOKEN_TTL_DAYS", TokenSettings::default().refresh_ttl, 24 * 3600)?,
         };
+        let order_limits = OrderLimits::from_env()?;
         let table = setting("TABLE_NAME");
         if forced_embedded || (table.is_none() && !in_lambda) {
             #[cfg(feature = "embedded")]
@@ -187,6 +227,7 @@ impl AppState {
                 let base_url = setting("LOCAL_BASE_URL").unwrap_or_else(|| DEFAULT_LOCAL_BASE_URL.into());
                 let mut state = Self::embedded_serving(&data_dir, &base_url).await?;
                 state.token_settings = token_settings;
+                state.order_limits = order_limits;
                 return Ok(state);
             }
             #[cfg(not(feature = "embedded"))]
@@ -215,6 +256,7 @@ impl AppState {
             clock: Arc::new(SystemClock),
             tokens: Arc::new(tokens),
             token_settings,
+            order_limits,
             backend: Backend::Aws { table },
             assets_base_url,
             mailer: mailer(&sdk)?,
@@ -262,6 +304,7 @@ impl AppState {
             clock: Arc::new(SystemClock),
             tokens: Arc::new(TokenKeys::from_pkcs8(&pkcs8)?),
             token_settings: TokenSettings::default(),
+            order_limits: OrderLimits::default(),
             backend: Backend::Embedded { data_dir: data_dir.into() },
             assets_base_url: Some(format!("{base_url}{LOCAL_ASSETS_PATH}")),
             mailer: Some(Arc::new(MailDir::new(&data_dir.join("mail")))),

@@ -49,6 +49,10 @@ pub struct OrderEvent {
     pub to: OrderStatus,
     pub reason: Option<String>,
     pub at: String,
+    /// Who made the change (`None` for a new order; the marketplace's own id,
+    /// `orders::MARKETPLACE`, for an expiry).
+    #[serde(default)]
+    pub by: Option<UserId>,
 }
 
 /// Puts `job` on the jobs queue.
@@ -86,6 +90,7 @@ mod tests {
             to: OrderStatus::Pending,
             reason: None,
             at: "2026-11-28T10:00:00Z".into(),
+            by: None,
         };
         let placed = serde_json::to_value(Job::OrderPlaced(event.clone())).unwrap();
         assert_eq!(placed["job"], "orderPlaced");

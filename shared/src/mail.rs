@@ -29,12 +29,32 @@ const EXISTS_HTML: &str = include_str!("../mail/account-exists.html");
 const NOTICE_TEXT: &str = include_str!("../mail/notice.txt");
 const NOTICE_HTML: &str = include_str!("../mail/notice.html");
 
-/// Replaces each `{{key}}` of `template` by its value (escaped by `escape`).
+/// Replaces each `{{key}}` of `template` by its value (escaped by `escape`),
+/// in one pass over the template: a value is never read for placeholders, so
+/// a display name spelling `{{link}}` stays that text. A placeholder with no
+/// value stays as it is.
 fn fill(template: &str, values: &[(&str, &str)], escape: fn(&str) -> String) -> String {
-    let mut out = template.to_owned();
-    for (key, value) in values {
-        out = out.replace(&format!("{{{{{key}}}}}"), &escape(value));
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let value = after.find("}}").and_then(|end| {
+            let key = &after[..end];
+            values.iter().find(|(k, _)| *k == key).map(|(_, value)| (value, end))
+        });
+        match value {
+            Some((value, end)) => {
+                out.push_str(&escape(value));
+                rest = &after[end + 2..];
+            }
+            None => {
+                out.push_str("{{");
+                rest = after;
+            }
+        }
     }
+    out.push_str(rest);
     out
 }
 
@@ -98,5 +118,16 @@ mod tests {
         assert!(mail.html.contains("Hello Ana &lt;b&gt;&amp;,"));
         assert!(mail.html.contains("href=\"https://x.test/v?token=a&amp;b\""));
         assert!(mail.text.contains("48 hours") && !mail.text.contains("{{") && !mail.html.contains("{{"));
+    }
+
+    #[test]
+    fn a_value_spelling_a_placeholder_is_never_filled_again() {
+        let link = "https://x.test/v?token=secret";
+        let mail = Template::VerifyEmail { name: "{{link}} {{hours}}", link, hours: 48 }.render("ana@example.com");
+        assert!(mail.text.contains("Hello {{link}} {{hours}},"), "{}", mail.text);
+        assert!(mail.html.contains("Hello {{link}} {{hours}},"), "{}", mail.html);
+        assert_eq!(mail.text.matches(link).count(), 1, "{}", mail.text);
+        let notice = Template::Notice { name: "Ana", title: "{{body}}", body: "{{name}}" }.render("ana@example.com");
+        assert!(notice.text.contains("{{body}}") && notice.html.contains("{{body}}"), "{}", notice.text);
     }
 }

@@ -4,12 +4,21 @@
 //!
 //! # Checkout
 //! One transaction holds, for every product, a stock decrement guarded by
-//! `stock >= quantity`, the product still listed and its farmer still selling
-//! in public (`WriteOp::Adjust`); an order per farmer; the checkout; the
+//! `stock >= quantity`, the product still listed at the price the order bills
+//! and its farmer still selling in public (`WriteOp::Adjust`; a price changed
+//! meanwhile answers 409 naming the line); an order per farmer; the checkout; the
 //! idempotency record; and an `OrderPlaced` event per order in the outbox.
 //! DynamoDB transactions hold at most 100 actions and the store port 25, so a
 //! checkout holds at most `MAX_PRODUCTS` products from at most `MAX_FARMERS`
-//! farmers (12 + 2 × 5 + 2 = 24 writes), each line 1 to 1000 units.
+//! farmers (12 + 2 × 5 + 3 = 25 writes with the checkout, the idempotency
+//! record and the customer's open-order tally), each line 1 to 1000 units.
+//!
+//! # Limits
+//! The tally's guarded adjustment keeps a customer within `OrderLimits`
+//! (open orders, open units per product) under concurrent checkouts, and
+//! `repo::throttle` lets an account start `checkouts_per_minute` a minute.
+//! Cancellations put stock back never past `Stock::MAX`; `expire_pending`
+//! cancels orders the farmer left pending too long.
 //!
 //! # Idempotency
 //! `Idempotency-Key` is required (428 without). The record is written in the
@@ -20,19 +29,22 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
+use crate::config::OrderLimits;
 use crate::domain::{
     Address, CheckoutId, Fulfilment, FulfilmentMethod, Order, OrderId, OrderLine, OrderStatus, Party, Payment,
-    PaymentStatus, Product, ProductId, Quantity, Role, StatusChange, User, UserId,
+    PaymentStatus, Product, ProductId, Quantity, Role, StatusChange, Stock, User, UserId,
 };
 use crate::jobs::{Job, OrderEvent};
 use crate::mail::Template;
-use crate::ports::{Guard, Item, StoreError, WriteOp};
+use crate::ports::{Condition, Guard, Item, Query, Store, StoreError, WriteOp};
 use crate::repo::idempotency::{self, IdempotencyKey};
 use crate::repo::orders::{self, Checkout, Listing};
+use crate::repo::throttle::{self, Limit};
 use crate::repo::{self, farmers, notifications, outbox, products, sales, users};
 use crate::tokens::Claims;
 use crate::AppState;
@@ -46,6 +58,16 @@ const ATTEMPTS: usize = 8;
 /// Index entries one list request may evaluate when `status` filters after the
 /// lookup; past it the page comes back short, with a cursor.
 pub const LIST_BUDGET: usize = 500;
+
+/// Which open-order limit a checkout would pass (see `OrderLimits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum OpenLimit {
+    /// Pending or confirmed orders per customer.
+    OpenOrders,
+    /// Units of one product across the customer's pending or confirmed orders.
+    OpenUnitsPerProduct,
+}
 
 /// A product short of stock.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, ToSchema)]
@@ -78,6 +100,13 @@ pub enum OrderError {
     /// 409: an illegal status change or a lost race.
     #[error("{0}")]
     Conflict(String),
+    /// 409: the checkout would pass one of the customer's open-order limits;
+    /// nothing was written.
+    #[error("{detail}")]
+    Limit { limit: OpenLimit, detail: String },
+    /// 429 with `Retry-After`: too many checkouts from this account.
+    #[error("too many checkouts from this account; retry in {retry_after_secs} s")]
+    Throttled { retry_after_secs: u64 },
     /// 409 with `Retry-After`: the same key's first request is still in flight.
     #[error("a request with this Idempotency-Key is still in flight; retry shortly")]
     InFlight,
@@ -263,8 +292,35 @@ fn shortages(new: &NewOrder, found: &[Product]) -> Vec<Shortage> {
         .collect()
 }
 
+/// The first open-order limit placing `orders` more orders with `new`'s lines
+/// would pass, given what the customer holds open.
+fn limit_passed(new: &NewOrder, orders: i64, tally: &orders::OpenTally, limits: &OrderLimits) -> Option<OrderError> {
+    if tally.orders + orders > limits.max_open_orders {
+        return Some(OrderError::Limit {
+            limit: OpenLimit::OpenOrders,
+            detail: format!(
+                "you have {} open (pending or confirmed) orders and this checkout makes {orders} more; at most {} \
+                 may be open at once: wait for some to be confirmed and fulfilled, or cancel some",
+                tally.orders, limits.max_open_orders
+            ),
+        });
+    }
+    new.lines.iter().enumerate().find_map(|(i, line)| {
+        let held = tally.units(line.product_id);
+        (held + line.quantity.count() > limits.max_open_units_per_product).then(|| OrderError::Limit {
+            limit: OpenLimit::OpenUnitsPerProduct,
+            detail: format!(
+                "lines[{i}]: your open orders already hold {held} units of product {} and at most {} may be open \
+                 at once; nothing was ordered",
+                line.product_id, limits.max_open_units_per_product
+            ),
+        })
+    })
+}
+
 /// The order event of `order` moving `from` → its status, and its outbox write.
 fn event(order: &Order, from: Option<OrderStatus>, reason: Option<String>, now: OffsetDateTime) -> WriteOp {
+    let by = from.and_then(|_| order.history.last().map(|change| change.by));
     let event_id = ulid::Ulid::new().to_string();
     let event = OrderEvent {
         event_id: event_id.clone(),
@@ -279,6 +335,7 @@ fn event(order: &Order, from: Option<OrderStatus>, reason: Option<String>, now: 
         to: order.status,
         reason,
         at: now_text(now),
+        by,
     };
     let job = if from.is_none() { Job::OrderPlaced(event) } else { Job::OrderStatusChanged(event) };
     outbox::write(&event_id, &job, now.unix_timestamp())
@@ -305,9 +362,31 @@ pub async fn checkout(
         return replay(state, fingerprint, &record).await;
     }
     check_cart(&new)?;
+    let limits = state.order_limits;
+    let limit = Limit::new(limits.checkouts_per_minute, 60);
+    if let Some(retry_after_secs) =
+        throttle::hit(store, &format!("checkout#{}", customer.id), limit, state.clock.now()).await?
+    {
+        return Err(OrderError::Throttled { retry_after_secs });
+    }
+    // The prices the checkout began with: a price that changes under it
+    // answers 409 rather than billing either price unseen.
+    let mut first_prices: Option<Vec<i64>> = None;
     for attempt in 0..ATTEMPTS {
         repo::pause_before_retry(attempt).await;
+        let tally = orders::open_tally(store, customer.id).await?;
         let found = products_on_sale(state, &new).await?;
+        let prices: Vec<i64> = found.iter().map(|p| p.price.minor_units()).collect();
+        let first = first_prices.get_or_insert_with(|| prices.clone());
+        if let Some(i) = (0..prices.len()).find(|&i| prices[i] != first[i]) {
+            return Err(OrderError::Conflict(format!(
+                "lines[{i}]: the price of product {} changed from {} to {} during checkout; nothing was ordered \
+                 (check out again to buy at the new price)",
+                new.lines[i].product_id,
+                money(first[i]),
+                money(prices[i])
+            )));
+        }
         let mut farmer_ids: Vec<UserId> = Vec::new();
         for product in &found {
             if !farmer_ids.contains(&product.farmer_id) {
@@ -317,10 +396,18 @@ pub async fn checkout(
         if farmer_ids.len() > MAX_FARMERS {
             return Err(invalid("lines", format!("at most {MAX_FARMERS} farmers per checkout")));
         }
+        if let Some(passed) = limit_passed(&new, farmer_ids.len() as i64, &tally, &limits) {
+            return Err(passed);
+        }
         let chosen = fulfilments(state, &new, &farmer_ids).await?;
         let short = shortages(&new, &found);
         if !short.is_empty() {
             return Err(OrderError::Short(short));
+        }
+        if !tally.exists() {
+            // Made before the first checkout that adjusts it, once the cart
+            // passed every check (a refused cart writes nothing).
+            orders::ensure_open_tally(store, customer.id, state.clock.now()).await?;
         }
         let now = state.clock.now();
         let checkout_id = CheckoutId::new();
@@ -375,13 +462,15 @@ pub async fn checkout(
         let mut writes: Vec<WriteOp> = new
             .lines
             .iter()
-            .map(|line| WriteOp::Adjust {
+            .zip(&prices)
+            .map(|(line, price)| WriteOp::Adjust {
                 key: products::key(line.product_id),
                 add: vec![("stock".into(), -line.quantity.count()), ("version".into(), 1)],
                 guards: vec![
                     Guard::AtLeast("stock".into(), line.quantity.count()),
                     Guard::Equals("status".into(), "listed".into()),
                     Guard::Equals("farmerHidden".into(), false.into()),
+                    Guard::Equals("price".into(), (*price).into()),
                 ],
             })
             .collect();
@@ -390,6 +479,15 @@ pub async fn checkout(
         writes.push(idempotency::remember(&scope, key, &record, now.unix_timestamp()));
         let idempotency_write = product_writes;
         writes.push(orders::create_checkout(&checkout));
+        let tally_write = writes.len();
+        let units: Vec<(ProductId, i64)> = new.lines.iter().map(|l| (l.product_id, l.quantity.count())).collect();
+        writes.push(orders::open(
+            customer.id,
+            placed_orders.len() as i64,
+            &units,
+            limits.max_open_orders,
+            limits.max_open_units_per_product,
+        ));
         for order in &placed_orders {
             writes.push(orders::create(order));
             writes.push(event(order, None, None, now));
@@ -405,8 +503,9 @@ pub async fn checkout(
                     None => Err(OrderError::InFlight),
                 };
             }
-            // A product changed: read again; short lines answer 409 then.
-            Err(StoreError::ConditionFailed { index }) if index < product_writes => continue,
+            // A product changed, or another checkout opened orders meanwhile:
+            // read again; short lines and passed limits answer 409 then.
+            Err(StoreError::ConditionFailed { index }) if index < product_writes || index == tally_write => continue,
             Err(e) => return Err(e.into()),
         }
     }
@@ -470,9 +569,16 @@ pub struct StatusRequest {
     pub reason: Option<String>,
 }
 
+/// A cancel reason as stored: control characters (line breaks, escapes,
+/// NUL) removed, so it reads as one line of text wherever it is shown; trimmed.
+fn plain_reason(raw: &str) -> String {
+    raw.chars().filter(|c| !c.is_control()).collect::<String>().trim().to_owned()
+}
+
 /// Moves an order along its lifecycle for its customer, its farmer or an admin
 /// (see `OrderStatus::may_become`). Cancelling restores the stock in the same
-/// transaction; every change leaves an `OrderStatusChanged` event.
+/// transaction, never past `Stock::MAX` (see `restock`); every change leaves an
+/// `OrderStatusChanged` event.
 pub async fn change_status(
     state: &AppState,
     caller: &Claims,
@@ -480,7 +586,7 @@ pub async fn change_status(
     request: StatusRequest,
     if_match: Option<&str>,
 ) -> Result<Order> {
-    let reason = request.reason.as_deref().map(str::trim).filter(|r| !r.is_empty()).map(str::to_owned);
+    let reason = request.reason.as_deref().map(plain_reason).filter(|r| !r.is_empty());
     if request.reason.as_deref().is_some_and(|r| r.chars().count() > 500) {
         return Err(invalid("reason", "must be at most 500 characters"));
     }
@@ -521,18 +627,11 @@ pub async fn change_status(
         next.history.push(StatusChange { status: request.status, at: now_text(now), by, reason: reason.clone() });
         next.updated_at = now;
         next.version = current.version + 1;
-        let mut writes = vec![orders::update(&next)];
-        if request.status == OrderStatus::Cancelled {
-            writes.extend(current.lines.iter().map(|line| WriteOp::Adjust {
-                key: products::key(line.product_id),
-                add: vec![("stock".into(), line.quantity), ("version".into(), 1)],
-                guards: Vec::new(),
-            }));
-        }
-        writes.push(event(&next, Some(current.status), reason.clone(), now));
+        let (writes, dropped) = transition(store, &current, &next, reason.clone(), now).await?;
         match store.transact(writes).await {
             Ok(()) => {
                 tracing::info!(order_id = %next.id, status = next.status.as_str(), "order status changed");
+                log_dropped(next.id, &dropped);
                 return Ok(next);
             }
             Err(StoreError::ConditionFailed { index: 0 }) if if_match.is_some() => {
@@ -543,6 +642,91 @@ pub async fn change_status(
         }
     }
     Err(OrderError::Conflict("the order kept changing; try again".into()))
+}
+
+/// The writes moving `current` to `next` (its next version, one status on):
+/// the order under its version condition (write 0), the stock a cancellation
+/// puts back, the customer's open-order tally when the order stops being
+/// open, and the event; with the units a cancellation could not put back.
+async fn transition(
+    store: &dyn Store,
+    current: &Order,
+    next: &Order,
+    reason: Option<String>,
+    now: OffsetDateTime,
+) -> Result<(Vec<WriteOp>, Vec<(ProductId, i64)>)> {
+    let mut writes = vec![orders::update(next)];
+    let mut dropped = Vec::new();
+    if next.status == OrderStatus::Cancelled {
+        let restocked = restock(store, &current.lines).await?;
+        writes.extend(restocked.writes);
+        dropped = restocked.dropped;
+    }
+    writes.extend(close_if_leaving_open(store, current, next.status).await?);
+    writes.push(event(next, Some(current.status), reason, now));
+    Ok((writes, dropped))
+}
+
+/// The writes putting a cancelled order's units back in stock, and what could
+/// not go back.
+struct Restock {
+    writes: Vec<WriteOp>,
+    /// Units per product left out: stock may never pass `Stock::MAX`, and a
+    /// product gone from the table takes nothing back.
+    dropped: Vec<(ProductId, i64)>,
+}
+
+/// Puts `lines` back in stock, each increment guarded (`Guard::AtMost`) so the
+/// stored stock never passes `Stock::MAX` however the farmer changed it since
+/// the checkout; the units that would pass it are dropped. A product whose
+/// stock moves between this read and the transaction fails the guard, and the
+/// caller reads again.
+async fn restock(store: &dyn Store, lines: &[OrderLine]) -> Result<Restock> {
+    let mut restock = Restock { writes: Vec::new(), dropped: Vec::new() };
+    for line in lines {
+        let key = products::key(line.product_id);
+        let Some(product) = store.get(&key).await? else {
+            restock.dropped.push((line.product_id, line.quantity));
+            continue;
+        };
+        let room = (Stock::MAX - product.int("stock").unwrap_or(0)).max(0);
+        let back = line.quantity.clamp(0, room);
+        if back < line.quantity {
+            restock.dropped.push((line.product_id, line.quantity - back));
+        }
+        if back > 0 {
+            restock.writes.push(WriteOp::Adjust {
+                key,
+                add: vec![("stock".into(), back), ("version".into(), 1)],
+                guards: vec![Guard::AtMost("stock".into(), Stock::MAX - back)],
+            });
+        }
+    }
+    Ok(restock)
+}
+
+/// The write taking `order` out of its customer's open-order tally when it
+/// moves to `to`, a status that is no longer open (nothing for an order the
+/// tally never counted).
+async fn close_if_leaving_open(store: &dyn Store, order: &Order, to: OrderStatus) -> Result<Option<WriteOp>> {
+    if !order.status.is_open() || to.is_open() {
+        return Ok(None);
+    }
+    let tally = orders::open_tally(store, order.customer_id).await?;
+    Ok(tally.counts(order).then(|| orders::close(order)))
+}
+
+/// Logs the units a committed cancellation of `order` could not put back.
+fn log_dropped(order: OrderId, dropped: &[(ProductId, i64)]) {
+    for (product_id, units) in dropped {
+        tracing::warn!(
+            order_id = %order,
+            product_id = %product_id,
+            dropped_units = units,
+            max_stock = Stock::MAX,
+            "cancelled units not put back in stock: the product is gone or its stock would pass the maximum"
+        );
+    }
 }
 
 /// Marks an order paid (its farmer or an admin).
@@ -613,6 +797,196 @@ pub async fn list(
 }
 
 // ---------------------------------------------------------------------------
+// Expiry: orders the farmer never confirmed
+// ---------------------------------------------------------------------------
+
+/// The id that stands for the marketplace itself in an order's history (an
+/// expiry): the all-zero ULID, which no account has.
+pub const MARKETPLACE: UserId = UserId(ulid::Ulid(0));
+
+/// What an expiry run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExpiryReport {
+    /// Orders placed before the cutoff that were read.
+    pub examined: usize,
+    /// Pending orders this run cancelled.
+    pub expired: usize,
+    /// `false` when the time budget ran out first; the next run goes on.
+    pub complete: bool,
+}
+
+/// The key of the expiry's progress: every order whose id sorts at or below
+/// its `through` was past the cutoff and no longer pending when a run ended.
+fn expiry_progress_key() -> crate::ports::ItemKey {
+    crate::ports::ItemKey::new("ORDEREXPIRY", "-")
+}
+
+/// Cancels every order still pending `state.order_limits.pending_expiry` after
+/// it was placed, as a status change by `MARKETPLACE`: the stock goes back
+/// (bounded as for any cancellation), the customer's open-order tally drops,
+/// and the event notifies customer and farmer. Each cancellation is
+/// conditional on the order's version, so a farmer confirming at the same
+/// moment wins or loses whole; a run that is repeated or overlaps another
+/// changes nothing twice. Orders are read oldest first from the all-orders
+/// index, from where the last complete run stopped, until `budget_end`.
+pub async fn expire_pending(state: &AppState, budget_end: std::time::Instant) -> Result<ExpiryReport> {
+    let store = state.store.as_ref();
+    let now = state.clock.now();
+    let cutoff = now - state.order_limits.pending_expiry;
+    let cutoff_ms = (cutoff.unix_timestamp_nanos() / 1_000_000).max(0) as u64;
+    let through = ulid::Ulid::from_parts(cutoff_ms, u128::MAX).to_string();
+    let progress = store.get(&expiry_progress_key()).await?;
+    let from = progress.as_ref().and_then(|p| p.str("through")).unwrap_or("00000000000000000000000000").to_owned();
+    let mut report = ExpiryReport::default();
+    if from >= through {
+        report.complete = true;
+        return Ok(report);
+    }
+    let mut query = Query { sort_between: Some((from, through.clone())), limit: 100, ..Listing::All.query() };
+    query.ascending = true;
+    let mut all_settled = true;
+    loop {
+        if std::time::Instant::now() >= budget_end {
+            return Ok(report);
+        }
+        let page = store.query(&query).await?;
+        for item in &page.items {
+            report.examined += 1;
+            let order = match orders::from_item(item) {
+                Ok(order) => order,
+                Err(e) => {
+                    tracing::error!(key = %item.key.pk, error = %e, "expiry skips an order it cannot read");
+                    continue;
+                }
+            };
+            match expire_one(state, order.id, cutoff).await {
+                Ok(true) => report.expired += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(order_id = %order.id, error = %e, "could not expire a pending order; the next run retries");
+                    all_settled = false;
+                }
+            }
+        }
+        match page.last {
+            Some(last) => query.start_after = Some(last),
+            None => break,
+        }
+    }
+    if all_settled {
+        let Value::Object(attrs) = serde_json::json!({ "entity": "orderExpiry", "through": through }) else {
+            unreachable!("json! of an object literal is an object")
+        };
+        store.put(Item::new(expiry_progress_key(), attrs), Condition::None).await?;
+    }
+    report.complete = true;
+    tracing::info!(examined = report.examined, expired = report.expired, "pending orders expired");
+    Ok(report)
+}
+
+/// Cancels order `id` if it is still pending and was placed by `cutoff`;
+/// whether this call cancelled it.
+async fn expire_one(state: &AppState, id: OrderId, cutoff: OffsetDateTime) -> Result<bool> {
+    let store = state.store.as_ref();
+    for attempt in 0..ATTEMPTS {
+        repo::pause_before_retry(attempt).await;
+        let Some(current) = orders::get(store, id).await? else { return Ok(false) };
+        if current.status != OrderStatus::Pending || current.created_at > cutoff {
+            return Ok(false);
+        }
+        let now = state.clock.now();
+        let hours = state.order_limits.pending_expiry.whole_hours();
+        let reason = format!("not confirmed by the farmer within {hours} hours");
+        let mut next = current.clone();
+        next.status = OrderStatus::Cancelled;
+        next.history.push(StatusChange {
+            status: OrderStatus::Cancelled,
+            at: now_text(now),
+            by: MARKETPLACE,
+            reason: Some(reason.clone()),
+        });
+        next.updated_at = now;
+        next.version = current.version + 1;
+        let (writes, dropped) = transition(store, &current, &next, Some(reason), now).await?;
+        match store.transact(writes).await {
+            Ok(()) => {
+                tracing::info!(order_id = %id, "pending order expired");
+                log_dropped(id, &dropped);
+                return Ok(true);
+            }
+            // The farmer (or the customer) acted meanwhile, or stock moved: read again.
+            Err(StoreError::ConditionFailed { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(OrderError::Conflict(format!("order {id} kept changing while it expired")))
+}
+
+/// When `order` finished (delivered or cancelled), from its history.
+fn finished_at(order: &Order) -> Option<OffsetDateTime> {
+    if !matches!(order.status, OrderStatus::Delivered | OrderStatus::Cancelled) {
+        return None;
+    }
+    let change = order.history.iter().rev().find(|change| change.status == order.status)?;
+    OffsetDateTime::parse(&change.at, &Rfc3339).ok()
+}
+
+/// Removes the delivery address of every order in the table that finished
+/// more than `retention` ago (the fulfilment stays `delivery`, its address
+/// `null`), each under the order's version condition; returns how many.
+/// Orders are read oldest first from the all-orders index up to those placed
+/// `retention` ago (none younger can have finished that long ago), until
+/// `budget_end`; the next run goes on.
+pub async fn redact_addresses(
+    state: &AppState,
+    retention: time::Duration,
+    budget_end: std::time::Instant,
+) -> Result<usize> {
+    let store = state.store.as_ref();
+    let cutoff = state.clock.now() - retention;
+    let cutoff_ms = (cutoff.unix_timestamp_nanos() / 1_000_000).max(0) as u64;
+    let through = ulid::Ulid::from_parts(cutoff_ms, u128::MAX).to_string();
+    let mut query = Query {
+        sort_between: Some(("00000000000000000000000000".to_owned(), through)),
+        limit: 100,
+        ..Listing::All.query()
+    };
+    query.ascending = true;
+    let mut redacted = 0;
+    loop {
+        if std::time::Instant::now() >= budget_end {
+            return Ok(redacted);
+        }
+        let page = store.query(&query).await?;
+        for item in &page.items {
+            let Ok(order) = orders::from_item(item) else { continue };
+            let due = order.fulfilment.address.is_some() && finished_at(&order).is_some_and(|at| at <= cutoff);
+            if !due {
+                continue;
+            }
+            let mut next = order.clone();
+            next.fulfilment.address = None;
+            next.version = order.version + 1;
+            match store.transact(vec![orders::update(&next)]).await {
+                Ok(()) => redacted += 1,
+                // Changed meanwhile (paid, archived): the next run sees it again.
+                Err(StoreError::ConditionFailed { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        match page.last {
+            Some(last) => query.start_after = Some(last),
+            None => break,
+        }
+    }
+    if redacted > 0 {
+        tracing::info!(redacted, "delivery addresses of long-finished orders redacted");
+    }
+    Ok(redacted)
+}
+
+// ---------------------------------------------------------------------------
 // The worker's side: order events
 // ---------------------------------------------------------------------------
 
@@ -628,15 +1002,18 @@ fn money(minor: i64) -> String {
 }
 
 /// Handles an `OrderPlaced` or `OrderStatusChanged` event once: notifies the
-/// farmer (new order) or the customer (status change) in the app and by mail
-/// (the mail's job goes into the outbox in the notification's transaction),
-/// and keeps the farmer's daily sales (a cancellation takes its order back
-/// out). A duplicate delivery changes nothing.
+/// farmer (new order), the customer (status change) and the farmer too when
+/// someone else cancelled the order (the customer, an admin, the expiry), in
+/// the app and by mail (each mail's job goes into the outbox in its
+/// notification's transaction), and keeps the farmer's daily sales (a
+/// cancellation takes its order back out). A duplicate delivery changes nothing.
 pub async fn on_event(state: &AppState, event: &OrderEvent) -> Result<EventEffects> {
     let store = state.store.as_ref();
     let now = state.clock.now();
-    let (recipient, title, body) = match event.from {
-        None => (
+    let mut notices = Vec::new();
+    match event.from {
+        None => notices.push((
+            event.event_id.clone(),
             event.farmer_id,
             "New order".to_owned(),
             format!(
@@ -645,33 +1022,57 @@ pub async fn on_event(state: &AppState, event: &OrderEvent) -> Result<EventEffec
                 money(event.total),
                 event.lines.len()
             ),
-        ),
-        Some(_) => (
-            event.customer_id,
-            format!("Your order is {}", event.to.as_str()),
-            match &event.reason {
-                Some(reason) => format!("Order {} is now {}: {reason}", event.order_id, event.to.as_str()),
-                None => format!("Order {} is now {}.", event.order_id, event.to.as_str()),
-            },
-        ),
-    };
-    let notification = notifications::Notification {
-        id: event.event_id.clone(),
-        title: title.clone(),
-        body: body.clone(),
-        order_id: Some(event.order_id),
-        read: false,
-        created_at: now,
-        version: 1,
-    };
-    let mut extra = Vec::new();
-    if let Some(user) = users::get(store, recipient).await? {
-        let mail = Template::Notice { name: user.display_name.as_str(), title: &title, body: &body }
-            .render(user.email.as_str());
-        let mail_event = format!("{}-mail", event.event_id);
-        extra.push(outbox::write(&mail_event, &Job::SendEmail { mail }, now.unix_timestamp()));
+        )),
+        Some(_) => {
+            notices.push((
+                event.event_id.clone(),
+                event.customer_id,
+                format!("Your order is {}", event.to.as_str()),
+                match &event.reason {
+                    Some(reason) => format!("Order {} is now {}: {reason}", event.order_id, event.to.as_str()),
+                    None => format!("Order {} is now {}.", event.order_id, event.to.as_str()),
+                },
+            ));
+            if event.to == OrderStatus::Cancelled && event.by != Some(event.farmer_id) {
+                let who = match event.by {
+                    Some(by) if by == event.customer_id => "by the customer",
+                    Some(by) if by == MARKETPLACE => "because it was not confirmed in time",
+                    _ => "by the marketplace",
+                };
+                let body = match &event.reason {
+                    Some(reason) => {
+                        format!("Order {} for {} was cancelled {who}: {reason}", event.order_id, money(event.total))
+                    }
+                    None => format!("Order {} for {} was cancelled {who}.", event.order_id, money(event.total)),
+                };
+                notices.push((
+                    format!("{}-farmer", event.event_id),
+                    event.farmer_id,
+                    "An order was cancelled".to_owned(),
+                    body,
+                ));
+            }
+        }
     }
-    let notified = notifications::add(store, recipient, &notification, extra).await?;
+    let mut notified = false;
+    for (id, recipient, title, body) in notices {
+        let notification = notifications::Notification {
+            id: id.clone(),
+            title: title.clone(),
+            body: body.clone(),
+            order_id: Some(event.order_id),
+            read: false,
+            created_at: now,
+            version: 1,
+        };
+        let mut extra = Vec::new();
+        if let Some(user) = users::get(store, recipient).await? {
+            let mail = Template::Notice { name: user.display_name.as_str(), title: &title, body: &body }
+                .render(user.email.as_str());
+            extra.push(outbox::write(&format!("{id}-mail"), &Job::SendEmail { mail }, now.unix_timestamp()));
+        }
+        notified |= notifications::add(store, recipient, &notification, extra).await?;
+    }
     let placed_on = event.placed_at.get(..10).unwrap_or_default();
     let sales_applied = match (event.from, event.to) {
         (None, _) => {

@@ -2,19 +2,13 @@
 //! `AWS_LAMBDA_LOG_FORMAT=JSON`, level from `AWS_LAMBDA_LOG_LEVEL`. Locally, readable
 //! lines with `RUST_LOG` (default `info`). Each request runs in a span carrying its
 //! request id, so every line logged while serving it names the request. Request
-<<<<<<< HEAD
-//! bodies, headers, passwords and tokens are never logged. Also the process's
-//! `Counters`, and the metric every read path reports a stored item it cannot decode by.
-=======
 //! bodies, headers, passwords and tokens are never logged, at any level: the Lambda
 //! runtime logs each raw event at TRACE, so its targets are held at DEBUG whatever
-//! the level asks. Also the process's `Counters`.
->>>>>>> edge
+//! the level asks. Also the process's `Counters`, and the metric every read path
+//! reports a stored item it cannot decode by.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::OnceLock;
-
-use crate::ports::{ItemKey, StoreError};
 
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::filter::{FilterExt, Targets};
@@ -23,6 +17,8 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
+use crate::ports::{ItemKey, StoreError};
+
 /// Counts of expensive work a process did, for logs and for tests that prove
 /// limits hold (e.g. how many password hashes a burst of logins verified).
 #[derive(Debug, Default)]
@@ -30,14 +26,14 @@ pub struct Counters {
     pub password_verifications: AtomicU64,
 }
 
-<<<<<<< HEAD
 /// The Lambda function's name (`local` outside Lambda), the `Function` dimension
 /// of the metrics this module emits itself.
 static FUNCTION_NAME: OnceLock<String> = OnceLock::new();
 
 fn function_name() -> &'static str {
     FUNCTION_NAME.get().map_or("local", String::as_str)
-=======
+}
+
 /// Targets whose TRACE events carry whole invocation events (`lambda_runtime`
 /// logs "raw JSON event received from Lambda": bodies with passwords, headers
 /// with tokens). They log at DEBUG at most, whatever the configured level.
@@ -81,22 +77,13 @@ where
         Format::Local => lines.boxed(),
     };
     tracing_subscriber::registry().with(lines.with_filter(filter))
->>>>>>> edge
 }
 
 /// Installs the global subscriber once; later calls do nothing.
 pub fn init() {
-<<<<<<< HEAD
-    if let Ok(name) = std::env::var("AWS_LAMBDA_FUNCTION_NAME") {
-        let _ = FUNCTION_NAME.set(name);
-        lambda_http::tracing::init_default_subscriber();
-        return;
-    }
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
-=======
     let var = |name: &str| std::env::var(name).ok().filter(|value| !value.trim().is_empty());
-    let (setting, format) = if var("AWS_LAMBDA_FUNCTION_NAME").is_some() {
+    let (setting, format) = if let Some(name) = var("AWS_LAMBDA_FUNCTION_NAME") {
+        let _ = FUNCTION_NAME.set(name);
         let json = var("AWS_LAMBDA_LOG_FORMAT").is_some_and(|format| format.eq_ignore_ascii_case("json"));
         let setting = var("AWS_LAMBDA_LOG_LEVEL").or_else(|| var("RUST_LOG"));
         (setting, if json { Format::LambdaJson } else { Format::LambdaText })
@@ -104,7 +91,6 @@ pub fn init() {
         (var("RUST_LOG"), Format::Local)
     };
     let _ = subscriber(setting.as_deref().unwrap_or("info"), format, std::io::stdout).try_init();
->>>>>>> edge
 }
 
 /// Namespace of the marketplace's own CloudWatch metrics.
@@ -139,7 +125,6 @@ pub fn emit_metrics(function: &str, metrics: &[Metric<'_>]) {
     println!("{}", metrics_line(function, metrics));
 }
 
-<<<<<<< HEAD
 /// Metric counting stored items a read skipped because they did not decode.
 pub const UNDECODABLE_ITEMS: &str = "UndecodableItems";
 
@@ -148,7 +133,8 @@ pub const UNDECODABLE_ITEMS: &str = "UndecodableItems";
 pub fn report_undecodable(key: &ItemKey, error: &StoreError) {
     tracing::error!(pk = %key.pk, sk = %key.sk, error = %error, "skipped a stored item that does not decode");
     emit_metrics(function_name(), &[(UNDECODABLE_ITEMS, "Count", 1.0)]);
-=======
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
@@ -206,5 +192,4 @@ mod tests {
         assert!(!at_info.contains("own debug line") && !at_info.contains("concurrent polling"), "{at_info}");
         assert!(logged("DEBUG").contains("own debug line"));
     }
->>>>>>> edge
 }

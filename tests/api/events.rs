@@ -80,7 +80,7 @@ async fn every_sample_event_is_answered_by_its_handler() {
         .sum();
     assert!(seen >= routes, "expected an event per route ({routes}), found {seen}");
     assert_eq!(sqs_events, 5, "expected the worker's five SQS events");
-    assert_eq!(scheduled_events, 2, "expected the two schedules' events");
+    assert_eq!(scheduled_events, 3, "expected the three schedules' events");
 }
 
 /// A scheduled function's event (`<binary>-scheduled.json`): a schedule's
@@ -93,10 +93,10 @@ async fn check_scheduled_event(path: &std::path::Path, event: Value) -> usize {
         .unwrap_or_else(|| panic!("{}: no scheduled function {binary}", path.display()));
     let (state, _dir) = embedded_state().await;
     let result = (function.handle)(&state, event.clone()).await;
-    assert_eq!(kind, "scheduled", "{}: scheduled functions take only their schedule's input", path.display());
+    assert!(kind.ends_with("scheduled"), "{}: scheduled functions take only their schedules' input", path.display());
     let template = infra::Template::load(&repo_root().join("template.yaml")).unwrap();
-    let schedule = template.schedules.iter().find(|s| s.binary == binary).expect("a schedule in the template");
-    assert_eq!(schedule.input, event, "{}: differs from the template's schedule input", path.display());
+    let inputs: Vec<&Value> = template.schedules.iter().filter(|s| s.binary == binary).map(|s| &s.input).collect();
+    assert!(inputs.contains(&&event), "{}: no schedule of {binary} sends it ({inputs:?})", path.display());
     let outcome = result.unwrap_or_else(|e| panic!("{} failed: {e}", path.display()));
     assert!(outcome.is_object(), "{}: {outcome}", path.display());
     1

@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use infra::gateway::{Exchange, Observer};
@@ -34,6 +34,8 @@ pub struct TestApp {
     pub stack: LocalStack,
     /// The embedded data directory (blobs, queues).
     pub dir: TempDir,
+    /// The stack's clock, which a scenario may move forward.
+    pub clock: MovableClock,
     /// Responses that broke the OpenAPI document.
     violations: Arc<Mutex<Vec<String>>>,
     /// How many responses were checked against it.
@@ -46,6 +48,24 @@ impl Drop for TestApp {
         if !violations.is_empty() && !std::thread::panicking() {
             panic!("responses broke the OpenAPI document:\n  {}", violations.join("\n  "));
         }
+    }
+}
+
+/// The system clock moved forward by what a scenario asked for (the stack's
+/// `Clock`, so scheduled work can be tested without sleeping; token expiry
+/// follows the system clock and is not moved).
+#[derive(Debug, Clone, Default)]
+pub struct MovableClock(Arc<AtomicI64>);
+
+impl MovableClock {
+    pub fn advance(&self, by: time::Duration) {
+        self.0.fetch_add(by.whole_seconds(), Ordering::SeqCst);
+    }
+}
+
+impl shared::ports::Clock for MovableClock {
+    fn now(&self) -> time::OffsetDateTime {
+        time::OffsetDateTime::now_utc() + time::Duration::seconds(self.0.load(Ordering::SeqCst))
     }
 }
 
@@ -139,10 +159,30 @@ pub async fn spawn_app_on_aws() -> TestApp {
     spawn_stack(true, PumpSettings::default()).await
 }
 
+/// A stack with the deployed order limits (`OrderLimits::default()`) rather
+/// than the lenient ones of other tests.
+pub async fn spawn_app_with_order_limits() -> TestApp {
+    spawn_stack_with(false, PumpSettings::default(), |state| state.order_limits = Default::default()).await
+}
+
+pub async fn spawn_app_with_order_limits_on_aws() -> TestApp {
+    spawn_stack_with(true, PumpSettings::default(), |state| state.order_limits = Default::default()).await
+}
+
 /// The local stack on a free port, its store embedded or (with `aws`) DynamoDB.
 pub async fn spawn_stack(aws: bool, settings: PumpSettings) -> TestApp {
     spawn_stack_with(aws, settings, |_| {}).await
 }
+
+/// The order limits of a test stack: far above what any scenario places, so
+/// storms of checkouts by one customer test what they mean to; the scenarios
+/// of the limits themselves set `OrderLimits::default()` back.
+pub const LENIENT_ORDER_LIMITS: shared::config::OrderLimits = shared::config::OrderLimits {
+    max_open_orders: 100_000,
+    max_open_units_per_product: 100_000_000,
+    pending_expiry: time::Duration::hours(48),
+    checkouts_per_minute: 100_000,
+};
 
 /// `spawn_stack`, with `configure` adjusting the state first (such as a
 /// shorter access token life).
@@ -154,6 +194,9 @@ pub async fn spawn_stack_with(aws: bool, settings: PumpSettings, configure: impl
     if aws {
         use_dynamo(&mut state).await;
     }
+    state.order_limits = LENIENT_ORDER_LIMITS;
+    let clock = MovableClock::default();
+    state.clock = Arc::new(clock.clone());
     configure(&mut state);
     let violations = Arc::new(Mutex::new(Vec::new()));
     let checked = Arc::new(AtomicUsize::new(0));
@@ -162,7 +205,7 @@ pub async fn spawn_stack_with(aws: bool, settings: PumpSettings, configure: impl
     let stack = LocalStack::start(state.clone(), dir.path(), &template, listener, settings, Some(observer))
         .await
         .expect("local stack starts");
-    TestApp { addr, client: reqwest::Client::new(), state, stack, dir, violations, checked }
+    TestApp { addr, client: reqwest::Client::new(), state, stack, dir, clock, violations, checked }
 }
 
 impl TestApp {

@@ -16,6 +16,7 @@ mod health;
 mod helpers;
 mod lambda_binaries;
 mod mail;
+mod order_guards;
 mod orders;
 mod outbox;
 mod photos;

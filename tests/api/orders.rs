@@ -1,12 +1,13 @@
 //! Orders end to end: a checkout across two farmers (snapshots, totals, one
 //! order each), the lifecycle with notifications, mail and sales figures from
 //! the outbox, the oversell and idempotency storms, the cancel-versus-ship
-//! race, bad input that writes nothing, and the authorization matrix of every
-//! order route. Storage scenarios run on both backends.
+//! race, a cancellation that would lift stock past its maximum, bad input that
+//! writes nothing, and the authorization matrix of every order route. Storage scenarios run on both backends.
 
 use futures::future::join_all;
 use reqwest::Method;
 use serde_json::{json, Value};
+use shared::domain::Stock;
 
 use crate::accounts::{call, eventually, wait_for_mail};
 use crate::helpers::{access_token, assert_problem, unique_email, TestApp};
@@ -71,12 +72,12 @@ pub(crate) async fn checkout(app: &TestApp, token: &str, body: &Value, key: Opti
         .unwrap()
 }
 
-async fn stock(app: &TestApp, product: &str) -> i64 {
+pub(crate) async fn stock(app: &TestApp, product: &str) -> i64 {
     let body: Value = app.get(&format!("/products/{product}"), None).await.json().await.unwrap();
     body["stock"].as_i64().unwrap()
 }
 
-async fn status_change(app: &TestApp, token: &str, order: &str, body: Value) -> reqwest::Response {
+pub(crate) async fn status_change(app: &TestApp, token: &str, order: &str, body: Value) -> reqwest::Response {
     call(app, Method::POST, &format!("/orders/{order}/status"), Some(&body), Some(token)).await
 }
 
@@ -375,8 +376,44 @@ async fn bad_checkouts_are_4xx_and_write_nothing() {
     assert_eq!(snapshot(&app).await, before, "nothing was written");
 }
 
+/// The reported takedown: order 1 000 of a product, have the farmer put its
+/// stock back to the maximum, cancel. The units that would pass the maximum
+/// are dropped, the order still cancels, and every read keeps working.
+async fn a_cancellation_after_a_restock_to_the_maximum_keeps_the_catalogue_answering(app: TestApp) {
+    let shop = shop(&app, Stock::MAX).await;
+    let (customer, farmer) = (access_token(&shop.customer), access_token(&shop.farmer_a));
+    let mut answers = Vec::new();
+    let placed =
+        checkout(&app, &customer, &json!({"lines": [{"productId": shop.apples, "quantity": 1000}]}), None).await;
+    answers.push(("checkout", placed.status()));
+    let placed: Value = placed.json().await.unwrap();
+    let order = placed["orders"][0]["id"].as_str().unwrap().to_owned();
+    let restocked = call(
+        &app,
+        Method::PATCH,
+        &format!("/products/{}", shop.apples),
+        Some(&json!({"stock": Stock::MAX})),
+        Some(&farmer),
+    )
+    .await;
+    answers.push(("restock", restocked.status()));
+    let cancelled = status_change(&app, &customer, &order, json!({"status": "cancelled"})).await;
+    answers.push(("cancel", cancelled.status()));
+    let cancelled: Value = cancelled.json().await.unwrap();
+    assert_eq!(cancelled["status"], "cancelled");
+    for token in [None, Some(customer.as_str()), Some(farmer.as_str()), Some(shop.admin.as_str())] {
+        answers.push(("catalogue", app.get("/products", token).await.status()));
+        answers.push(("product", app.get(&format!("/products/{}", shop.apples), token).await.status()));
+    }
+    for (what, status) in &answers {
+        assert!(status.is_success(), "{what} answered {status}");
+    }
+    assert_eq!(stock(&app, &shop.apples).await, Stock::MAX);
+}
+
 crate::helpers::on_both_backends!(
     a_checkout_across_two_farmers_follows_its_lifecycle,
+    a_cancellation_after_a_restock_to_the_maximum_keeps_the_catalogue_answering,
     a_hundred_checkouts_of_one_unit_against_thirty_sell_exactly_thirty,
     twenty_identical_requests_with_one_key_make_one_order,
     cancel_and_ship_at_once_let_exactly_one_win,

@@ -497,7 +497,7 @@ crate::helpers::on_both_backends!(
 async fn the_local_stack_fires_the_templates_schedules_on_request() {
     let app = spawn_app().await;
     let names = app.stack.scheduler.names();
-    assert_eq!(names, ["archive.daily", "backup.daily"]);
+    assert_eq!(names, ["archive.daily", "archive.hourly", "backup.daily"]);
     let fired = app.client.post(app.url("/_local/schedules/archive.daily")).send().await.unwrap();
     assert_eq!(fired.status(), 200);
     let body: Value = fired.json().await.unwrap();

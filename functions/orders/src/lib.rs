@@ -34,7 +34,8 @@ shared::function_routes! {
 #[schema(as = Fulfilment)]
 struct FulfilmentView {
     method: FulfilmentMethod,
-    /// The delivery address; `null` for pickup.
+    /// The delivery address; `null` for pickup, and once the order finished
+    /// more than `AddressRetentionDays` (90) ago or was archived.
     address: Option<Address>,
 }
 
@@ -121,8 +122,9 @@ fn checkout_view(placed: &Placed) -> CheckoutView {
         (status = 201, description = "Placed: the checkout and its orders (one per farmer, each `pending`, payment `due`). `Location` names the checkout.", body = CheckoutView,
             headers(("Location" = String, description = "`/checkouts/{id}`."), ("Idempotent-Replayed" = String, description = "`true` when an earlier request with the same key made this checkout."))),
         (status = 403, description = "Only customers check out, with a verified email address."),
-        (status = 409, description = "Some lines are short of stock (`shortages` names each product and what is left) and nothing was ordered; or the same key is still in flight (`Retry-After`); or the products kept changing."),
+        (status = 409, description = "Nothing was ordered: some lines are short of stock (`shortages` names each product and what is left); or the checkout would pass one of the customer's open-order limits (type `/problems/open-order-limit`, `limit` says which: `openOrders`, at most `MaxOpenOrders` pending or confirmed orders, default 10; `openUnitsPerProduct`, at most `MaxOpenUnitsPerProduct` units of one product across them, default 100); or a product's price changed during the checkout (`detail` names the line, `lines[i]`; checking out again bills the new price); or the same key is still in flight (`Retry-After`); or the products kept changing."),
         (status = 428, description = "The `Idempotency-Key` header is missing."),
+        (status = 429, description = "More than 10 checkouts from this account in a minute; retry after `Retry-After` seconds."),
     ))]
 async fn checkout(
     State(state): State<Arc<AppState>>,

@@ -49,6 +49,7 @@ pub(crate) fn guards_hold(guards: &[Guard], current: Option<&Attrs>) -> bool {
     };
     guards.iter().all(|guard| match guard {
         Guard::AtLeast(attr, min) => attrs.get(attr).and_then(Value::as_i64).unwrap_or(0) >= *min,
+        Guard::AtMost(attr, max) => attrs.get(attr).and_then(Value::as_i64).unwrap_or(0) <= *max,
         Guard::Equals(attr, value) => attrs.get(attr) == Some(value),
     })
 }

@@ -114,6 +114,12 @@ impl OrderStatus {
         }
     }
 
+    /// Pending and confirmed orders are open: they hold the customer's claim on
+    /// stock and count against the customer's open-order limits.
+    pub fn is_open(self) -> bool {
+        matches!(self, OrderStatus::Pending | OrderStatus::Confirmed)
+    }
+
     /// A confirmed order is cancelled only with a reason.
     pub fn needs_reason(self, to: OrderStatus) -> bool {
         self == OrderStatus::Confirmed && to == OrderStatus::Cancelled

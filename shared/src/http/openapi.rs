@@ -153,6 +153,7 @@ pub fn document(functions: impl IntoIterator<Item = OpenApi>) -> OpenApi {
         .schema(Problem::name(), Problem::schema())
         .schema(FieldError::name(), FieldError::schema())
         .schema(crate::orders::Shortage::name(), crate::orders::Shortage::schema())
+        .schema(crate::orders::OpenLimit::name(), crate::orders::OpenLimit::schema())
         .security_scheme(BEARER, SecurityScheme::Http(bearer))
         .build();
     let deployed = ServerBuilder::new()

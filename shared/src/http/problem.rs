@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use crate::accounts::AccountError;
 use crate::catalogue::CatalogueError;
 use crate::domain::FieldError;
-use crate::orders::{OrderError, Shortage};
+use crate::orders::{OpenLimit, OrderError, Shortage};
 use crate::ports::{BlobError, JobError, StoreError};
 use crate::tokens::TokenError;
 
@@ -39,6 +39,11 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub shortages: Option<Vec<Shortage>>,
+    /// On a checkout's 409 of type `/problems/open-order-limit`: which of the
+    /// customer's open-order limits the checkout would pass.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub limit: Option<OpenLimit>,
 }
 
 /// Every error a handler can answer with. Each variant's doc names its status.
@@ -68,6 +73,9 @@ pub enum ApiError {
     /// 409 naming each product short of stock.
     #[error("{detail}")]
     OutOfStock { detail: String, shortages: Vec<Shortage> },
+    /// 409 naming the open-order limit a checkout would pass.
+    #[error("{detail}")]
+    OpenOrderLimit { detail: String, limit: OpenLimit },
     /// 409 with `Retry-After`: the same request is still in flight.
     #[error("{detail}")]
     Busy { detail: String, retry_after_secs: u64 },
@@ -113,7 +121,9 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Gone(_) => StatusCode::GONE,
-            ApiError::OutOfStock { .. } | ApiError::Busy { .. } => StatusCode::CONFLICT,
+            ApiError::OutOfStock { .. } | ApiError::OpenOrderLimit { .. } | ApiError::Busy { .. } => {
+                StatusCode::CONFLICT
+            }
             ApiError::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -135,6 +145,7 @@ impl ApiError {
             ApiError::Conflict(_) => "/problems/conflict",
             ApiError::Gone(_) => "/problems/gone",
             ApiError::OutOfStock { .. } => "/problems/out-of-stock",
+            ApiError::OpenOrderLimit { .. } => "/problems/open-order-limit",
             ApiError::Busy { .. } => "/problems/in-flight",
             ApiError::PreconditionRequired(_) => "/problems/precondition-required",
             ApiError::PreconditionFailed(_) => "/problems/precondition-failed",
@@ -174,6 +185,10 @@ impl ApiError {
             ApiError::OutOfStock { shortages, .. } => Some(shortages.clone()),
             _ => None,
         };
+        let limit = match &self {
+            ApiError::OpenOrderLimit { limit, .. } => Some(*limit),
+            _ => None,
+        };
         let body = Problem {
             kind: self.type_uri(),
             title: status.canonical_reason().unwrap_or("Error"),
@@ -182,6 +197,7 @@ impl ApiError {
             request_id: request_id.to_owned(),
             errors,
             shortages,
+            limit,
         };
         let body = serde_json::to_string(&body).expect("a problem serializes");
         let mut response = Response::builder()
@@ -239,6 +255,10 @@ impl From<OrderError> for ApiError {
             OrderError::Unauthenticated(detail) => ApiError::Unauthorized(detail),
             OrderError::Conflict(detail) => ApiError::Conflict(detail),
             OrderError::InFlight => ApiError::Busy { detail: e.to_string(), retry_after_secs: 1 },
+            OrderError::Limit { limit, detail } => ApiError::OpenOrderLimit { detail, limit },
+            OrderError::Throttled { retry_after_secs } => {
+                ApiError::TooManyRequests { retry_after_secs, detail: e.to_string() }
+            }
             OrderError::Stale(detail) => ApiError::PreconditionFailed(detail),
             OrderError::ArchiveMissing(detail) => ApiError::Gone(detail),
             OrderError::Store(e) => e.into(),

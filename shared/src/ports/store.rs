@@ -136,6 +136,9 @@ pub enum Condition {
 pub enum Guard {
     /// The integer attribute is at least this.
     AtLeast(String, i64),
+    /// The integer attribute is at most this (a stock increment that must
+    /// never pass a bound).
+    AtMost(String, i64),
     /// The attribute equals this value.
     Equals(String, serde_json::Value),
 }

@@ -3,12 +3,17 @@
 //! date range is a key range): gsi8 `CUSTOMER#<customer>` (a customer's
 //! orders), gsi9 `FARMERORDERS#<farmer>` (a farmer's), gsi10 `ORDERS` (all, for
 //! admins). A checkout is `CHECKOUT#<id>`/`CHECKOUT`, listing its orders.
+//! What a customer holds open (pending or confirmed orders) is tallied in
+//! `OPENORDERS#<customer>`/`OPEN`: `orders`, and `units#<product>` for each
+//! product, adjusted in the transactions that open and close orders, so the
+//! limits on them hold under concurrent checkouts.
 
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::domain::{CheckoutId, Order, OrderId, OrderStatus, UserId};
+use crate::domain::{CheckoutId, Order, OrderId, OrderStatus, ProductId, UserId};
+use crate::ports::Guard;
 use crate::ports::{Condition, Index, Item, ItemKey, Query, Store, StoreError, WriteOp, ATTR_VERSION};
 
 pub fn key(id: OrderId) -> ItemKey {
@@ -158,4 +163,89 @@ pub async fn get_checkout(store: &dyn Store, id: CheckoutId) -> Result<Option<Ch
             .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
             .ok_or_else(|| bad("createdAt"))?,
     }))
+}
+
+/// The key of `customer`'s open-order tally.
+pub fn open_tally_key(customer: UserId) -> ItemKey {
+    ItemKey::new(format!("OPENORDERS#{customer}"), "OPEN")
+}
+
+/// The tally attribute of a product's open units.
+fn units_attr(product: ProductId) -> String {
+    format!("units#{product}")
+}
+
+/// What a customer holds open, as tallied.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OpenTally {
+    pub orders: i64,
+    /// When the tally began (`None`: it does not exist yet); orders placed
+    /// before then are not in it.
+    since: Option<OffsetDateTime>,
+    item: Option<Item>,
+}
+
+impl OpenTally {
+    /// Open units of `product`.
+    pub fn units(&self, product: ProductId) -> i64 {
+        self.item.as_ref().and_then(|item| item.int(&units_attr(product))).unwrap_or(0)
+    }
+
+    /// Whether the tally item exists.
+    pub fn exists(&self) -> bool {
+        self.since.is_some()
+    }
+
+    /// Whether `order` is counted in this tally (placed once it existed).
+    pub fn counts(&self, order: &Order) -> bool {
+        self.since.is_some_and(|since| order.created_at >= since)
+    }
+}
+
+/// Reads `customer`'s tally (all zero when there is none yet).
+pub async fn open_tally(store: &dyn Store, customer: UserId) -> Result<OpenTally, StoreError> {
+    Ok(match store.get(&open_tally_key(customer)).await? {
+        None => OpenTally::default(),
+        Some(item) => OpenTally {
+            orders: item.int("orders").unwrap_or(0),
+            since: Some(
+                item.str("since")
+                    .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
+                    .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            ),
+            item: Some(item),
+        },
+    })
+}
+
+/// Creates `customer`'s empty tally, beginning `now`, unless it exists, so the
+/// guarded adjustments of a checkout have an item to adjust.
+pub async fn ensure_open_tally(store: &dyn Store, customer: UserId, now: OffsetDateTime) -> Result<(), StoreError> {
+    let Value::Object(attrs) = json!({ "entity": "openOrders", "orders": 0, "since": time_text(now) }) else {
+        unreachable!("json! of an object literal is an object")
+    };
+    match store.put(Item::new(open_tally_key(customer), attrs), Condition::NotExists).await {
+        Ok(()) | Err(StoreError::ConditionFailed { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The write opening `orders` more orders holding `units` of each product,
+/// guarded so the tally never passes `max_orders` orders nor `max_units`
+/// units of any product.
+pub fn open(customer: UserId, orders: i64, units: &[(ProductId, i64)], max_orders: i64, max_units: i64) -> WriteOp {
+    let mut add = vec![("orders".to_owned(), orders)];
+    let mut guards = vec![Guard::AtMost("orders".into(), max_orders - orders)];
+    for (product, quantity) in units {
+        add.push((units_attr(*product), *quantity));
+        guards.push(Guard::AtMost(units_attr(*product), max_units - quantity));
+    }
+    WriteOp::Adjust { key: open_tally_key(customer), add, guards }
+}
+
+/// The write taking `order` out of its customer's tally once it is no longer open.
+pub fn close(order: &Order) -> WriteOp {
+    let mut add = vec![("orders".to_owned(), -1)];
+    add.extend(order.lines.iter().map(|line| (units_attr(line.product_id), -line.quantity)));
+    WriteOp::Adjust { key: open_tally_key(order.customer_id), add, guards: Vec::new() }
 }

@@ -59,6 +59,7 @@ macro_rules! backend {
                 increment_counts_from_one_and_sets_the_expiry,
                 twenty_concurrent_increments_each_see_a_distinct_value,
                 adjust_adds_under_guards_and_leaves_the_rest,
+                an_at_most_guard_keeps_an_increment_within_its_bound,
                 concurrent_guarded_decrements_never_oversell,
                 a_segmented_scan_reads_every_live_item_once,
             );

@@ -502,6 +502,34 @@ pub async fn adjust_adds_under_guards_and_leaves_the_rest<B: Backend>() {
     assert!(matches!(store.transact(vec![bad]).await, Err(StoreError::Invalid(_))));
 }
 
+pub async fn an_at_most_guard_keeps_an_increment_within_its_bound<B: Backend>() {
+    use shared::ports::Guard;
+    let store = B::store().await;
+    let stock = item("PRODUCT#M", "PRODUCT", json!({ "stock": 8, "version": 1 }));
+    store.put(stock.clone(), Condition::None).await.unwrap();
+    // Adding n keeps stock within 10 only while stock <= 10 - n.
+    let give = |n: i64| WriteOp::Adjust {
+        key: key("PRODUCT#M", "PRODUCT"),
+        add: vec![("stock".into(), n), ("version".into(), 1)],
+        guards: vec![Guard::AtMost("stock".into(), 10 - n)],
+    };
+    store.transact(vec![give(2)]).await.unwrap();
+    assert_eq!(store.get(&stock.key).await.unwrap().unwrap().int("stock"), Some(10));
+    let over = store.transact(vec![give(1)]).await;
+    assert!(matches!(over, Err(StoreError::ConditionFailed { index: 0 })), "{over:?}");
+    let after = store.get(&stock.key).await.unwrap().unwrap();
+    assert_eq!((after.int("stock"), after.int("version")), (Some(10), Some(2)), "nothing was written");
+    // An absent attribute counts as zero, as it does for the delta.
+    store.put(item("PRODUCT#N", "PRODUCT", json!({})), Condition::None).await.unwrap();
+    let fresh = WriteOp::Adjust {
+        key: key("PRODUCT#N", "PRODUCT"),
+        add: vec![("stock".into(), 3)],
+        guards: vec![Guard::AtMost("stock".into(), 7)],
+    };
+    store.transact(vec![fresh]).await.unwrap();
+    assert_eq!(store.get(&key("PRODUCT#N", "PRODUCT")).await.unwrap().unwrap().int("stock"), Some(3));
+}
+
 pub async fn concurrent_guarded_decrements_never_oversell<B: Backend>() {
     use shared::ports::Guard;
     let store = B::store().await;

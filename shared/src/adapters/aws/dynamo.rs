@@ -154,16 +154,21 @@ fn adjustment(add: &[(String, i64)], guards: &[Guard], now: i64, context: &str) 
     }
     let mut condition = "attribute_exists(#pk) AND (attribute_not_exists(#ttl) OR #ttl >= :now)".to_owned();
     for (n, guard) in guards.iter().enumerate() {
-        let (attr, op, value) = match guard {
-            Guard::AtLeast(attr, min) => (attr, ">=", AttributeValue::N(min.to_string())),
+        let (attr, test, value) = match guard {
+            Guard::AtLeast(attr, min) => (attr, format!("#g{n} >= :g{n}"), AttributeValue::N(min.to_string())),
+            // An absent attribute counts as zero, as it does for the deltas.
+            Guard::AtMost(attr, max) if *max >= 0 => {
+                (attr, format!("(attribute_not_exists(#g{n}) OR #g{n} <= :g{n})"), AttributeValue::N(max.to_string()))
+            }
+            Guard::AtMost(attr, max) => (attr, format!("#g{n} <= :g{n}"), AttributeValue::N(max.to_string())),
             Guard::Equals(attr, value) => {
                 let value = serde_dynamo::to_attribute_value(value).map_err(|e| StoreError::backend(context, e))?;
-                (attr, "=", value)
+                (attr, format!("#g{n} = :g{n}"), value)
             }
         };
         names.insert(format!("#g{n}"), attr.clone());
         values.insert(format!(":g{n}"), value);
-        condition.push_str(&format!(" AND #g{n} {op} :g{n}"));
+        condition.push_str(&format!(" AND {test}"));
     }
     Ok(Adjustment { update: format!("SET {}", sets.join(", ")), condition, names, values })
 }
