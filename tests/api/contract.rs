@@ -1,7 +1,7 @@
 //! The API contract's regressions: bodies are strict (no `null` where the document
 //! says not nullable, no JSON array read as an object), every 409 a handler can give
-//! is documented, and a forged cursor (without the key, or with it but naming an
-//! empty key) is a 400, never a 500.
+//! is documented, a forged cursor (without the key, or with it but naming an
+//! empty key) is a 400, never a 500, and racing cold starts agree on one cursor key.
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -9,8 +9,9 @@ use ring::hmac;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use shared::ports::ItemKey;
+use shared::AppState;
 
-use crate::helpers::{access_token, assert_problem, spawn_app, unique_email, TestApp};
+use crate::helpers::{access_token, assert_problem, spawn_app, unique_email, StateFixture, TestApp};
 
 async fn category(app: &TestApp, admin: &str, name: &str) -> Value {
     let response = app.post("/categories", &json!({ "name": name }), Some(admin)).await;
@@ -137,3 +138,22 @@ async fn a_forged_cursor_is_400_with_or_without_the_key() {
         assert_problem(app.get(&format!("{list}?limit=1&cursor={forged}"), None).await, 400).await;
     }
 }
+
+/// Cold starts of several functions at once against a store without a cursor
+/// key all end up with the one key that was stored: a cursor any of them signs
+/// continues in every other.
+async fn racing_cold_starts_agree_on_one_cursor_key(fixture: StateFixture) {
+    let cold_starts: Vec<AppState> =
+        (0..8).map(|_| AppState { cursor_keys: Default::default(), ..fixture.state.clone() }).collect();
+    let keys = futures::future::join_all(cold_starts.iter().map(AppState::cursors)).await;
+    let query = shared::ports::Query::partition("CATEGORY#01");
+    let last = shared::ports::Item::new(ItemKey::new("CATEGORY#01", "CATEGORY"), Default::default());
+    for signer in &keys {
+        let cursor = signer.as_ref().unwrap().encode("scope", &query, &last);
+        for reader in &keys {
+            assert_eq!(reader.as_ref().unwrap().decode("scope", &query, &cursor).unwrap().key, last.key);
+        }
+    }
+}
+
+crate::helpers::on_both_backends!(using embedded_fixture, aws_fixture; racing_cold_starts_agree_on_one_cursor_key);

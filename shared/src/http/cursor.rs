@@ -24,7 +24,7 @@ const TAG_BYTES: usize = 32;
 const MAX_CURSOR_CHARS: usize = 2048;
 /// Longest key part (`pk`, `sk`, an index key) a cursor may carry, in bytes:
 /// the table's keys are prefixes, ids and short names, well below this.
-pub const MAX_KEY_PART_BYTES: usize = 512;
+const MAX_KEY_PART_BYTES: usize = 512;
 /// A page size: 1 to `MAX`, `DEFAULT` when absent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "u32")]

@@ -11,7 +11,7 @@ mod problem;
 mod response;
 
 pub use app::{app, run, RouteGroup, Router, Routes};
-pub use cursor::{Cursors, Limit, PageParams, MAX_KEY_PART_BYTES};
+pub use cursor::{Cursors, Limit, PageParams};
 pub use extract::{
     date_param, idempotency_key, non_null, nullable, Admins, Allowed, Authorized, Caller, Farmers, JsonBody,
     PathParams, Query, SourceAddress, MAX_JSON_BODY_BYTES,
