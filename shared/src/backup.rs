@@ -391,8 +391,12 @@ async fn copy_archive_objects(
     let mut copies = Vec::new();
     let mut missing = Vec::new();
     for key in objects {
-        let blob = if key.starts_with(archive::OBJECT_PREFIX) { data.get(key).await? } else { None };
-        let Some(blob) = blob else {
+        if !key.starts_with(archive::OBJECT_PREFIX) || key.contains("..") {
+            tracing::error!(backup_id = %id, object = %key, "an archived order points outside the archive; the backup goes on without it");
+            missing.push(key.clone());
+            continue;
+        }
+        let Some(blob) = data.get(key).await? else {
             tracing::error!(backup_id = %id, object = %key, "an archived order points at an archive object that is not in the data bucket; the backup goes on without it");
             missing.push(key.clone());
             continue;
