@@ -97,7 +97,7 @@ const EXPECTED: &[(&str, &[Row])] = &[
                 "ReadWriteAccounts",
                 &["dynamodb:GetItem", "dynamodb:PutItem"],
                 TABLE,
-                keys!("USER#*", "FARMER#*", "OUTBOX"),
+                keys!("USER#*", "FARMER#*", "OUTBOX", "ERASURE"),
             ),
             ("EraseAccounts", &["dynamodb:DeleteItem"], TABLE, keys!("EMAIL#*", "FARMER#*")),
             ("CountAttempts", &["dynamodb:UpdateItem"], TABLE, keys!("THROTTLE#*", "NOTIF#*")),

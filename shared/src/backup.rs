@@ -12,6 +12,15 @@
 //! a backup taken on DynamoDB restores into the embedded store and the other
 //! way round. A backup without a manifest is incomplete and never restored.
 //!
+//! # Erasures stay erased
+//! Erasing an account records its id in the erasure ledger
+//! (`repo::users::ERASURE_PARTITION`); each manifest lists the ledger's ids
+//! (`erasedUsers`). After writing the items, a restore erases again every
+//! account named by the restored ledger, by the target's own ledger, and by
+//! the manifest of every other authentic backup in the bucket, so restoring a
+//! backup taken before an erasure does not bring the person back (as long as
+//! a backup taken after it, or the target's ledger, records it).
+//!
 //! # Signed manifests
 //! `manifest.json.sig`, written just before the manifest, holds the
 //! HMAC-SHA256 of the manifest's exact bytes under the backup key
@@ -43,7 +52,10 @@ use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::OffsetDateTime;
 
+use crate::domain::{Role, UserId};
+use crate::jobs::Job;
 use crate::ports::{BlobError, BlobStore, Clock, Condition, Item, ItemKey, Scan, Store, StoreError, WriteOp};
+use crate::repo::{farmers, outbox, users};
 use crate::{archive, jsonl};
 
 /// Key prefix of backups in the data bucket.
@@ -177,6 +189,9 @@ pub struct Manifest {
     pub missing_archive_objects: Vec<String>,
     /// Read capacity units the scan consumed (0 on the embedded store).
     pub read_units: f64,
+    /// The accounts the erasure ledger names: a restore of any backup in the
+    /// same bucket erases them again.
+    pub erased_users: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -319,6 +334,8 @@ struct SegmentResult {
     counts: BTreeMap<String, u64>,
     /// Archive objects the segment's archived orders point at.
     archive_objects: BTreeSet<String>,
+    /// Accounts the segment's erasure ledger entries name.
+    erased_users: BTreeSet<String>,
     read_units: f64,
 }
 
@@ -341,6 +358,9 @@ async fn back_up_segment(
             *result.counts.entry(entity_of(item)).or_default() += 1;
             if let Some(object) = archive::pointed_object(item) {
                 result.archive_objects.insert(object.to_owned());
+            }
+            if let Some(user) = users::erased_by(item) {
+                result.erased_users.insert(user.to_string());
             }
             if writer.items as usize >= settings.part_items {
                 let key = format!("{PREFIX}{id}/part-{segment:03}-{:05}.jsonl.gz", result.parts.len());
@@ -371,8 +391,12 @@ async fn copy_archive_objects(
     let mut copies = Vec::new();
     let mut missing = Vec::new();
     for key in objects {
-        let blob = if key.starts_with(archive::OBJECT_PREFIX) { data.get(key).await? } else { None };
-        let Some(blob) = blob else {
+        if !key.starts_with(archive::OBJECT_PREFIX) || key.contains("..") {
+            tracing::error!(backup_id = %id, object = %key, "an archived order points outside the archive; the backup goes on without it");
+            missing.push(key.clone());
+            continue;
+        }
+        let Some(blob) = data.get(key).await? else {
             tracing::error!(backup_id = %id, object = %key, "an archived order points at an archive object that is not in the data bucket; the backup goes on without it");
             missing.push(key.clone());
             continue;
@@ -420,17 +444,21 @@ pub async fn back_up(
         archive_objects: Vec::new(),
         missing_archive_objects: Vec::new(),
         read_units: 0.0,
+        erased_users: Vec::new(),
     };
     let mut archive_objects = BTreeSet::new();
+    let mut erased_users = BTreeSet::new();
     for result in futures::future::try_join_all(segments).await? {
         manifest.parts.extend(result.parts);
         archive_objects.extend(result.archive_objects);
+        erased_users.extend(result.erased_users);
         for (entity, count) in result.counts {
             *manifest.counts.entry(entity).or_default() += count;
         }
         manifest.read_units += result.read_units;
     }
     manifest.items = manifest.counts.values().sum();
+    manifest.erased_users = erased_users.into_iter().collect();
     (manifest.archive_objects, manifest.missing_archive_objects) =
         copy_archive_objects(data, bucket, &id, &archive_objects).await?;
     let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
@@ -587,6 +615,8 @@ pub enum Progress {
     Verified { done: usize, total: usize },
     /// Wrote `done` of `total` items.
     Written { done: u64, total: u64 },
+    /// Erased again this many live accounts the erasure ledgers name.
+    Erased { accounts: usize },
 }
 
 /// Restores backup `id` from `bucket` into `target` and its data bucket
@@ -645,7 +675,55 @@ pub async fn restore(
             progress(Progress::Written { done: written, total: manifest.items });
         }
     }
+    let erased = erase_again(bucket, key, &manifest, target).await?;
+    progress(Progress::Erased { accounts: erased });
     Ok(manifest)
+}
+
+/// Erases again, in `target`, every account the restored backup's ledger,
+/// the target's own ledger, or another authentic backup in `bucket` names,
+/// and records each in the target's ledger; returns how many live accounts
+/// it erased.
+async fn erase_again(
+    bucket: &dyn BlobStore,
+    key: &BackupKey,
+    restored: &Manifest,
+    target: &dyn Store,
+) -> Result<usize, BackupError> {
+    let mut ids: BTreeSet<String> = restored.erased_users.iter().cloned().collect();
+    for other in list(bucket).await? {
+        if other == restored.id {
+            continue;
+        }
+        match manifest(bucket, &other, key).await {
+            Ok(manifest) => ids.extend(manifest.erased_users),
+            Err(e) => tracing::warn!(backup_id = %other, error = %e, "its erasure ledger is not applied"),
+        }
+    }
+    let mut ids: BTreeSet<UserId> = ids.iter().filter_map(|id| UserId::parse(id)).collect();
+    ids.extend(users::erased_accounts(target).await?);
+    let now = OffsetDateTime::now_utc();
+    let mut erased = 0;
+    for id in ids {
+        let writes = match users::lookup(target, id).await? {
+            users::Stored::Live(user) => {
+                erased += 1;
+                let mut writes = users::erase(&user, now);
+                if user.role == Role::Farmer {
+                    writes.push(farmers::delete(id));
+                    let sync = Job::SyncFarmer { farmer_id: id };
+                    writes.push(outbox::write(&ulid::Ulid::new().to_string(), &sync, now.unix_timestamp()));
+                }
+                writes
+            }
+            users::Stored::Erased | users::Stored::Missing => vec![users::record_erasure(id, now)],
+        };
+        target.transact(writes).await?;
+    }
+    if erased > 0 {
+        tracing::info!(accounts = erased, "accounts erased again after the restore (erasure ledger)");
+    }
+    Ok(erased)
 }
 
 /// Every live item of `store` in key order: the item count and a SHA-256 over

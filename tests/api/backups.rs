@@ -4,22 +4,28 @@
 //! object is gone answers a documented 410; a table whose first items have
 //! expired but which holds a live one is not taken for empty; a restore
 //! refuses a backup whose manifest is unsigned, edited, or signed with another
-//! key before it reads any part, and writes nothing.
+//! key before it reads any part, and writes nothing; a restore of a backup
+//! taken before an erasure erases the account again.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
+use reqwest::Method;
 use serde_json::{json, Value};
 use shared::adapters::{self, DynamoStore};
 use shared::backup::{self, BackupError, BackupSettings};
-use shared::domain::{Order, OrderId, Role};
+use shared::domain::{Order, OrderId, Role, UserId};
 use shared::ports::{BlobStore, Condition, Item, ItemKey, Store, SystemClock, WriteOp, ATTR_TTL};
+use shared::repo::users;
 use shared::tokens::Claims;
 use shared::AppState;
 use tempfile::TempDir;
 use time::OffsetDateTime;
 
-use crate::helpers::{access_token, assert_problem, fresh_bucket, fresh_table, spawn_app, TestApp};
+use crate::accounts::call;
+use crate::helpers::{
+    access_token, assert_problem, fresh_bucket, fresh_table, spawn_app, unique_email, TestApp, PASSWORD,
+};
 use crate::orders::{checkout, shop, Shop};
 use crate::scheduled::{archive_run, empty_store, finished_orders, key, restore_into, settled_digest};
 
@@ -296,4 +302,53 @@ async fn restore_refuses_an_unsigned_backup_and_writes_nothing() {
     bucket.delete(&format!("backups/{}/manifest.json.sig", manifest.id)).await.unwrap();
     let message = refused_as_unauthentic(&app, &manifest.id).await;
     assert!(message.contains("unsigned"), "{message}");
+}
+
+#[tokio::test]
+async fn a_restore_of_a_backup_taken_before_an_erasure_erases_the_account_again() {
+    let app = spawn_app().await;
+    let bucket = app.state.data_bucket.clone().unwrap();
+    let store = app.state.store.as_ref();
+    let (customer_email, farmer_email) = (unique_email("erased-customer"), unique_email("erased-farmer"));
+    let customer = app.register(&customer_email, "customer").await;
+    let farmer = app.register(&farmer_email, "farmer").await;
+    let ids: Vec<UserId> =
+        [&customer, &farmer].iter().map(|s| UserId::parse(s["user"]["id"].as_str().unwrap()).unwrap()).collect();
+    let back_up = || async {
+        backup::back_up(
+            store,
+            bucket.as_ref(),
+            bucket.as_ref(),
+            &key(),
+            &SystemClock,
+            &BackupSettings::default(),
+            "test",
+        )
+        .await
+        .unwrap()
+    };
+    let before = back_up().await;
+    assert!(before.erased_users.is_empty());
+    for session in [&customer, &farmer] {
+        let body = json!({"password": PASSWORD});
+        let erased = call(&app, Method::DELETE, "/users/me", Some(&body), Some(&access_token(session))).await;
+        assert_eq!(erased.status(), 204);
+    }
+    let after = back_up().await;
+    let mut expected: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    expected.sort();
+    assert_eq!(after.erased_users, expected, "the later backup carries the erasure ledger");
+
+    let target = empty_target(false).await;
+    restore_into(bucket.as_ref(), &before.id, target.store.as_ref()).await.unwrap();
+    for (id, email) in ids.iter().zip([&customer_email, &farmer_email]) {
+        let stored = users::lookup(target.store.as_ref(), *id).await.unwrap();
+        assert!(matches!(stored, users::Stored::Erased), "account {id} is erased again: {stored:?}");
+        let email = shared::domain::Email::parse(email).unwrap();
+        assert!(users::find_by_email(target.store.as_ref(), &email).await.unwrap().is_none(), "its email is free");
+    }
+    let mut ledger: Vec<String> =
+        users::erased_accounts(target.store.as_ref()).await.unwrap().iter().map(ToString::to_string).collect();
+    ledger.sort();
+    assert_eq!(ledger, expected, "the restored store's ledger records both");
 }

@@ -218,6 +218,9 @@ async fn restore(backup_id: &str, location: &BackupLocation, force: bool) -> any
                 eprintln!("restored {done} of {total} items");
             }
         }
+        Progress::Erased { accounts } => {
+            bar.suspend(|| eprintln!("erased again {accounts} accounts the erasure ledger names"));
+        }
     };
     let data = data_bucket(&state)?;
     let key = backup::key_from_env(&state).await.context("read the backup key")?;

@@ -6,7 +6,9 @@
 //!
 //! Erasing an account replaces its item by a tombstone holding only the id,
 //! the role and when it was erased (what others' records may still point at),
-//! and deletes the email guard, so the email is free again.
+//! and deletes the email guard, so the email is free again; the same
+//! transaction records the id in the erasure ledger (`ERASURE`/`USER#<id>`),
+//! which backups carry and a restore applies again (`crate::backup`).
 
 use serde_json::{json, Map, Value};
 use time::format_description::well_known::Rfc3339;
@@ -152,8 +154,46 @@ pub async fn save(store: &dyn Store, user: &User) -> Result<(), StoreError> {
     store.transact(vec![update(user, user.version - 1)]).await
 }
 
+/// Partition of the erasure ledger: an item per erased account.
+pub const ERASURE_PARTITION: &str = "ERASURE";
+
+/// The erasure ledger's entry for account `id`.
+pub fn erasure_key(id: UserId) -> ItemKey {
+    ItemKey::new(ERASURE_PARTITION, format!("USER#{id}"))
+}
+
+/// The account an erasure ledger item names, if `item` is one.
+pub fn erased_by(item: &Item) -> Option<UserId> {
+    (item.key.pk == ERASURE_PARTITION).then(|| item.key.sk.strip_prefix("USER#").and_then(UserId::parse)).flatten()
+}
+
+/// The write recording in the erasure ledger that account `id` was erased.
+pub fn record_erasure(id: UserId, now: OffsetDateTime) -> WriteOp {
+    let entry = json!({
+        "entity": "erasure",
+        "userId": id.to_string(),
+        "erasedAt": now.format(&Rfc3339).unwrap_or_default(),
+    });
+    WriteOp::Put { item: Item::new(erasure_key(id), into_map(entry)), condition: Condition::None }
+}
+
+/// Every account the erasure ledger of `store` names.
+pub async fn erased_accounts(store: &dyn Store) -> Result<Vec<UserId>, StoreError> {
+    let mut ids = Vec::new();
+    let mut query = Query::partition(ERASURE_PARTITION);
+    loop {
+        let page = store.query(&query).await?;
+        ids.extend(page.items.iter().filter_map(erased_by));
+        match page.last {
+            Some(last) => query.start_after = Some(last),
+            None => return Ok(ids),
+        }
+    }
+}
+
 /// The writes that erase `user`: a tombstone in place of the account (under
-/// a version condition) and the email guard's delete.
+/// a version condition), the email guard's delete, and the erasure ledger's
+/// entry.
 pub fn erase(user: &User, now: OffsetDateTime) -> Vec<WriteOp> {
     let tombstone = json!({
         "entity": "user",
@@ -169,6 +209,7 @@ pub fn erase(user: &User, now: OffsetDateTime) -> Vec<WriteOp> {
             condition: Condition::VersionIs(user.version),
         },
         WriteOp::Delete { key: email_key(&user.email), condition: Condition::None },
+        record_erasure(user.id, now),
     ]
 }
 
