@@ -816,8 +816,9 @@ pub struct ExpiryReport {
     pub complete: bool,
 }
 
-/// The key of the expiry's progress: every order whose id sorts at or below
-/// its `through` was past the cutoff and no longer pending when a run ended.
+/// The key of the expiry's progress: every order whose id sorts below its
+/// `through` was past the cutoff and no longer pending when a run ended (a
+/// run starts reading at `through` itself).
 fn expiry_progress_key() -> crate::ports::ItemKey {
     crate::ports::ItemKey::new("ORDEREXPIRY", "-")
 }
@@ -845,7 +846,10 @@ pub async fn expire_pending(state: &AppState, budget_end: std::time::Instant) ->
     }
     let mut query = Query { sort_between: Some((from, through.clone())), limit: 100, ..Listing::All.query() };
     query.ascending = true;
-    let mut all_settled = true;
+    // How far every order is settled (past the cutoff and not pending): the
+    // id before the first one that is not, or `through` when none.
+    let mut settled_through: Option<String> = None;
+    let mut unsettled = false;
     loop {
         if std::time::Instant::now() >= budget_end {
             return Ok(report);
@@ -860,13 +864,23 @@ pub async fn expire_pending(state: &AppState, budget_end: std::time::Instant) ->
                     continue;
                 }
             };
-            match expire_one(state, order.id, cutoff).await {
-                Ok(true) => report.expired += 1,
-                Ok(false) => {}
+            let settled = match expire_one(state, order.id, cutoff).await {
+                Ok(Expiry::Expired) => {
+                    report.expired += 1;
+                    true
+                }
+                Ok(Expiry::Settled) => true,
+                // Placed after the cutoff by its own clock (a clock ahead of
+                // the id's): a later run expires it.
+                Ok(Expiry::Young) => false,
                 Err(e) => {
                     tracing::error!(order_id = %order.id, error = %e, "could not expire a pending order; the next run retries");
-                    all_settled = false;
+                    false
                 }
+            };
+            unsettled |= !settled;
+            if !unsettled {
+                settled_through = Some(order.id.to_string());
             }
         }
         match page.last {
@@ -874,8 +888,9 @@ pub async fn expire_pending(state: &AppState, budget_end: std::time::Instant) ->
             None => break,
         }
     }
-    if all_settled {
-        let Value::Object(attrs) = serde_json::json!({ "entity": "orderExpiry", "through": through }) else {
+    let progress = if unsettled { settled_through } else { Some(through) };
+    if let Some(progress) = progress {
+        let Value::Object(attrs) = serde_json::json!({ "entity": "orderExpiry", "through": progress }) else {
             unreachable!("json! of an object literal is an object")
         };
         store.put(Item::new(expiry_progress_key(), attrs), Condition::None).await?;
@@ -885,15 +900,27 @@ pub async fn expire_pending(state: &AppState, budget_end: std::time::Instant) ->
     Ok(report)
 }
 
-/// Cancels order `id` if it is still pending and was placed by `cutoff`;
-/// whether this call cancelled it.
-async fn expire_one(state: &AppState, id: OrderId, cutoff: OffsetDateTime) -> Result<bool> {
+/// What `expire_one` found.
+enum Expiry {
+    /// This call cancelled the order.
+    Expired,
+    /// Gone, or no longer pending: nothing to do, ever.
+    Settled,
+    /// Still pending, but placed after the cutoff.
+    Young,
+}
+
+/// Cancels order `id` if it is still pending and was placed by `cutoff`.
+async fn expire_one(state: &AppState, id: OrderId, cutoff: OffsetDateTime) -> Result<Expiry> {
     let store = state.store.as_ref();
     for attempt in 0..ATTEMPTS {
         repo::pause_before_retry(attempt).await;
-        let Some(current) = orders::get(store, id).await? else { return Ok(false) };
-        if current.status != OrderStatus::Pending || current.created_at > cutoff {
-            return Ok(false);
+        let Some(current) = orders::get(store, id).await? else { return Ok(Expiry::Settled) };
+        if current.status != OrderStatus::Pending {
+            return Ok(Expiry::Settled);
+        }
+        if current.created_at > cutoff {
+            return Ok(Expiry::Young);
         }
         let now = state.clock.now();
         let hours = state.order_limits.pending_expiry.whole_hours();
@@ -913,7 +940,7 @@ async fn expire_one(state: &AppState, id: OrderId, cutoff: OffsetDateTime) -> Re
             Ok(()) => {
                 tracing::info!(order_id = %id, "pending order expired");
                 log_dropped(id, &dropped);
-                return Ok(true);
+                return Ok(Expiry::Expired);
             }
             // The farmer (or the customer) acted meanwhile, or stock moved: read again.
             Err(StoreError::ConditionFailed { .. }) => continue,

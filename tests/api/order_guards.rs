@@ -174,6 +174,12 @@ async fn orders_pending_past_the_expiry_are_cancelled_once(app: TestApp) {
     let again = fire_expiry(&app).await;
     assert_eq!(again["expired"], 0, "{again}");
     assert_eq!(stock(&app, &shop.apples).await, 100, "stock went back once");
+    // The younger order expires in its turn; the confirmed one never does.
+    app.clock.advance(time::Duration::hours(47));
+    assert_eq!(fire_expiry(&app).await["expired"], 1);
+    assert_eq!(order(&app, &customer, &young).await["status"], "cancelled");
+    assert_eq!(order(&app, &customer, &confirmed).await["status"], "confirmed");
+    assert_eq!(stock(&app, &shop.pears).await, 98);
 }
 
 /// The farmer confirming as the expiry runs: exactly one of them wins, and

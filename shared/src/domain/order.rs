@@ -226,6 +226,8 @@ pub struct StatusChange {
     pub status: OrderStatus,
     #[schema(format = DateTime)]
     pub at: String,
+    /// Who made the change: the customer, the farmer, an admin, or the
+    /// all-zero id for the marketplace itself (an order left pending expires).
     pub by: UserId,
     pub reason: Option<String>,
 }
