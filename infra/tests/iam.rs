@@ -48,7 +48,12 @@ const EXPECTED: &[(&str, &[Row])] = &[
                 TABLE,
                 keys!("USER#*", "EMAIL#*", "SESSION#*", "LINKTOKEN#*", "OUTBOX"),
             ),
-            ("CountAttempts", &["dynamodb:DeleteItem", "dynamodb:UpdateItem"], TABLE, keys!("THROTTLE#*")),
+            (
+                "CountAttempts",
+                &["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:UpdateItem"],
+                TABLE,
+                keys!("THROTTLE#*"),
+            ),
             ("ReadSigningKey", &["secretsmanager:GetSecretValue"], "!Ref SigningKeySecretArn", ""),
             ("QueueJobs", &["sqs:SendMessage"], "!GetAtt JobsQueue.Arn", ""),
         ],
@@ -78,7 +83,7 @@ const EXPECTED: &[(&str, &[Row])] = &[
                 keys!("PRODUCT#*", "CATEGORY#*", "FARMER#*", "IDEMPOTENCY#*", "UPLOAD#*"),
             ),
             ("CheckItems", &["dynamodb:ConditionCheckItem"], TABLE, keys!("CATEGORY#*", "PRODUCT#*", "USER#*")),
-            ("CountTickets", &["dynamodb:UpdateItem"], TABLE, keys!("THROTTLE#*")),
+            ("CountTickets", &["dynamodb:GetItem", "dynamodb:UpdateItem"], TABLE, keys!("THROTTLE#*")),
             (
                 "BrowseIndexes",
                 &["dynamodb:Query"],
@@ -100,7 +105,7 @@ const EXPECTED: &[(&str, &[Row])] = &[
                 keys!("USER#*", "FARMER#*", "OUTBOX", "ERASURE"),
             ),
             ("EraseAccounts", &["dynamodb:DeleteItem"], TABLE, keys!("EMAIL#*", "FARMER#*")),
-            ("CountAttempts", &["dynamodb:UpdateItem"], TABLE, keys!("THROTTLE#*", "NOTIF#*")),
+            ("CountAttempts", &["dynamodb:GetItem", "dynamodb:UpdateItem"], TABLE, keys!("THROTTLE#*", "NOTIF#*")),
             (
                 "ReadNotificationsAndSales",
                 &["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"],

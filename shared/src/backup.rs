@@ -55,7 +55,7 @@ use time::OffsetDateTime;
 use crate::domain::{Role, UserId};
 use crate::jobs::Job;
 use crate::ports::{BlobError, BlobStore, Clock, Condition, Item, ItemKey, Scan, Store, StoreError, WriteOp};
-use crate::repo::{farmers, outbox, users};
+use crate::repo::{cursor_key, farmers, outbox, users};
 use crate::{archive, jsonl};
 
 /// Key prefix of backups in the data bucket.
@@ -593,12 +593,14 @@ async fn read_archive_copy(bucket: &dyn BlobStore, object: &ArchiveCopy) -> Resu
 
 /// The first live item of `store`, if it holds any. Reads page after page:
 /// DynamoDB applies a scan's limit before expired items are dropped, so a page
-/// can come back empty although live items follow.
+/// can come back empty although live items follow. The deployment's cursor key
+/// (`repo::cursor_key`), made by the first list any function serves, is not
+/// data: a fresh stack that has answered a list still counts as empty.
 async fn first_live_item(store: &dyn Store) -> Result<Option<Item>, StoreError> {
     let mut scan = Scan { segment: 0, total_segments: 1, limit: 100, start_after: None };
     loop {
         let page = store.scan(&scan).await?;
-        if let Some(item) = page.items.into_iter().next() {
+        if let Some(item) = page.items.into_iter().find(|item| item.key.pk != cursor_key::PARTITION) {
             return Ok(Some(item));
         }
         match page.last {

@@ -182,7 +182,10 @@ async fn an_archived_order_whose_object_is_missing_answers_410(app: TestApp) {
     assert!(manifest.archive_objects.is_empty() && !manifest.missing_archive_objects.is_empty(), "{manifest:?}");
 }
 
-crate::helpers::on_both_backends!(an_archived_order_whose_object_is_missing_answers_410);
+crate::helpers::on_both_backends!(
+    an_archived_order_whose_object_is_missing_answers_410,
+    a_fresh_stack_that_has_served_a_list_still_takes_a_restore,
+);
 
 #[tokio::test]
 async fn a_backup_copy_of_an_archive_object_that_was_altered_is_refused_and_nothing_is_written() {
@@ -240,6 +243,20 @@ async fn restore_refuses_a_table_whose_first_items_expired_but_which_holds_a_liv
     let refused = restore_into(&bucket, &manifest.id, target.as_ref()).await.unwrap_err();
     assert!(matches!(&refused, BackupError::NotEmpty { pk, .. } if pk == "ZZZZ#live"), "{refused}");
     assert_eq!(backup::digest(target.as_ref()).await.unwrap().0, 1, "the live item is all there is, untouched");
+}
+
+async fn a_fresh_stack_that_has_served_a_list_still_takes_a_restore(app: TestApp) {
+    let (source, _source_guard) = empty_store(false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = adapters::EmbeddedBlobs::open(dir.path(), "http://127.0.0.1:1").unwrap();
+    let manifest =
+        backup::back_up(source.as_ref(), &bucket, &bucket, &key(), &SystemClock, &BackupSettings::default(), "test")
+            .await
+            .unwrap();
+    // Serving a list makes the deployment's cursor key: configuration, not data.
+    assert_eq!(app.get("/categories", None).await.status(), 200);
+    assert_eq!(backup::digest(app.state.store.as_ref()).await.unwrap().0, 1, "the cursor key alone");
+    restore_into(&bucket, &manifest.id, app.state.store.as_ref()).await.unwrap();
 }
 
 /// A backup of a store with some data, signed with `key`, in the app's data bucket.
