@@ -137,7 +137,7 @@ pub fn sqs_client(config: &SdkConfig) -> aws_sdk_sqs::Client {
 }
 
 #[cfg(feature = "secrets")]
-/// Why the signing key could not be fetched from Secrets Manager.
+/// Why a key (the token signing key, the backup key) could not be fetched from Secrets Manager.
 #[derive(Debug, thiserror::Error)]
 pub enum SigningKeyError {
     #[error("get secret {arn}: {message}")]
@@ -162,6 +162,29 @@ pub enum SigningKeyError {
 }
 
 #[cfg(feature = "secrets")]
+/// A secret's value as Secrets Manager holds it.
+enum SecretValue {
+    Text(String),
+    Binary(Vec<u8>),
+}
+
+#[cfg(feature = "secrets")]
+/// Reads secret `arn` once (each caller at start-up).
+async fn fetch_secret(config: &SdkConfig, arn: &str) -> Result<SecretValue, SigningKeyError> {
+    let client = aws_sdk_secretsmanager::Client::new(config);
+    let secret = client.get_secret_value().secret_id(arn).send().await.map_err(|source| SigningKeyError::Fetch {
+        arn: arn.to_owned(),
+        message: aws_sdk_secretsmanager::error::DisplayErrorContext(&source).to_string(),
+        source: Box::new(source),
+    })?;
+    match (secret.secret_string(), secret.secret_binary()) {
+        (Some(text), _) => Ok(SecretValue::Text(text.trim().to_owned())),
+        (None, Some(blob)) => Ok(SecretValue::Binary(blob.as_ref().to_vec())),
+        (None, None) => Err(SigningKeyError::Empty(arn.to_owned())),
+    }
+}
+
+#[cfg(feature = "secrets")]
 /// Fetches the token signing key (`auth` only, once at start-up): the secret's
 /// string is the base64 of the PKCS#8 Ed25519 private key; a binary secret is
 /// taken as the raw PKCS#8 bytes.
@@ -170,21 +193,11 @@ pub async fn fetch_signing_key(
     arn: &str,
 ) -> Result<Vec<u8>, Box<dyn std::error::Error + Send + Sync>> {
     use base64::Engine;
-    let client = aws_sdk_secretsmanager::Client::new(config);
-    let secret = client.get_secret_value().secret_id(arn).send().await.map_err(|source| SigningKeyError::Fetch {
-        arn: arn.to_owned(),
-        message: aws_sdk_secretsmanager::error::DisplayErrorContext(&source).to_string(),
-        source: Box::new(source),
-    })?;
-    if let Some(text) = secret.secret_string() {
-        let key = base64::engine::general_purpose::STANDARD
-            .decode(text.trim())
-            .map_err(|source| SigningKeyError::NotBase64 { arn: arn.to_owned(), source })?;
-        return Ok(key);
-    }
-    match secret.secret_binary() {
-        Some(blob) => Ok(blob.as_ref().to_vec()),
-        None => Err(SigningKeyError::Empty(arn.to_owned()).into()),
+    match fetch_secret(config, arn).await? {
+        SecretValue::Text(text) => Ok(base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|source| SigningKeyError::NotBase64 { arn: arn.to_owned(), source })?),
+        SecretValue::Binary(bytes) => Ok(bytes),
     }
 }
 
@@ -196,17 +209,10 @@ pub async fn fetch_backup_key(
     config: &SdkConfig,
     arn: &str,
 ) -> Result<Vec<u8>, Box<dyn std::error::Error + Send + Sync>> {
-    let client = aws_sdk_secretsmanager::Client::new(config);
-    let secret = client.get_secret_value().secret_id(arn).send().await.map_err(|source| SigningKeyError::Fetch {
-        arn: arn.to_owned(),
-        message: aws_sdk_secretsmanager::error::DisplayErrorContext(&source).to_string(),
-        source: Box::new(source),
-    })?;
-    match (secret.secret_string(), secret.secret_binary()) {
-        (Some(text), _) => Ok(text.trim().as_bytes().to_vec()),
-        (None, Some(blob)) => Ok(blob.as_ref().to_vec()),
-        (None, None) => Err(SigningKeyError::Empty(arn.to_owned()).into()),
-    }
+    Ok(match fetch_secret(config, arn).await? {
+        SecretValue::Text(text) => text.into_bytes(),
+        SecretValue::Binary(bytes) => bytes,
+    })
 }
 
 #[cfg(test)]
