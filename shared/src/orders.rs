@@ -857,12 +857,8 @@ pub async fn expire_pending(state: &AppState, budget_end: std::time::Instant) ->
         let page = store.query(&query).await?;
         for item in &page.items {
             report.examined += 1;
-            let order = match orders::from_item(item) {
-                Ok(order) => order,
-                Err(e) => {
-                    tracing::error!(key = %item.key.pk, error = %e, "expiry skips an order it cannot read");
-                    continue;
-                }
+            let Some(order) = repo::decoded(item, orders::from_item) else {
+                continue;
             };
             let settled = match expire_one(state, order.id, cutoff).await {
                 Ok(Expiry::Expired) => {
@@ -987,7 +983,9 @@ pub async fn redact_addresses(
         }
         let page = store.query(&query).await?;
         for item in &page.items {
-            let Ok(order) = orders::from_item(item) else { continue };
+            let Some(order) = repo::decoded(item, orders::from_item) else {
+                continue;
+            };
             let due = order.fulfilment.address.is_some() && finished_at(&order).is_some_and(|at| at <= cutoff);
             if !due {
                 continue;
