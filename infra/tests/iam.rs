@@ -62,6 +62,7 @@ const EXPECTED: &[(&str, &[Row])] = &[
         "CategoriesFunction",
         &[
             ("ReadCategories", &["dynamodb:GetItem"], TABLE, keys!("CATEGORY#*")),
+            ("CheckAdmin", &["dynamodb:GetItem"], TABLE, keys!("USER#*")),
             ("WriteCategories", &["dynamodb:DeleteItem", "dynamodb:PutItem"], TABLE, keys!("CATEGORY#*", "SLUG#*")),
             ("ListCategories", &["dynamodb:Query"], "!Sub ${Table.Arn}/index/gsi1", ""),
             ("SignCursors", &["dynamodb:GetItem", "dynamodb:PutItem"], TABLE, keys!("CURSORKEY")),

@@ -489,9 +489,14 @@ async fn admins_cannot_erase_themselves_and_the_last_enabled_admin_stays(app: Te
     assert_eq!(demoted.status(), 200);
     assert_eq!(demoted.json::<Value>().await.unwrap()["role"], "customer");
     assert_problem(app.post(&format!("{second_path}/disable"), &json!({}), Some(&second)).await, 409).await;
-    // The demoted admin's token still says admin; admin routes go by the account.
+    // The demoted admin's token still says admin; admin rights go by the
+    // account on every route: the user list, categories, everyone's orders.
     assert_problem(app.get("/users", Some(&first)).await, 403).await;
     assert_eq!(app.get("/users", Some(&second)).await.status(), 200);
+    let category = json!({ "name": format!("Demoted {}", ulid::Ulid::new()) });
+    assert_problem(app.post("/categories", &category, Some(&first)).await, 403).await;
+    assert_problem(app.get("/orders", Some(&first)).await, 403).await;
+    assert_eq!(app.get("/orders", Some(&second)).await.status(), 200);
 }
 
 async fn a_demoted_farmer_can_no_longer_write_products_with_the_token_they_hold(app: TestApp) {

@@ -1,9 +1,9 @@
 //! Extractors: what a handler takes from a request, each failing with the
 //! problem the HTTP conventions name. `JsonBody` (strict JSON objects), `Query`
 //! (422 naming the parameter), `PathParams` (404 when a segment cannot be read),
-//! `Caller` (the verified bearer token, 401) and `Authorized<Roles>` (a caller of
-//! one of those roles, for admins by the stored account too, else 403, checked
-//! before the body is read). Also the serde rules of strict
+//! `Caller` (the verified bearer token, 401; a token claiming admin rights is
+//! checked against the stored account, 403) and `Authorized<Roles>` (a caller of
+//! one of those roles, else 403, checked before the body is read). Also the serde rules of strict
 //! bodies: `non_null` and `nullable` for optional fields.
 //!
 //! Body rules, documented in the OpenAPI document's description: a body must be a
@@ -157,7 +157,10 @@ impl<S: Send + Sync> FromRequestParts<S> for SourceAddress {
     }
 }
 
-/// The caller, from a valid bearer access token: 401 when absent or invalid.
+/// The caller, from a valid bearer access token: 401 when absent or invalid. A
+/// token claiming admin rights holds them only while the stored account is an
+/// enabled admin (one read, admins only), so a demoted or disabled admin loses
+/// them at once on every route, not when the token expires; else 403.
 #[derive(Debug, Clone)]
 pub struct Caller(pub Claims);
 
@@ -184,20 +187,14 @@ impl Caller {
 /// A set of roles an endpoint is for.
 pub trait Allowed: Send + Sync {
     const ROLES: &'static [Role];
-    /// Whether the stored account, not only the token, must have one of
-    /// `ROLES` and be enabled (one read): for rights that must end the moment
-    /// they are taken away, not when the token expires.
-    const STORED_ROLE: bool = false;
 }
 
-/// Admins only, by the stored account: a demoted or disabled admin's token
-/// loses admin rights at once.
+/// Admins only (by the stored account too: see `Caller`).
 #[derive(Debug)]
 pub struct Admins;
 
 impl Allowed for Admins {
     const ROLES: &'static [Role] = &[Role::Admin];
-    const STORED_ROLE: bool = true;
 }
 
 /// Farmers only.
@@ -228,12 +225,6 @@ impl<A: Allowed> FromRequestParts<Arc<AppState>> for Authorized<A> {
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, ApiError> {
         let caller = Caller::from_request_parts(parts, state).await?;
         caller.require(A::ROLES)?;
-        if A::STORED_ROLE {
-            match crate::repo::users::get(state.store.as_ref(), caller.user_id()?).await? {
-                Some(user) if !user.disabled && A::ROLES.contains(&user.role) => {}
-                _ => return Err(ApiError::Forbidden("this account no longer has the rights this action needs".into())),
-            }
-        }
         Ok(Self { claims: caller.0, roles: std::marker::PhantomData })
     }
 }
@@ -253,7 +244,14 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiError::Unauthorized("the Authorization header must be \"Bearer <token>\"".into()))?;
-        Ok(Caller(state.tokens.verify(token)?))
+        let caller = Caller(state.tokens.verify(token)?);
+        if caller.role() == Role::Admin {
+            match crate::repo::users::get(state.store.as_ref(), caller.user_id()?).await? {
+                Some(user) if !user.disabled && user.role == Role::Admin => {}
+                _ => return Err(ApiError::Forbidden("this account no longer has admin rights".into())),
+            }
+        }
+        Ok(caller)
     }
 }
 

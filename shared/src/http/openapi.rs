@@ -88,7 +88,7 @@ fn problem_response(description: &str) -> Response {
 }
 
 /// Adds the statuses the shared extractors answer (a JSON body: 400, 413, 415,
-/// 422; a query: 422; a bearer token: 401; `If-None-Match`: 304; anything: 500),
+/// 422; a query: 422; a bearer token: 401 and 403; `If-None-Match`: 304; anything: 500),
 /// problem+json content on every error response that has none, and
 /// `x-request-id` on every response.
 fn complete(operation: &mut Operation, writes: bool) {
@@ -109,7 +109,8 @@ fn complete(operation: &mut Operation, writes: bool) {
         implied.push("422");
     }
     if operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
-        implied.push("401");
+        // 403 too: a token claiming admin rights the stored account no longer has.
+        implied.extend(["401", "403"]);
     }
     let conditional = operation.parameters.iter().flatten().any(|p| p.name == IF_NONE_MATCH);
     if conditional {
