@@ -622,11 +622,7 @@ pub async fn change_status(
             return Err(invalid("reason", "a confirmed order is cancelled only with a reason"));
         }
         let now = state.clock.now();
-        let mut next = current.clone();
-        next.status = request.status;
-        next.history.push(StatusChange { status: request.status, at: now_text(now), by, reason: reason.clone() });
-        next.updated_at = now;
-        next.version = current.version + 1;
+        let next = moved(&current, request.status, by, reason.clone(), now);
         let (writes, dropped) = transition(store, &current, &next, reason.clone(), now).await?;
         match store.transact(writes).await {
             Ok(()) => {
@@ -642,6 +638,17 @@ pub async fn change_status(
         }
     }
     Err(OrderError::Conflict("the order kept changing; try again".into()))
+}
+
+/// `current` moved to status `to` by `by` at `now`: the change in its history,
+/// its next version.
+fn moved(current: &Order, to: OrderStatus, by: UserId, reason: Option<String>, now: OffsetDateTime) -> Order {
+    let mut next = current.clone();
+    next.status = to;
+    next.history.push(StatusChange { status: to, at: now_text(now), by, reason });
+    next.updated_at = now;
+    next.version = current.version + 1;
+    next
 }
 
 /// The writes moving `current` to `next` (its next version, one status on):
@@ -804,6 +811,19 @@ pub async fn list(
 /// expiry): the all-zero ULID, which no account has.
 pub const MARKETPLACE: UserId = UserId(ulid::Ulid(0));
 
+/// The greatest order id a ULID minted at `at` can have: every order placed
+/// by then sorts at or below it.
+fn last_id_placed_at(at: OffsetDateTime) -> String {
+    let millis = (at.unix_timestamp_nanos() / 1_000_000).max(0) as u64;
+    ulid::Ulid::from_parts(millis, u128::MAX).to_string()
+}
+
+/// The all-orders index from order id `from` through `through`, oldest
+/// first, a hundred a page: what the scheduled order runs walk.
+fn oldest_first(from: String, through: String) -> Query {
+    Query { sort_between: Some((from, through)), limit: 100, ascending: true, ..Listing::All.query() }
+}
+
 /// What an expiry run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -835,17 +855,16 @@ pub async fn expire_pending(state: &AppState, budget_end: std::time::Instant) ->
     let store = state.store.as_ref();
     let now = state.clock.now();
     let cutoff = now - state.order_limits.pending_expiry;
-    let cutoff_ms = (cutoff.unix_timestamp_nanos() / 1_000_000).max(0) as u64;
-    let through = ulid::Ulid::from_parts(cutoff_ms, u128::MAX).to_string();
+    let through = last_id_placed_at(cutoff);
     let progress = store.get(&expiry_progress_key()).await?;
-    let from = progress.as_ref().and_then(|p| p.str("through")).unwrap_or("00000000000000000000000000").to_owned();
+    let from =
+        progress.as_ref().and_then(|p| p.str("through")).map_or_else(|| ulid::Ulid::nil().to_string(), str::to_owned);
     let mut report = ExpiryReport::default();
     if from >= through {
         report.complete = true;
         return Ok(report);
     }
-    let mut query = Query { sort_between: Some((from, through.clone())), limit: 100, ..Listing::All.query() };
-    query.ascending = true;
+    let mut query = oldest_first(from, through.clone());
     // How far every order is settled (past the cutoff and not pending): the
     // id before the first one that is not, or `through` when none.
     let mut settled_through: Option<String> = None;
@@ -921,16 +940,7 @@ async fn expire_one(state: &AppState, id: OrderId, cutoff: OffsetDateTime) -> Re
         let now = state.clock.now();
         let hours = state.order_limits.pending_expiry.whole_hours();
         let reason = format!("not confirmed by the farmer within {hours} hours");
-        let mut next = current.clone();
-        next.status = OrderStatus::Cancelled;
-        next.history.push(StatusChange {
-            status: OrderStatus::Cancelled,
-            at: now_text(now),
-            by: MARKETPLACE,
-            reason: Some(reason.clone()),
-        });
-        next.updated_at = now;
-        next.version = current.version + 1;
+        let next = moved(&current, OrderStatus::Cancelled, MARKETPLACE, Some(reason.clone()), now);
         let (writes, dropped) = transition(store, &current, &next, Some(reason), now).await?;
         match store.transact(writes).await {
             Ok(()) => {
@@ -968,14 +978,7 @@ pub async fn redact_addresses(
 ) -> Result<usize> {
     let store = state.store.as_ref();
     let cutoff = state.clock.now() - retention;
-    let cutoff_ms = (cutoff.unix_timestamp_nanos() / 1_000_000).max(0) as u64;
-    let through = ulid::Ulid::from_parts(cutoff_ms, u128::MAX).to_string();
-    let mut query = Query {
-        sort_between: Some(("00000000000000000000000000".to_owned(), through)),
-        limit: 100,
-        ..Listing::All.query()
-    };
-    query.ascending = true;
+    let mut query = oldest_first(ulid::Ulid::nil().to_string(), last_id_placed_at(cutoff));
     let mut redacted = 0;
     loop {
         if std::time::Instant::now() >= budget_end {
