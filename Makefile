@@ -1,7 +1,8 @@
 # Entry points; the real work is in scripts/ (see README.md).
-#   make test    everything CI runs: fmt, clippy, cargo test (contract suite on moto), cfn-lint, sam validate
+#   make test    everything CI runs: fmt, one compile with clippy's lints, cargo test (contract suite on moto),
+#                the API fuzz, cfn-lint, sam validate
 #   make run     the whole API locally with demo data (ARGS="--port 8080" to pass flags)
-#   make lint    fmt check, clippy, cfn-lint, sam validate (no tests)
+#   make lint    fmt check, the compile with clippy's lints, cfn-lint, sam validate (no tests run)
 #   make build   sam build: arm64 Lambda binaries via cargo-lambda, no Docker
 #   make fmt     format the Rust code
 #   make bench   every benchmark in BENCHMARKS.md, one after the other (about half an hour)

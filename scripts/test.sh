@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The project's test command (`make test`). Installs the pinned Python tools into
-# .venv, starts moto's server on a free loopback port as the AWS-compatible
-# endpoint (unless AWS_ENDPOINT_URL already names one), then runs rustfmt, clippy,
-# the whole cargo test suite, the schemathesis API fuzz against a fresh local stack
-# (scripts/api_fuzz.sh), cfn-lint and sam validate. Stops at the first failure and
-# exits non-zero; a missing or dead moto is a failure, never a skip.
+# .venv (in the background, while Rust compiles), runs rustfmt, compiles the
+# workspace once with clippy's lints (see `compile` below), starts moto's server
+# on a free loopback port as the AWS-compatible endpoint (unless
+# AWS_ENDPOINT_URL already names one), then runs the whole cargo test suite, the
+# schemathesis API fuzz against a fresh local stack (scripts/api_fuzz.sh),
+# cfn-lint and sam validate. Stops at the first failure and exits non-zero; a
+# missing or dead moto is a failure, never a skip.
 #
 # Usage: scripts/test.sh [all|lint|tools]
 #   all    (default) everything above
-#   lint   tools + fmt + clippy + cfn-lint + sam validate (no endpoint, no tests)
+#   lint   tools + fmt + the linted compile + cfn-lint + sam validate (no tests run)
 #   tools  only make sure .venv holds requirements-dev.txt
 set -euo pipefail
 
@@ -27,6 +29,8 @@ STEPS=()    # "name  seconds" of every finished step, for the summary
 CURRENT=""  # the step running now, named if it fails
 MOTO_PID=""
 MOTO_LOG=""
+TOOLS_PID=""  # the background install of the Python tools
+TOOLS_LOG=""
 TEST_LOG=""
 LOCAL_PID=""  # marketplace-local under the API fuzz
 LOCAL_LOG=""
@@ -74,6 +78,11 @@ cleanup() {
         fuzz_counts || true
     fi
     stop_local
+    if [[ -n $TOOLS_PID ]] && kill -0 "$TOOLS_PID" 2>/dev/null; then
+        kill "$TOOLS_PID" 2>/dev/null || true # its stamp is written last: the next run installs again
+        wait "$TOOLS_PID" 2>/dev/null || true
+    fi
+    [[ -n $TOOLS_LOG ]] && rm -f "$TOOLS_LOG"
     [[ -n $FUZZ_LOG ]] && rm -f "$FUZZ_LOG"
     if [[ -n $MOTO_PID ]] && kill -0 "$MOTO_PID" 2>/dev/null; then
         kill "$MOTO_PID" 2>/dev/null || true
@@ -179,6 +188,29 @@ aws_environment() {
 }
 
 # --- Rust -------------------------------------------------------------------
+# One compile for lints and tests. `cargo clippy` would check the workspace
+# (metadata only) and `cargo test` compile it again; instead clippy's driver
+# wraps rustc for the workspace's own crates (what `cargo clippy` does, with
+# codegen kept), so the test build is the lint: any clippy warning fails it.
+lint_settings() {
+    local driver
+    driver=$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver || true)
+    if [[ -z $driver ]]; then
+        echo "clippy-driver not found: install clippy (rustup component add clippy)" >&2
+        return 1
+    fi
+    export RUSTC_WORKSPACE_WRAPPER=$driver
+    export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
+}
+
+# Every target of the workspace, tests and examples included, in the feature
+# set `cargo test --workspace` resolves: the function binaries that
+# tests/api/lambda_binaries.rs runs and the marketplace-local under the API
+# fuzz come out of this build, and `cargo test` below rebuilds nothing.
+compile() {
+    cargo build --workspace --all-targets
+}
+
 cargo_tests() {
     TEST_LOG=$(mktemp -t cargo-test.XXXXXX.log)
     cargo test --workspace 2>&1 | tee "$TEST_LOG"
@@ -189,7 +221,7 @@ cargo_tests() {
 # for /health, runs scripts/api_fuzz.sh against it and stops it again (cleanup
 # does that too if anything fails on the way).
 api_fuzz() {
-    cargo build -p infra --bin marketplace-local
+    # Built by `compile`.
     local port url deadline=$((SECONDS + 60))
     port=$(free_port)
     url="http://127.0.0.1:$port"
@@ -239,16 +271,31 @@ PY
 cfn_lint() { "$VENV/bin/cfn-lint" template.yaml && echo "cfn-lint: template.yaml has no findings"; }
 sam_validate() { "$VENV/bin/sam" validate --lint --region us-east-1 --template-file template.yaml; }
 
-step "python tools (.venv)" install_tools
-[[ $MODE == tools ]] && exit 0
+if [[ $MODE == tools ]]; then
+    step "python tools (.venv)" install_tools
+    exit 0
+fi
 
+# pip downloads and unpacks while cargo compiles; its output waits in a log.
+TOOLS_LOG=$(mktemp -t tools.XXXXXX.log)
+install_tools >"$TOOLS_LOG" 2>&1 &
+TOOLS_PID=$!
+join_tools() {
+    local rc=0
+    wait "$TOOLS_PID" || rc=$?
+    TOOLS_PID=""
+    cat "$TOOLS_LOG"
+    rm -f "$TOOLS_LOG"
+    return "$rc"
+}
+
+step "cargo fmt --check" cargo fmt --all -- --check
+lint_settings
+step "compile, clippy -D warnings" compile
+step "python tools (.venv)" join_tools
 if [[ $MODE == all ]]; then
     step "aws endpoint" start_moto
     aws_environment
-fi
-step "cargo fmt --check" cargo fmt --all -- --check
-step "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
-if [[ $MODE == all ]]; then
     step "cargo test" cargo_tests
     step "api fuzz (schemathesis)" api_fuzz
 fi

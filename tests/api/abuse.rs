@@ -13,7 +13,7 @@ use shared::domain::{DisplayName, Email, Password};
 use shared::ports::Clock;
 use time::OffsetDateTime;
 
-use crate::helpers::{assert_problem, on_both_backends, refresh_token, unique_email, StateFixture, TestApp, PASSWORD};
+use crate::helpers::{assert_problem, refresh_token, scenarios, unique_email, StateFixture, TestApp, PASSWORD};
 
 async fn refresh(app: &TestApp, token: &str) -> reqwest::Response {
     app.post("/auth/refresh", &json!({ "refreshToken": token }), None).await
@@ -129,14 +129,16 @@ async fn sign_ups_from_one_address_are_limited(app: TestApp) {
     assert_eq!(app.register(&unique_email("elsewhere"), "farmer").await["user"]["role"], "farmer");
 }
 
-on_both_backends!(
-    twenty_concurrent_refreshes_with_one_token_let_one_win_and_revoke_the_session,
-    a_guessed_secret_for_a_live_session_is_401_and_revokes_nothing,
-    logout_with_an_earlier_refresh_token_revokes_the_session,
-    parallel_guesses_for_one_account_check_at_most_the_limit_of_passwords,
-    the_owner_of_an_attacked_account_still_logs_in_from_their_address,
-    spraying_many_emails_from_one_address_is_throttled_there_only,
-    sign_ups_from_one_address_are_limited,
+scenarios!(
+    embedded: [
+        twenty_concurrent_refreshes_with_one_token_let_one_win_and_revoke_the_session,
+        a_guessed_secret_for_a_live_session_is_401_and_revokes_nothing,
+        logout_with_an_earlier_refresh_token_revokes_the_session,
+        parallel_guesses_for_one_account_check_at_most_the_limit_of_passwords,
+        the_owner_of_an_attacked_account_still_logs_in_from_their_address,
+        spraying_many_emails_from_one_address_is_throttled_there_only,
+        sign_ups_from_one_address_are_limited,
+    ],
 );
 
 /// A clock the test moves.
@@ -179,5 +181,8 @@ async fn refreshing_does_not_extend_a_session_past_its_absolute_lifetime(fixture
 mod lifetime {
     use super::*;
 
-    on_both_backends!(using embedded_fixture, aws_fixture; refreshing_does_not_extend_a_session_past_its_absolute_lifetime);
+    scenarios!(
+        using embedded_fixture;
+        embedded: [refreshing_does_not_extend_a_session_past_its_absolute_lifetime],
+    );
 }

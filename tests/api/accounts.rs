@@ -525,15 +525,17 @@ async fn a_demoted_farmer_can_no_longer_write_products_with_the_token_they_hold(
     assert!(stored.is_listed(), "the refused DELETE changed nothing");
 }
 
-crate::helpers::on_both_backends!(
-    a_demoted_farmer_can_no_longer_write_products_with_the_token_they_hold,
-    admins_cannot_erase_themselves_and_the_last_enabled_admin_stays,
-    verification_link_in_the_local_mailbox_verifies,
-    password_reset_answers_alike_and_ends_every_session,
-    a_password_change_ends_the_other_sessions_only,
-    profiles_and_public_farmer_pages,
-    admins_list_disable_enable_and_change_roles,
-    erasure_leaves_no_email_or_name_and_frees_the_email,
+crate::helpers::scenarios!(
+    embedded: [
+        a_demoted_farmer_can_no_longer_write_products_with_the_token_they_hold,
+        admins_cannot_erase_themselves_and_the_last_enabled_admin_stays,
+        verification_link_in_the_local_mailbox_verifies,
+        password_reset_answers_alike_and_ends_every_session,
+        a_password_change_ends_the_other_sessions_only,
+        profiles_and_public_farmer_pages,
+        admins_list_disable_enable_and_change_roles,
+        erasure_leaves_no_email_or_name_and_frees_the_email,
+    ],
 );
 
 /// The clock skew the token verifier allows (`shared::tokens`).

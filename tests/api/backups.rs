@@ -182,9 +182,11 @@ async fn an_archived_order_whose_object_is_missing_answers_410(app: TestApp) {
     assert!(manifest.archive_objects.is_empty() && !manifest.missing_archive_objects.is_empty(), "{manifest:?}");
 }
 
-crate::helpers::on_both_backends!(
-    an_archived_order_whose_object_is_missing_answers_410,
-    a_fresh_stack_that_has_served_a_list_still_takes_a_restore,
+crate::helpers::scenarios!(
+    embedded: [
+        an_archived_order_whose_object_is_missing_answers_410,
+        a_fresh_stack_that_has_served_a_list_still_takes_a_restore,
+    ],
 );
 
 #[tokio::test]

@@ -248,7 +248,9 @@ async fn writes_need_an_admin() {
     assert_problem(anonymous, 401).await;
 }
 
-crate::helpers::on_both_backends!(
-    pagination_returns_each_category_once_in_name_order,
-    a_burst_of_listings_into_one_category_all_land_and_count_exactly,
+crate::helpers::scenarios!(
+    embedded: [
+        pagination_returns_each_category_once_in_name_order,
+        a_burst_of_listings_into_one_category_all_land_and_count_exactly,
+    ],
 );

@@ -156,4 +156,9 @@ async fn racing_cold_starts_agree_on_one_cursor_key(fixture: StateFixture) {
     }
 }
 
-crate::helpers::on_both_backends!(using embedded_fixture, aws_fixture; racing_cold_starts_agree_on_one_cursor_key);
+crate::helpers::scenarios!(
+    using embedded_fixture;
+    embedded: [
+        racing_cold_starts_agree_on_one_cursor_key,
+    ],
+);

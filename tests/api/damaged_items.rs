@@ -143,8 +143,10 @@ async fn order_lists_and_the_archive_step_over_an_order_that_does_not_decode(app
     assert!(report.complete, "{report:?}");
 }
 
-crate::helpers::on_both_backends!(
-    a_product_with_stock_above_its_bound_stays_readable_and_its_farmer_repairs_it,
-    a_product_that_does_not_decode_is_skipped_by_lists_and_reads_as_absent,
-    order_lists_and_the_archive_step_over_an_order_that_does_not_decode,
+crate::helpers::scenarios!(
+    embedded: [
+        a_product_with_stock_above_its_bound_stays_readable_and_its_farmer_repairs_it,
+        a_product_that_does_not_decode_is_skipped_by_lists_and_reads_as_absent,
+        order_lists_and_the_archive_step_over_an_order_that_does_not_decode,
+    ],
 );

@@ -165,10 +165,6 @@ pub async fn spawn_app_with_order_limits() -> TestApp {
     spawn_stack_with(false, PumpSettings::default(), |state| state.order_limits = Default::default()).await
 }
 
-pub async fn spawn_app_with_order_limits_on_aws() -> TestApp {
-    spawn_stack_with(true, PumpSettings::default(), |state| state.order_limits = Default::default()).await
-}
-
 /// The local stack on a free port, its store embedded or (with `aws`) DynamoDB.
 pub async fn spawn_stack(aws: bool, settings: PumpSettings) -> TestApp {
     spawn_stack_with(aws, settings, |_| {}).await
@@ -349,34 +345,52 @@ pub fn assert_documented(schema: &str, value: &Value) {
     assert_eq!(sent, documented, "{schema}: the response and openapi.json disagree");
 }
 
-/// Generates, for each scenario `async fn name(app: TestApp)` of the calling
-/// module, a test `embedded::name` on the embedded backend and `aws::name` on the
-/// test endpoint. `using make_embedded, make_aws;` names other fixture makers
-/// from this module (for scenarios taking a `StateFixture`).
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        crate::helpers::on_both_backends!(using spawn_app, spawn_app_on_aws; $($name),*);
+/// Declares the calling module's end-to-end scenarios, each an
+/// `async fn name(app: TestApp)` (or taking what `using` names). Every scenario
+/// runs on the embedded backend, as `embedded::name`. Those listed under
+/// `on_both` also run on DynamoDB and S3 on the test endpoint, as `aws::name`.
+///
+/// The contract suite (shared/tests/contract) proves the two backends store
+/// alike, operation by operation, so a scenario runs on both only when it walks
+/// a storage path that suite does not: the AWS smoke set (one checkout, one
+/// upload, one archive; backups are restored across the backends in
+/// scheduled.rs). `using make_embedded, make_aws;` (or `using make_embedded;`)
+/// names other fixture makers from this module.
+macro_rules! scenarios {
+    ($(on_both: [$($both:ident),* $(,)?],)? embedded: [$($only:ident),* $(,)?] $(,)?) => {
+        crate::helpers::scenarios!(
+            using spawn_app, spawn_app_on_aws; $(on_both: [$($both),*],)? embedded: [$($only),*]
+        );
     };
-    (using $embedded:ident, $aws:ident; $($name:ident),* $(,)?) => {
+    (using $embedded:ident; embedded: [$($only:ident),* $(,)?] $(,)?) => {
+        crate::helpers::scenarios!(using $embedded, unused; embedded: [$($only),*]);
+    };
+    (using $embedded:ident, $aws:ident; $(on_both: [$($both:ident),* $(,)?],)? embedded: [$($only:ident),* $(,)?] $(,)?) => {
         mod embedded {
+            $($(
+                #[tokio::test]
+                async fn $both() {
+                    super::$both(crate::helpers::$embedded().await).await
+                }
+            )*)?
             $(
                 #[tokio::test]
-                async fn $name() {
-                    super::$name(crate::helpers::$embedded().await).await
+                async fn $only() {
+                    super::$only(crate::helpers::$embedded().await).await
                 }
             )*
         }
-        mod aws {
+        $(mod aws {
             $(
                 #[tokio::test]
-                async fn $name() {
-                    super::$name(crate::helpers::$aws().await).await
+                async fn $both() {
+                    super::$both(crate::helpers::$aws().await).await
                 }
             )*
-        }
+        })?
     };
 }
-pub(crate) use on_both_backends;
+pub(crate) use scenarios;
 
 /// State without a running stack, and the directory keeping its local parts.
 pub struct StateFixture {

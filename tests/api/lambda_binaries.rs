@@ -2,8 +2,9 @@
 //! Runtime API on loopback, hands the binary an API Gateway event from `events/`,
 //! and reads its response. The binaries run with Lambda's environment and the
 //! DynamoDB table on the test endpoint; a missing setting must stop start-up.
-//! They are built as Lambda builds them (each function's own features: only
-//! the AWS clients it uses, no embedded backend).
+//! They are the workspace's debug builds (features unified with the rest of the
+//! workspace, so no second compile of shared); which features each Lambda build
+//! links, with no embedded backend, is checked by infra/tests/lambda_features.rs.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -73,38 +74,33 @@ async fn init_error(State(e): State<Emulator>, body: String) -> StatusCode {
     record(&e, "init_error", &body)
 }
 
-/// Builds the function binaries once per test run (incremental: cheap when fresh).
+/// The function's binary from the workspace build. `make test` builds it
+/// before the tests run (the same command as here, so this is then a no-op);
+/// a `cargo test` on its own builds it here, once per run.
 async fn binary(name: &str) -> PathBuf {
     static BUILT: OnceCell<()> = OnceCell::const_new();
     BUILT
         .get_or_init(|| async {
-            let status = tokio::process::Command::new(env!("CARGO"))
-                .args([
-                    "build",
-                    "-p",
-                    "health",
-                    "-p",
-                    "auth",
-                    "-p",
-                    "categories",
-                    "-p",
-                    "products",
-                    "-p",
-                    "users",
-                    "-p",
-                    "orders",
-                    "-p",
-                    "worker",
-                    "-p",
-                    "archive",
-                    "-p",
-                    "backup",
-                ])
-                .current_dir(repo_root())
-                .status()
-                .await
-                .expect("cargo runs");
-            assert!(status.success(), "building the function binaries failed");
+            let mut build = tokio::process::Command::new(env!("CARGO"));
+            build.args(["build", "--workspace", "--all-targets"]).current_dir(repo_root());
+            // What `cargo test` sets for this test binary (CARGO_PKG_NAME, …)
+            // must not reach the nested cargo: build scripts that watch those
+            // variables (ring's does) would see them changed and rebuild.
+            for (name, _) in std::env::vars_os() {
+                let name = name.to_string_lossy();
+                if name.starts_with("CARGO_PKG_")
+                    || name.starts_with("CARGO_BIN_")
+                    || name.starts_with("CARGO_MANIFEST_")
+                    || matches!(
+                        name.as_ref(),
+                        "CARGO_CRATE_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR" | "OUT_DIR"
+                    )
+                {
+                    build.env_remove(name.as_ref());
+                }
+            }
+            let status = build.status().await.expect("cargo runs");
+            assert!(status.success(), "building the workspace failed");
         })
         .await;
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"));
@@ -358,23 +354,10 @@ async fn a_binary_with_a_bucket_but_no_asset_url_refuses_to_start() {
     assert!(stderr.contains("ASSETS_BASE_URL"), "{stderr}");
 }
 
+/// (That a Lambda build also refuses `MARKETPLACE_BACKEND=embedded`, having no
+/// embedded backend, is infra/tests/lambda_features.rs's check.)
 #[tokio::test]
-async fn a_lambda_build_has_no_embedded_backend_even_when_told_to_use_it() {
-    // Lambda builds (each function's own features) leave the embedded backend
-    // out; `cargo lambda watch` builds the workspace, which links it.
-    let data = tempfile::tempdir().unwrap();
-    let env = LambdaEnv {
-        vars: vec![
-            ("AWS_LAMBDA_FUNCTION_NAME".into(), "health".into()),
-            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(), "256".into()),
-            ("AWS_LAMBDA_FUNCTION_VERSION".into(), "$LATEST".into()),
-            ("MARKETPLACE_BACKEND".into(), "embedded".into()),
-            ("DATA_DIR".into(), data.path().display().to_string()),
-        ],
-    };
-    let stderr = refusal("health", &env).await;
-    assert!(stderr.contains("NoEmbeddedBackend"), "{stderr}");
-    assert!(!data.path().join("marketplace.db").exists(), "no embedded store was opened");
+async fn a_binary_told_an_unknown_backend_refuses_to_start() {
     let typo = LambdaEnv { vars: vec![("MARKETPLACE_BACKEND".into(), "dynamo".into())] };
     let stderr = refusal("health", &typo).await;
     assert!(stderr.contains("MARKETPLACE_BACKEND"), "{stderr}");

@@ -179,9 +179,11 @@ async fn reset_costs_the_same_for_known_and_unknown_emails(fixture: StateFixture
     assert_eq!(mails[0]["mail"]["to"], known.as_str());
 }
 
-crate::helpers::on_both_backends!(
-    using embedded_fixture, aws_fixture;
-    reset_costs_the_same_for_known_and_unknown_emails,
+crate::helpers::scenarios!(
+    using embedded_fixture;
+    embedded: [
+        reset_costs_the_same_for_known_and_unknown_emails,
+    ],
 );
 
 /// A store that counts calls by kind and passes them on.

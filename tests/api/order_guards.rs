@@ -317,16 +317,18 @@ async fn addresses_of_long_finished_orders_are_redacted(app: TestApp) {
     assert_eq!(order(&app, &customer, &open).await["fulfilment"]["address"]["town"], "Ghent");
 }
 
-crate::helpers::on_both_backends!(
-    using spawn_app_with_order_limits, spawn_app_with_order_limits_on_aws;
-    checkout_refuses_an_order_past_the_open_order_limit,
-    racing_checkouts_never_pass_the_open_order_limit,
-    checkout_refuses_units_past_the_open_units_limit,
-    an_eleventh_checkout_within_a_minute_is_throttled,
-    orders_pending_past_the_expiry_are_cancelled_once,
-    a_confirmation_racing_the_expiry_wins_or_loses_whole,
-    a_customers_cancellation_tells_the_farmer_with_the_reason_as_plain_text,
-    addresses_of_long_finished_orders_are_redacted,
+crate::helpers::scenarios!(
+    using spawn_app_with_order_limits;
+    embedded: [
+        checkout_refuses_an_order_past_the_open_order_limit,
+        racing_checkouts_never_pass_the_open_order_limit,
+        checkout_refuses_units_past_the_open_units_limit,
+        an_eleventh_checkout_within_a_minute_is_throttled,
+        orders_pending_past_the_expiry_are_cancelled_once,
+        a_confirmation_racing_the_expiry_wins_or_loses_whole,
+        a_customers_cancellation_tells_the_farmer_with_the_reason_as_plain_text,
+        addresses_of_long_finished_orders_are_redacted,
+    ],
 );
 
 /// A store that, once armed, changes a product's price just before the next

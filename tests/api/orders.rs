@@ -411,12 +411,14 @@ async fn a_cancellation_after_a_restock_to_the_maximum_keeps_the_catalogue_answe
     assert_eq!(stock(&app, &shop.apples).await, Stock::MAX);
 }
 
-crate::helpers::on_both_backends!(
-    a_checkout_across_two_farmers_follows_its_lifecycle,
-    a_cancellation_after_a_restock_to_the_maximum_keeps_the_catalogue_answering,
-    a_hundred_checkouts_of_one_unit_against_thirty_sell_exactly_thirty,
-    twenty_identical_requests_with_one_key_make_one_order,
-    cancel_and_ship_at_once_let_exactly_one_win,
+crate::helpers::scenarios!(
+    on_both: [a_checkout_across_two_farmers_follows_its_lifecycle],
+    embedded: [
+        a_cancellation_after_a_restock_to_the_maximum_keeps_the_catalogue_answering,
+        a_hundred_checkouts_of_one_unit_against_thirty_sell_exactly_thirty,
+        twenty_identical_requests_with_one_key_make_one_order,
+        cancel_and_ship_at_once_let_exactly_one_win,
+    ],
 );
 
 /// The expected status of one route for: anonymous, unverified customer,

@@ -113,7 +113,9 @@ async fn an_event_survives_crashes_and_takes_effect_once(fixture: StateFixture) 
     assert!(mails[0].body.contains("\"sendEmail\"") && mails[0].body.contains("New order"), "{}", mails[0].body);
 }
 
-crate::helpers::on_both_backends!(
-    using embedded_fixture, aws_fixture;
-    an_event_survives_crashes_and_takes_effect_once,
+crate::helpers::scenarios!(
+    using embedded_fixture;
+    embedded: [
+        an_event_survives_crashes_and_takes_effect_once,
+    ],
 );

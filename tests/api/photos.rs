@@ -340,4 +340,8 @@ async fn the_ninth_open_ticket_is_refused_and_a_burst_of_tickets_hits_the_hourly
     assert_eq!(throttled, Some(limit + 1), "the request after {limit} in an hour is refused");
 }
 
-crate::helpers::on_both_backends!(the_ninth_open_ticket_is_refused_and_a_burst_of_tickets_hits_the_hourly_limit);
+crate::helpers::scenarios!(
+    embedded: [
+        the_ninth_open_ticket_is_refused_and_a_burst_of_tickets_hits_the_hourly_limit,
+    ],
+);

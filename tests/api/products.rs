@@ -438,11 +438,13 @@ async fn a_create_repeated_with_its_idempotency_key_makes_one_product(app: TestA
     assert_eq!(category["productCount"], 3);
 }
 
-crate::helpers::on_both_backends!(
-    only_farmers_create_and_only_owners_or_admins_change_products,
-    reads_send_etags_answer_304_and_a_stale_if_match_is_412,
-    concurrent_patches_without_if_match_all_apply,
-    bad_product_input_is_4xx_with_field_errors,
-    browse_walks_every_filter_in_order,
-    a_create_repeated_with_its_idempotency_key_makes_one_product,
+crate::helpers::scenarios!(
+    embedded: [
+        only_farmers_create_and_only_owners_or_admins_change_products,
+        reads_send_etags_answer_304_and_a_stale_if_match_is_412,
+        concurrent_patches_without_if_match_all_apply,
+        bad_product_input_is_4xx_with_field_errors,
+        browse_walks_every_filter_in_order,
+        a_create_repeated_with_its_idempotency_key_makes_one_product,
+    ],
 );

@@ -486,11 +486,13 @@ async fn photo_cleanup_removes_only_unreferenced_photos_after_the_grace_period(a
     assert_eq!(product["images"].as_array().unwrap().len(), 1);
 }
 
-crate::helpers::on_both_backends!(
-    corrupt_part_or_busy_target_is_refused,
-    the_archive_survives_being_killed_and_keeps_every_order_once,
-    archive_and_backup_on_an_empty_table_write_nothing_surprising,
-    photo_cleanup_removes_only_unreferenced_photos_after_the_grace_period,
+crate::helpers::scenarios!(
+    on_both: [the_archive_survives_being_killed_and_keeps_every_order_once],
+    embedded: [
+        corrupt_part_or_busy_target_is_refused,
+        archive_and_backup_on_an_empty_table_write_nothing_surprising,
+        photo_cleanup_removes_only_unreferenced_photos_after_the_grace_period,
+    ],
 );
 
 #[tokio::test]

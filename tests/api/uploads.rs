@@ -16,7 +16,7 @@ use shared::repo::products::{self, TICKET_HOLDS_SLOT_SECS};
 use shared::tokens::Claims;
 use time::OffsetDateTime;
 
-use crate::helpers::{access_token, assert_problem, on_both_backends, unique_email, StateFixture, TestApp};
+use crate::helpers::{access_token, assert_problem, scenarios, unique_email, StateFixture, TestApp};
 
 /// A new farmer's listed product over HTTP; returns (farmer token, product path).
 async fn farmer_product(app: &TestApp, category: &Value) -> (String, String) {
@@ -53,7 +53,11 @@ async fn a_burst_of_ticket_requests_for_one_product_gets_exactly_its_free_slots(
     }
 }
 
-on_both_backends!(a_burst_of_ticket_requests_for_one_product_gets_exactly_its_free_slots);
+scenarios!(
+    embedded: [
+        a_burst_of_ticket_requests_for_one_product_gets_exactly_its_free_slots,
+    ],
+);
 
 /// A clock the test moves.
 struct ManualClock(Mutex<OffsetDateTime>);
@@ -151,9 +155,11 @@ async fn a_redelivery_finding_the_upload_gone_frees_the_tickets_slot(fixture: St
 mod slots {
     use super::*;
 
-    on_both_backends!(
-        using embedded_fixture, aws_fixture;
-        a_ticket_stops_holding_its_slot_once_its_hold_lapses_or_its_upload_is_consumed,
-        a_redelivery_finding_the_upload_gone_frees_the_tickets_slot,
+    scenarios!(
+        using embedded_fixture;
+        embedded: [
+            a_ticket_stops_holding_its_slot_once_its_hold_lapses_or_its_upload_is_consumed,
+            a_redelivery_finding_the_upload_gone_frees_the_tickets_slot,
+        ],
     );
 }

@@ -384,10 +384,12 @@ async fn a_message_that_keeps_failing_moves_to_the_dead_letter_queue_after_max_r
     assert_eq!(product.images.len(), 1);
 }
 
-crate::helpers::on_both_backends!(
+crate::helpers::scenarios!(
     using embedded_fixture, aws_fixture;
-    a_batch_with_one_poison_message_reports_only_that_message,
-    the_same_notification_delivered_twice_attaches_the_image_once,
-    uploads_racing_for_the_last_slot_leave_eight_images_and_no_orphans,
-    originals_of_every_format_are_published_without_metadata,
+    on_both: [the_same_notification_delivered_twice_attaches_the_image_once],
+    embedded: [
+        a_batch_with_one_poison_message_reports_only_that_message,
+        uploads_racing_for_the_last_slot_leave_eight_images_and_no_orphans,
+        originals_of_every_format_are_published_without_metadata,
+    ],
 );

@@ -78,15 +78,10 @@ macro_rules! function_routes {
 /// `utoipa_axum::routes!` collects them (one method router, routed at each
 /// path its handlers name).
 #[doc(hidden)]
+#[derive(Default)]
 pub struct RouteGroup {
     paths: Vec<String>,
     methods: MethodRouter<Arc<AppState>>,
-}
-
-impl Default for RouteGroup {
-    fn default() -> Self {
-        Self { paths: Vec::new(), methods: MethodRouter::new() }
-    }
 }
 
 impl RouteGroup {
@@ -96,7 +91,7 @@ impl RouteGroup {
         T: 'static,
     {
         for method in methods {
-            let router = std::mem::replace(&mut self.methods, MethodRouter::new());
+            let router = std::mem::take(&mut self.methods);
             self.methods = router.on(method.to_method_filter(), handler.clone());
         }
         if !self.paths.contains(&path) {
