@@ -580,14 +580,24 @@ pub struct Profile {
     pub page: Option<FarmerPage>,
 }
 
-/// The signed-in user's profile.
-pub async fn profile(state: &AppState, caller: &Claims) -> Result<Profile> {
-    let user = caller_user(state, caller).await?;
+/// `user` with, for a farmer, their page as stored now.
+async fn with_page(state: &AppState, user: User) -> Result<Profile> {
     let page = match user.role {
         Role::Farmer => farmers::get(state.store.as_ref(), user.id).await?,
         _ => None,
     };
     Ok(Profile { user, page })
+}
+
+/// `users` with, for each farmer, their page (one read per farmer, in parallel),
+/// in the same order: what an admin's account list shows.
+pub async fn profiles(state: &AppState, users: Vec<User>) -> Result<Vec<Profile>> {
+    futures::future::try_join_all(users.into_iter().map(|user| with_page(state, user))).await
+}
+
+/// The signed-in user's profile.
+pub async fn profile(state: &AppState, caller: &Claims) -> Result<Profile> {
+    with_page(state, caller_user(state, caller).await?).await
 }
 
 /// Changes to the signed-in user's profile; absent fields stay as they are.
@@ -706,8 +716,9 @@ async fn administer(state: &AppState, raw_id: &str, change: impl Fn(&User) -> Us
 
 /// Disables or enables an account. Disabling ends every session at once; a
 /// farmer's products leave (or return to) public view. Repeating it is
-/// harmless and syncs the farmer's products again.
-pub async fn set_disabled(state: &AppState, raw_id: &str, disabled: bool) -> Result<User> {
+/// harmless and syncs the farmer's products again. Answers the account with,
+/// for a farmer, their page.
+pub async fn set_disabled(state: &AppState, raw_id: &str, disabled: bool) -> Result<Profile> {
     let after = administer(state, raw_id, |user| User {
         disabled,
         session_epoch: if disabled && !user.disabled { user.session_epoch + 1 } else { user.session_epoch },
@@ -715,7 +726,7 @@ pub async fn set_disabled(state: &AppState, raw_id: &str, disabled: bool) -> Res
     })
     .await?;
     tracing::info!(user_id = %after.id, disabled, "account {}", if disabled { "disabled" } else { "enabled" });
-    Ok(after)
+    with_page(state, after).await
 }
 
 /// Makes a customer a farmer or a farmer a customer, or demotes an admin (a
@@ -723,10 +734,11 @@ pub async fn set_disabled(state: &AppState, raw_id: &str, disabled: bool) -> Res
 /// farmer again). Tokens carry the role: the new one shows in them from the
 /// next refresh (at most 15 minutes), while product writes and image upload
 /// tickets (`catalogue`) go by the stored role, so a demoted farmer loses them
-/// at once.
-pub async fn set_role(state: &AppState, raw_id: &str, role: SelfServiceRole) -> Result<User> {
+/// at once. Answers the account with, for a farmer, their page.
+pub async fn set_role(state: &AppState, raw_id: &str, role: SelfServiceRole) -> Result<Profile> {
     let role = Role::from(role);
-    administer(state, raw_id, |user| User { role, ..user.clone() }).await
+    let after = administer(state, raw_id, |user| User { role, ..user.clone() }).await?;
+    with_page(state, after).await
 }
 
 // ---------------------------------------------------------------------------

@@ -372,6 +372,37 @@ async fn admins_list_disable_enable_and_change_roles(app: TestApp) {
     assert_problem(app.post(&format!("/users/{}/disable", UserId::new()), &json!({}), Some(&admin)).await, 404).await;
 }
 
+/// The admin answers about a farmer (the user list, disable, enable, role
+/// change) show the farm profile the farmer filled in, as `GET /users/me`
+/// does; `null` once the account is no longer a farmer's.
+#[tokio::test]
+async fn admin_answers_show_a_farmers_farm_profile() {
+    let app = crate::helpers::spawn_app().await;
+    let admin = app.admin_token().await;
+    let tag = ulid::Ulid::new().to_string().to_lowercase();
+    let farmer = app.register(&format!("{tag}-farmer@example.com"), "farmer").await;
+    let farmer_id = user_id(&farmer);
+    let farm = json!({ "farm": { "farmName": "Green Acres", "town": "Ghent", "region": "East Flanders" } });
+    let updated = call(&app, Method::PATCH, "/users/me", Some(&farm), Some(&access_token(&farmer))).await;
+    assert_eq!(updated.status(), 200);
+
+    let listed: Value = app.get(&format!("/users?emailPrefix={tag}"), Some(&admin)).await.json().await.unwrap();
+    assert_eq!(listed["items"][0]["farm"]["farmName"], "Green Acres", "GET /users: {listed}");
+    for action in ["disable", "enable"] {
+        let answer = app.post(&format!("/users/{farmer_id}/{action}"), &json!({}), Some(&admin)).await;
+        assert_eq!(answer.status(), 200);
+        let answer: Value = answer.json().await.unwrap();
+        assert_eq!(answer["farm"]["farmName"], "Green Acres", "{action}: {answer}");
+    }
+    let path = format!("/users/{farmer_id}");
+    let to_customer = call(&app, Method::PATCH, &path, Some(&json!({ "role": "customer" })), Some(&admin)).await;
+    let to_customer: Value = to_customer.json().await.unwrap();
+    assert_eq!(to_customer["farm"], Value::Null, "a customer has no farm: {to_customer}");
+    let to_farmer = call(&app, Method::PATCH, &path, Some(&json!({ "role": "farmer" })), Some(&admin)).await;
+    let to_farmer: Value = to_farmer.json().await.unwrap();
+    assert_eq!(to_farmer["farm"]["town"], "Ghent", "a farmer again shows the page kept: {to_farmer}");
+}
+
 /// Every item's text (key and attributes) in the app's store.
 async fn every_item_text(app: &TestApp) -> Vec<String> {
     match &app.state.backend {

@@ -387,7 +387,11 @@ async fn list_users(
     };
     let (found, last) = users::list(state.store.as_ref(), query, keep, page.limit(), LIST_BUDGET).await?;
     let body = UserList {
-        items: found.iter().map(|user| account_view(user, None)).collect(),
+        items: accounts::profiles(&state, found)
+            .await?
+            .iter()
+            .map(|profile| account_view(&profile.user, profile.page.as_ref()))
+            .collect(),
         next_cursor: last.as_ref().map(|last| cursors.encode(&scope, &fingerprint, last)),
     };
     Ok(Reply::ok(body))
@@ -426,8 +430,7 @@ async fn change_user(
     PathParams(path): PathParams<UserPath>,
     JsonBody { value: body, .. }: JsonBody<RoleBody>,
 ) -> Result<Reply<AccountView>, ApiError> {
-    let user = accounts::set_role(&state, &path.id, body.role).await?;
-    Ok(Reply::ok(account_view(&user, None)))
+    Ok(profile_reply(&accounts::set_role(&state, &path.id, body.role).await?))
 }
 
 /// Disable an account (admins): its sessions end at once, it cannot sign in,
@@ -446,8 +449,7 @@ async fn disable_user(
     _admin: Authorized<Admins>,
     PathParams(path): PathParams<UserPath>,
 ) -> Result<Reply<AccountView>, ApiError> {
-    let user = accounts::set_disabled(&state, &path.id, true).await?;
-    Ok(Reply::ok(account_view(&user, None)))
+    Ok(profile_reply(&accounts::set_disabled(&state, &path.id, true).await?))
 }
 
 /// Enable a disabled account again (admins).
@@ -465,8 +467,7 @@ async fn enable_user(
     _admin: Authorized<Admins>,
     PathParams(path): PathParams<UserPath>,
 ) -> Result<Reply<AccountView>, ApiError> {
-    let user = accounts::set_disabled(&state, &path.id, false).await?;
-    Ok(Reply::ok(account_view(&user, None)))
+    Ok(profile_reply(&accounts::set_disabled(&state, &path.id, false).await?))
 }
 
 /// A notification.
