@@ -13,7 +13,8 @@ use shared::catalogue::{self, etag, Idempotent, ImageUpload, NewProduct, Product
 use shared::domain::{format_date, CategoryId, ImageId, PriceBound, Product, ProductId, SearchText, Unit, UserId};
 use shared::http::idempotency_key;
 use shared::http::{
-    ApiError, Authorized, Caller, Farmers, IfNoneMatch, JsonBody, NoContent, PageParams, PathParams, Query, Reply,
+    paginate, ApiError, Authorized, Caller, Farmers, IfNoneMatch, JsonBody, Listed, NoContent, Page, PageParams,
+    PathParams, Query, Reply,
 };
 use shared::repo::idempotency;
 use shared::repo::products::{self, Browse, Sort};
@@ -135,15 +136,14 @@ fn product_reply(state: &AppState, status: StatusCode, product: &Product) -> Rep
     Reply::with_status(status, view(state, product)).etag(etag(product))
 }
 
-/// A page of products.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-struct ProductList {
-    items: Vec<ProductView>,
-    /// The cursor of the next page; `null` on the last. A page cut short by the
-    /// read budget still carries one.
-    next_cursor: Option<String>,
+impl Listed for ProductView {
+    const PAGE_NAME: &'static str = "ProductList";
+    const PAGE_DESCRIPTION: &'static str = "A page of products.";
+    const SHORT_PAGES: bool = true;
 }
+
+/// A page of products.
+type ProductList = Page<ProductView>;
 
 /// Browse orders.
 #[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
@@ -228,19 +228,13 @@ async fn list(
     headers: HeaderMap,
 ) -> Result<Reply<ProductList>, ApiError> {
     let browse = params.into_browse()?;
-    let scope = browse.scope();
-    let mut query = browse.query();
-    let cursors = state.cursors().await?;
-    if let Some(cursor) = &page.cursor {
-        query.start_after = Some(cursors.decode(&scope, &query, cursor)?);
-    }
-    let fingerprint_query = query.clone();
-    let found = products::browse(state.store.as_ref(), &browse, query, page.limit(), BROWSE_BUDGET).await?;
-    let body = ProductList {
-        items: found.products.iter().map(|p| view(&state, p)).collect(),
-        next_cursor: found.resume_after.as_ref().map(|last| cursors.encode(&scope, &fingerprint_query, last)),
-    };
-    Ok(Reply::public(body, &headers))
+    let store = state.store.as_ref();
+    let found = paginate(&state, &browse.scope(), browse.query(), &page, |query| async {
+        let found = products::browse(store, &browse, query, page.limit(), BROWSE_BUDGET).await;
+        found.map(|found| (found.products, found.resume_after))
+    })
+    .await?;
+    Ok(Reply::public(found.map(|product| view(&state, &product)), &headers))
 }
 
 /// The product id in the path.
