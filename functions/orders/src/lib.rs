@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use http::{header, HeaderMap, StatusCode};
+use http::{header, HeaderMap};
 use serde::{Deserialize, Serialize};
 use shared::domain::{
     Address, CheckoutId, FulfilmentMethod, Order, OrderId, OrderLine, OrderStatus, Payment, StatusChange, UserId,
@@ -142,13 +142,8 @@ async fn checkout(
     })?;
     let fingerprint = idempotency::fingerprint(&body.raw);
     let placed = orders::checkout(&state, &caller.0, body.value, &key, &fingerprint).await?;
-    let reply = Reply::with_status(StatusCode::CREATED, checkout_view(&placed))
-        .header(header::LOCATION, format!("/checkouts/{}", placed.checkout.id));
-    Ok(if placed.replayed {
-        reply.header(header::HeaderName::from_static("idempotent-replayed"), "true".into())
-    } else {
-        reply
-    })
+    let location = format!("/checkouts/{}", placed.checkout.id);
+    Ok(Reply::created(checkout_view(&placed), location).replayed(placed.replayed))
 }
 
 impl Listed for OrderView {

@@ -131,11 +131,6 @@ fn view(state: &AppState, p: &Product) -> ProductView {
     }
 }
 
-/// A private answer carrying the product's ETag.
-fn product_reply(state: &AppState, status: StatusCode, product: &Product) -> Reply<ProductView> {
-    Reply::with_status(status, view(state, product)).etag(etag(product))
-}
-
 impl Listed for ProductView {
     const PAGE_NAME: &'static str = "ProductList";
     const PAGE_DESCRIPTION: &'static str = "A page of products.";
@@ -293,13 +288,8 @@ async fn create(
         idempotency_key(&headers)?.map(|key| Idempotent { key, fingerprint: idempotency::fingerprint(&body.raw) });
     let created = catalogue::create_product(&state, farmer.user_id()?, body.value, idempotent).await?;
     let product = &created.product;
-    let reply = product_reply(&state, StatusCode::CREATED, product)
-        .header(header::LOCATION, format!("/products/{}", product.id));
-    Ok(if created.replayed {
-        reply.header(header::HeaderName::from_static("idempotent-replayed"), "true".into())
-    } else {
-        reply
-    })
+    let location = format!("/products/{}", product.id);
+    Ok(Reply::created(view(&state, product), location).etag(etag(product)).replayed(created.replayed))
 }
 
 /// Change a product (its farmer or an admin).
@@ -323,7 +313,7 @@ async fn update(
 ) -> Result<Reply<ProductView>, ApiError> {
     let if_match = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok());
     let product = catalogue::update_product(&state, &caller.0, &path.id, changes, if_match).await?;
-    Ok(product_reply(&state, StatusCode::OK, &product))
+    Ok(Reply::ok(view(&state, &product)).etag(etag(&product)))
 }
 
 /// Unlist a product (its farmer or an admin): it leaves every listing and can no

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use http::{header, HeaderMap};
+use http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use shared::accounts::{self, Profile, ProfileChanges, SelfServiceRole};
 use shared::domain::{
@@ -15,8 +15,8 @@ use shared::domain::{
     UserId,
 };
 use shared::http::{
-    non_null, paginate, Admins, ApiError, Authorized, Caller, Csv, Farmers, IfNoneMatch, JsonBody, Listed, NoContent,
-    Page, PageParams, PathParams, Query, Reply,
+    non_null, paginate, Admins, ApiError, Authorized, Caller, Csv, Farmers, IfNoneMatch, JsonBody, JsonOrCsv, Listed,
+    NoContent, Page, PageParams, PathParams, Query, Reply,
 };
 use shared::repo::farmers::{self, FarmerPage};
 use shared::repo::{notifications, users};
@@ -626,8 +626,7 @@ async fn sales(
     farmer: Authorized<Farmers>,
     Query(range): Query<SalesRange>,
     headers: HeaderMap,
-) -> Result<axum::response::Response, ApiError> {
-    use axum::response::IntoResponse;
+) -> Result<Reply<JsonOrCsv<SalesReport>>, ApiError> {
     let today = time::OffsetDateTime::now_utc().date();
     let to = shared::http::date_param("to", range.to.as_deref())?.unwrap_or(today);
     let from = shared::http::date_param("from", range.from.as_deref())?.unwrap_or(to - time::Duration::days(29));
@@ -639,11 +638,7 @@ async fn sales(
     }
     let (from, to) = (shared::domain::format_date(from), shared::domain::format_date(to));
     let days = shared::repo::sales::range(state.store.as_ref(), farmer.user_id()?, &from, &to).await?;
-    let wants_csv = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|accept| accept.contains("text/csv") && !accept.contains("application/json"));
-    if wants_csv {
+    if JsonOrCsv::<SalesReport>::wanted(&headers) {
         let mut csv = Csv::new(&["date", "productId", "productName", "units", "revenue"]);
         for day in &days {
             for (id, product) in &day.products {
@@ -657,7 +652,7 @@ async fn sales(
                 ]);
             }
         }
-        return Ok(Reply::csv(csv).into_response());
+        return Ok(Reply::negotiated(JsonOrCsv::Csv(csv)));
     }
     let report = SalesReport {
         from,
@@ -685,5 +680,5 @@ async fn sales(
             })
             .collect(),
     };
-    Ok(Reply::ok(report).header(header::VARY, "Accept".into()).into_response())
+    Ok(Reply::negotiated(JsonOrCsv::Json(report)))
 }

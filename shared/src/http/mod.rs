@@ -21,5 +21,6 @@ pub use openapi::{document, IfNoneMatch, BEARER};
 pub use page::{paginate, Listed, NoFields, Page};
 pub use problem::{ApiError, Problem};
 pub use response::{
-    etag_of, none_match_hits, Csv, CsvCell, NoContent, Reply, ReplyBody, PRIVATE_NO_STORE, PUBLIC_CATALOGUE_CACHE,
+    etag_of, none_match_hits, Csv, CsvCell, JsonOrCsv, NoContent, Reply, ReplyBody, PRIVATE_NO_STORE,
+    PUBLIC_CATALOGUE_CACHE,
 };
