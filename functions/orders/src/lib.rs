@@ -6,14 +6,14 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use http::{header, HeaderMap};
+use http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use shared::domain::{
     Address, CheckoutId, FulfilmentMethod, Order, OrderId, OrderLine, OrderStatus, Payment, StatusChange, UserId,
 };
 use shared::http::{
-    date_param, idempotency_key, paginate, ApiError, Caller, JsonBody, Listed, Page, PageParams, PathParams, Query,
-    Reply,
+    date_param, idempotency_key, paginate, ApiError, Caller, IfMatch, JsonBody, Listed, Page, PageParams, PathParams,
+    Query, Reply,
 };
 use shared::orders::{self, etag, NewOrder, Placed, StatusRequest, LIST_BUDGET};
 use shared::repo::idempotency;
@@ -242,11 +242,10 @@ async fn change_status(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     PathParams(path): PathParams<IdPath>,
-    headers: HeaderMap,
+    if_match: IfMatch,
     JsonBody { value: body, .. }: JsonBody<StatusRequest>,
 ) -> Result<Reply<OrderView>, ApiError> {
-    let if_match = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok());
-    let order = orders::change_status(&state, &caller.0, &path.id, body, if_match).await?;
+    let order = orders::change_status(&state, &caller.0, &path.id, body, &if_match).await?;
     Ok(Reply::ok(view(&order)).etag(etag(&order)))
 }
 

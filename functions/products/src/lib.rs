@@ -7,14 +7,14 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use http::{header, HeaderMap, StatusCode};
+use http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use shared::catalogue::{self, etag, Idempotent, ImageUpload, NewProduct, ProductChanges};
 use shared::domain::{format_date, CategoryId, ImageId, PriceBound, Product, ProductId, SearchText, Unit, UserId};
 use shared::http::idempotency_key;
 use shared::http::{
-    paginate, ApiError, Authorized, Caller, Farmers, IfNoneMatch, JsonBody, Listed, NoContent, Page, PageParams,
-    PathParams, Query, Reply,
+    paginate, ApiError, Authorized, Caller, Farmers, IfMatch, IfNoneMatch, JsonBody, Listed, NoContent, Page,
+    PageParams, PathParams, Query, Reply,
 };
 use shared::repo::idempotency;
 use shared::repo::products::{self, Browse, Sort};
@@ -308,11 +308,10 @@ async fn update(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     PathParams(path): PathParams<ProductPath>,
-    headers: HeaderMap,
+    if_match: IfMatch,
     JsonBody { value: changes, .. }: JsonBody<ProductChanges>,
 ) -> Result<Reply<ProductView>, ApiError> {
-    let if_match = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok());
-    let product = catalogue::update_product(&state, &caller.0, &path.id, changes, if_match).await?;
+    let product = catalogue::update_product(&state, &caller.0, &path.id, changes, &if_match).await?;
     Ok(Reply::ok(view(&state, &product)).etag(etag(&product)))
 }
 
