@@ -4,9 +4,10 @@
 # workspace once with clippy's lints (see `compile` below), starts moto's server
 # on a free loopback port as the AWS-compatible endpoint (unless
 # AWS_ENDPOINT_URL already names one), then runs the whole cargo test suite, the
-# schemathesis API fuzz against a fresh local stack (scripts/api_fuzz.sh),
-# cfn-lint and sam validate. Stops at the first failure and exits non-zero; a
-# missing or dead moto is a failure, never a skip.
+# schemathesis API fuzz against a fresh local stack (scripts/api_fuzz.sh), the
+# README's walkthrough (scripts/readme_walkthrough.sh), cfn-lint and sam
+# validate. Stops at the first failure and exits non-zero; a missing or dead
+# moto is a failure, never a skip.
 #
 # Usage: scripts/test.sh [all|lint|tools]
 #   all    (default) everything above
@@ -267,6 +268,14 @@ PY
     return "$rc"
 }
 
+# --- the README's walkthrough against a fresh local stack --------------------
+# scripts/readme_walkthrough.sh starts and stops its own marketplace-local (free
+# port, temporary data directory) and runs README.md's shell blocks in order,
+# failing when one does not answer what the text says. The binary is `compile`'s.
+readme_walkthrough() {
+    scripts/readme_walkthrough.sh "${CARGO_TARGET_DIR:-target}/debug/marketplace-local"
+}
+
 # --- template ---------------------------------------------------------------
 cfn_lint() { "$VENV/bin/cfn-lint" template.yaml && echo "cfn-lint: template.yaml has no findings"; }
 sam_validate() { "$VENV/bin/sam" validate --lint --region us-east-1 --template-file template.yaml; }
@@ -298,6 +307,7 @@ if [[ $MODE == all ]]; then
     aws_environment
     step "cargo test" cargo_tests
     step "api fuzz (schemathesis)" api_fuzz
+    step "readme walkthrough" readme_walkthrough
 fi
 step "cfn-lint" cfn_lint
 step "sam validate --lint" sam_validate

@@ -39,12 +39,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
+use std::pin::pin;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use flate2::write::GzEncoder;
 use flate2::Compression;
+use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -54,8 +56,8 @@ use time::OffsetDateTime;
 
 use crate::domain::{Role, UserId};
 use crate::jobs::Job;
-use crate::ports::{BlobError, BlobStore, Clock, Condition, Item, ItemKey, Scan, Store, StoreError, WriteOp};
-use crate::repo::{cursor_key, farmers, outbox, users};
+use crate::ports::{BlobError, BlobStore, Clock, Condition, Item, ItemKey, Store, StoreError, WriteOp};
+use crate::repo::{self, cursor_key, farmers, outbox, users};
 use crate::{archive, jsonl};
 
 /// Key prefix of backups in the data bucket.
@@ -349,9 +351,8 @@ async fn back_up_segment(
 ) -> Result<SegmentResult, BackupError> {
     let mut result = SegmentResult::default();
     let mut writer = PartWriter::new();
-    let mut scan = Scan { segment, total_segments: settings.segments, limit: 1000, start_after: None };
-    loop {
-        let page = store.scan(&scan).await?;
+    let mut pages = pin!(repo::scan_all(store, segment, settings.segments, 1000));
+    while let Some(page) = pages.try_next().await? {
         result.read_units += page.read_units;
         for item in &page.items {
             writer.add(item);
@@ -368,10 +369,6 @@ async fn back_up_segment(
             }
         }
         budget.spend(page.read_units).await;
-        match page.last {
-            Some(last) => scan.start_after = Some(last),
-            None => break,
-        }
     }
     if writer.items > 0 {
         let key = format!("{PREFIX}{id}/part-{segment:03}-{:05}.jsonl.gz", result.parts.len());
@@ -597,17 +594,13 @@ async fn read_archive_copy(bucket: &dyn BlobStore, object: &ArchiveCopy) -> Resu
 /// (`repo::cursor_key`), made by the first list any function serves, is not
 /// data: a fresh stack that has answered a list still counts as empty.
 async fn first_live_item(store: &dyn Store) -> Result<Option<Item>, StoreError> {
-    let mut scan = Scan { segment: 0, total_segments: 1, limit: 100, start_after: None };
-    loop {
-        let page = store.scan(&scan).await?;
+    let mut pages = pin!(repo::scan_all(store, 0, 1, 100));
+    while let Some(page) = pages.try_next().await? {
         if let Some(item) = page.items.into_iter().find(|item| item.key.pk != cursor_key::PARTITION) {
             return Ok(Some(item));
         }
-        match page.last {
-            Some(last) => scan.start_after = Some(last),
-            None => return Ok(None),
-        }
     }
+    Ok(None)
 }
 
 /// Where a restore is.
@@ -732,16 +725,11 @@ async fn erase_again(
 /// each item's key and attributes (canonical JSON), to compare two stores.
 pub async fn digest(store: &dyn Store) -> Result<(usize, String), StoreError> {
     let mut lines = Vec::new();
-    let mut scan = Scan { segment: 0, total_segments: 1, limit: 1000, start_after: None };
-    loop {
-        let page = store.scan(&scan).await?;
+    let mut pages = pin!(repo::scan_all(store, 0, 1, 1000));
+    while let Some(page) = pages.try_next().await? {
         for item in page.items {
             let line = serde_json::json!([item.key.pk, item.key.sk, item.attrs]);
             lines.push(serde_json::to_string(&line).expect("JSON values serialize"));
-        }
-        match page.last {
-            Some(last) => scan.start_after = Some(last),
-            None => break,
         }
     }
     lines.sort_unstable();

@@ -16,7 +16,7 @@ use crate::domain::{
     Price, Product, ProductDescription, ProductId, ProductName, Role, Slug, Stock, Unit, UserId,
     MAX_IMAGES_PER_PRODUCT,
 };
-use crate::http::{non_null, nullable};
+use crate::http::{non_null, nullable, IfMatch};
 use crate::ports::{BlobError, Condition, Index, PresignedUpload, Query, StoreError, WriteOp};
 use crate::repo;
 use crate::repo::categories::{self, CategoryWriteError};
@@ -516,14 +516,14 @@ pub fn etag(product: &Product) -> String {
     format!("\"{}\"", product.version)
 }
 
-/// Applies `changes` for its farmer or an admin. With `if_match` (ETags), only to
-/// that version (412 otherwise); without, to whatever version is current.
+/// Applies `changes` for its farmer or an admin. With `if_match` sent, only to a
+/// version it names (412 otherwise); without, to whatever version is current.
 pub async fn update_product(
     state: &AppState,
     caller: &Claims,
     raw_id: &str,
     changes: ProductChanges,
-    if_match: Option<&str>,
+    if_match: &IfMatch,
 ) -> Result<Product> {
     let caller = &as_stored(state, caller).await?;
     let harvest = match &changes.harvest_date {
@@ -534,13 +534,11 @@ pub async fn update_product(
         repo::pause_before_retry(attempt).await;
         let current = listed_product(state, raw_id).await?;
         require_owner(caller, &current, true)?;
-        if let Some(wanted) = if_match {
-            let current_tag = etag(&current);
-            if !wanted.split(',').map(str::trim).any(|tag| tag == "*" || tag == current_tag) {
-                return Err(CatalogueError::Stale(format!(
-                    "If-Match {wanted} does not match the current version {current_tag}; nothing was changed"
-                )));
-            }
+        let current_tag = etag(&current);
+        if !if_match.allows(&current_tag) {
+            return Err(CatalogueError::Stale(format!(
+                "If-Match {if_match} does not match the current version {current_tag}; nothing was changed"
+            )));
         }
         let mut next = current.clone();
         if let Some(name) = &changes.name {
@@ -559,7 +557,7 @@ pub async fn update_product(
         match products::save(state.store.as_ref(), Some(&current), &next).await {
             Ok(()) => return Ok(next),
             // Without If-Match the caller asked for "apply to whatever is current".
-            Err(ProductWriteError::Changed) if if_match.is_none() => continue,
+            Err(ProductWriteError::Changed) if !if_match.is_sent() => continue,
             Err(other) => return Err(product_write_error(other)),
         }
     }

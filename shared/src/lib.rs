@@ -15,9 +15,11 @@
 //! - `adapters`: the `embedded` (SQLite, directory) and `aws` (DynamoDB, S3, SQS) backends.
 //! - `config`: configuration read once at start-up, and the `AppState` built from it.
 //! - `tokens`: Ed25519-signed access tokens (sign in `auth`, verify everywhere).
-//! - `http`: request parsing, auth guard, problem+json errors, cursors, ETags, routing.
+//! - `http`: request parsing, auth guard, problem+json errors, cursors and pages
+//!   (`Page`, `paginate`), responses (`Reply`), ETags, routing.
 //! - `telemetry`: log set-up (JSON in Lambda, readable lines locally).
-//! - `repo`: item layouts of the single table (keys, index keys) for each entity.
+//! - `repo`: item layouts of the single table (keys, index keys) for each entity,
+//!   and the whole-table scan (`scan_all`).
 
 pub mod accounts;
 pub mod adapters;

@@ -39,6 +39,7 @@ use crate::domain::{
     Address, CheckoutId, Fulfilment, FulfilmentMethod, Order, OrderId, OrderLine, OrderStatus, Party, Payment,
     PaymentStatus, Product, ProductId, Quantity, Role, StatusChange, Stock, User, UserId,
 };
+use crate::http::IfMatch;
 use crate::jobs::{Job, OrderEvent};
 use crate::mail::Template;
 use crate::ports::{Condition, Guard, Item, Query, Store, StoreError, WriteOp};
@@ -584,7 +585,7 @@ pub async fn change_status(
     caller: &Claims,
     raw_id: &str,
     request: StatusRequest,
-    if_match: Option<&str>,
+    if_match: &IfMatch,
 ) -> Result<Order> {
     let reason = request.reason.as_deref().map(plain_reason).filter(|r| !r.is_empty());
     if request.reason.as_deref().is_some_and(|r| r.chars().count() > 500) {
@@ -598,13 +599,11 @@ pub async fn change_status(
             return Err(OrderError::Conflict("the order is archived; it can no longer change".into()));
         }
         let by = caller.user_id().ok_or_else(|| OrderError::Unauthenticated("the token names no user".into()))?;
-        if let Some(wanted) = if_match {
-            let tag = etag(&current);
-            if !wanted.split(',').map(str::trim).any(|t| t == "*" || t == tag) {
-                return Err(OrderError::Stale(format!(
-                    "If-Match {wanted} does not match the current version {tag}; nothing was changed"
-                )));
-            }
+        let tag = etag(&current);
+        if !if_match.allows(&tag) {
+            return Err(OrderError::Stale(format!(
+                "If-Match {if_match} does not match the current version {tag}; nothing was changed"
+            )));
         }
         let party = if caller.role == Role::Admin || caller.sub == current.farmer_id.to_string() {
             Party::Farmer
@@ -630,7 +629,7 @@ pub async fn change_status(
                 log_dropped(next.id, &dropped);
                 return Ok(next);
             }
-            Err(StoreError::ConditionFailed { index: 0 }) if if_match.is_some() => {
+            Err(StoreError::ConditionFailed { index: 0 }) if if_match.is_sent() => {
                 return Err(OrderError::Stale("the order changed meanwhile; nothing was changed".into()))
             }
             Err(StoreError::ConditionFailed { .. }) => continue,

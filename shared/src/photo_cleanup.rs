@@ -14,12 +14,15 @@
 //! every string in its stored `images` counts as referenced.
 
 use std::collections::{BTreeMap, HashSet};
+use std::pin::pin;
+
+use futures::TryStreamExt;
 
 use serde_json::{json, Value};
 use time::Duration;
 
 use crate::domain::ListingStatus;
-use crate::ports::{BlobError, BlobStore, Clock, Condition, Item, ItemKey, Query, Scan, Store, StoreError};
+use crate::ports::{BlobError, BlobStore, Clock, Condition, Item, ItemKey, Query, Store, StoreError};
 use crate::repo::products::{self, PUBLIC_PREFIX};
 
 const MARK_PARTITION: &str = "PHOTOORPHAN";
@@ -52,9 +55,8 @@ fn mark_key(object: &str) -> ItemKey {
 /// Image and thumbnail keys of every listed product.
 async fn referenced_keys(store: &dyn Store) -> Result<HashSet<String>, StoreError> {
     let mut keys = HashSet::new();
-    let mut scan = Scan { segment: 0, total_segments: 1, limit: 1000, start_after: None };
-    loop {
-        let page = store.scan(&scan).await?;
+    let mut pages = pin!(crate::repo::scan_all(store, 0, 1, 1000));
+    while let Some(page) = pages.try_next().await? {
         for item in page.items.iter().filter(|item| item.str("entity") == Some("product")) {
             let Some(product) = crate::repo::decoded(item, products::from_item) else {
                 keys.extend(raw_strings(item.attrs.get("images")));
@@ -67,11 +69,8 @@ async fn referenced_keys(store: &dyn Store) -> Result<HashSet<String>, StoreErro
                 }
             }
         }
-        match page.last {
-            Some(last) => scan.start_after = Some(last),
-            None => return Ok(keys),
-        }
     }
+    Ok(keys)
 }
 
 /// Every string inside `value`, however deeply nested.

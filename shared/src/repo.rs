@@ -12,9 +12,12 @@ pub mod outbox;
 pub mod pages;
 pub mod products;
 pub mod sales;
+mod scan;
 pub mod sessions;
 pub mod throttle;
 pub mod users;
+
+pub use scan::scan_all;
 
 use crate::ports::{Item, StoreError};
 

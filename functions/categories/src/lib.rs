@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use shared::catalogue::{self, CategoryChanges, NewCategory};
 use shared::domain::{Category, CategoryId};
 use shared::http::{
-    Admins, ApiError, Authorized, IfNoneMatch, JsonBody, NoContent, PageParams, PathParams, Query, Reply,
+    paginate, Admins, ApiError, Authorized, IfNoneMatch, JsonBody, Listed, NoContent, Page, PageParams, PathParams,
+    Query, Reply,
 };
 use shared::repo::categories;
 use shared::AppState;
@@ -65,14 +66,13 @@ impl From<&Category> for CategoryView {
     }
 }
 
-/// A page of categories, by name.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-struct CategoryList {
-    items: Vec<CategoryView>,
-    /// The cursor of the next page; `null` on the last.
-    next_cursor: Option<String>,
+impl Listed for CategoryView {
+    const PAGE_NAME: &'static str = "CategoryList";
+    const PAGE_DESCRIPTION: &'static str = "A page of categories, by name.";
 }
+
+/// A page of categories, by name.
+type CategoryList = Page<CategoryView>;
 
 /// The category id in the path.
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -96,16 +96,12 @@ async fn list(
 ) -> Result<Reply<CategoryList>, ApiError> {
     let mut query = categories::list_query();
     query.limit = page.limit();
-    let cursors = state.cursors().await?;
-    if let Some(cursor) = &page.cursor {
-        query.start_after = Some(cursors.decode(LIST_SCOPE, &query, cursor)?);
-    }
-    let (found, next) = categories::list(state.store.as_ref(), &query).await?;
-    let body = CategoryList {
-        items: found.iter().map(CategoryView::from).collect(),
-        next_cursor: next.last.as_ref().map(|last| cursors.encode(LIST_SCOPE, &query, last)),
-    };
-    Ok(Reply::public(body, &headers))
+    let store = state.store.as_ref();
+    let found = paginate(&state, LIST_SCOPE, query, &page, |query| async move {
+        categories::list(store, &query).await.map(|(found, next)| (found, next.last))
+    })
+    .await?;
+    Ok(Reply::public(found.map(|category| CategoryView::from(&category)), &headers))
 }
 
 /// Read one category.

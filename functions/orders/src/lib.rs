@@ -6,12 +6,15 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use http::{header, HeaderMap, StatusCode};
+use http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use shared::domain::{
     Address, CheckoutId, FulfilmentMethod, Order, OrderId, OrderLine, OrderStatus, Payment, StatusChange, UserId,
 };
-use shared::http::{date_param, idempotency_key, ApiError, Caller, JsonBody, PageParams, PathParams, Query, Reply};
+use shared::http::{
+    date_param, idempotency_key, paginate, ApiError, Caller, IfMatch, JsonBody, Listed, Page, PageParams, PathParams,
+    Query, Reply,
+};
 use shared::orders::{self, etag, NewOrder, Placed, StatusRequest, LIST_BUDGET};
 use shared::repo::idempotency;
 use shared::AppState;
@@ -139,24 +142,18 @@ async fn checkout(
     })?;
     let fingerprint = idempotency::fingerprint(&body.raw);
     let placed = orders::checkout(&state, &caller.0, body.value, &key, &fingerprint).await?;
-    let reply = Reply::with_status(StatusCode::CREATED, checkout_view(&placed))
-        .header(header::LOCATION, format!("/checkouts/{}", placed.checkout.id));
-    Ok(if placed.replayed {
-        reply.header(header::HeaderName::from_static("idempotent-replayed"), "true".into())
-    } else {
-        reply
-    })
+    let location = format!("/checkouts/{}", placed.checkout.id);
+    Ok(Reply::created(checkout_view(&placed), location).replayed(placed.replayed))
+}
+
+impl Listed for OrderView {
+    const PAGE_NAME: &'static str = "OrderList";
+    const PAGE_DESCRIPTION: &'static str = "A page of orders.";
+    const SHORT_PAGES: bool = true;
 }
 
 /// A page of orders.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-struct OrderList {
-    items: Vec<OrderView>,
-    /// The cursor of the next page; `null` on the last. A page cut short by the
-    /// read budget still carries one.
-    next_cursor: Option<String>,
-}
+type OrderList = Page<OrderView>;
 
 /// Order list filters.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -196,17 +193,11 @@ async fn list(
     let mut query = orders::listing(&caller.0)?.query();
     query.sort_between = orders::id_range(from, to);
     let scope = format!("orders#{}", filter.status.map_or("any", OrderStatus::as_str));
-    let cursors = state.cursors().await?;
-    if let Some(cursor) = &page.cursor {
-        query.start_after = Some(cursors.decode(&scope, &query, cursor)?);
-    }
-    let fingerprint = query.clone();
     let keep = |order: &Order| filter.status.is_none_or(|status| order.status == status);
-    let (found, last) = orders::list(&state, query, keep, page.limit(), LIST_BUDGET).await?;
-    Ok(Reply::ok(OrderList {
-        items: found.iter().map(view).collect(),
-        next_cursor: last.as_ref().map(|last| cursors.encode(&scope, &fingerprint, last)),
-    }))
+    let found =
+        paginate(&state, &scope, query, &page, |query| orders::list(&state, query, keep, page.limit(), LIST_BUDGET))
+            .await?;
+    Ok(Reply::ok(found.map(|order| view(&order))))
 }
 
 /// The id in the path.
@@ -251,11 +242,10 @@ async fn change_status(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     PathParams(path): PathParams<IdPath>,
-    headers: HeaderMap,
+    if_match: IfMatch,
     JsonBody { value: body, .. }: JsonBody<StatusRequest>,
 ) -> Result<Reply<OrderView>, ApiError> {
-    let if_match = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok());
-    let order = orders::change_status(&state, &caller.0, &path.id, body, if_match).await?;
+    let order = orders::change_status(&state, &caller.0, &path.id, body, &if_match).await?;
     Ok(Reply::ok(view(&order)).etag(etag(&order)))
 }
 

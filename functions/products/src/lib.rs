@@ -7,13 +7,14 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use http::{header, HeaderMap, StatusCode};
+use http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use shared::catalogue::{self, etag, Idempotent, ImageUpload, NewProduct, ProductChanges};
 use shared::domain::{format_date, CategoryId, ImageId, PriceBound, Product, ProductId, SearchText, Unit, UserId};
 use shared::http::idempotency_key;
 use shared::http::{
-    ApiError, Authorized, Caller, Farmers, IfNoneMatch, JsonBody, NoContent, PageParams, PathParams, Query, Reply,
+    paginate, ApiError, Authorized, Caller, Farmers, IfMatch, IfNoneMatch, JsonBody, Listed, NoContent, Page,
+    PageParams, PathParams, Query, Reply,
 };
 use shared::repo::idempotency;
 use shared::repo::products::{self, Browse, Sort};
@@ -130,20 +131,14 @@ fn view(state: &AppState, p: &Product) -> ProductView {
     }
 }
 
-/// A private answer carrying the product's ETag.
-fn product_reply(state: &AppState, status: StatusCode, product: &Product) -> Reply<ProductView> {
-    Reply::with_status(status, view(state, product)).etag(etag(product))
+impl Listed for ProductView {
+    const PAGE_NAME: &'static str = "ProductList";
+    const PAGE_DESCRIPTION: &'static str = "A page of products.";
+    const SHORT_PAGES: bool = true;
 }
 
 /// A page of products.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-struct ProductList {
-    items: Vec<ProductView>,
-    /// The cursor of the next page; `null` on the last. A page cut short by the
-    /// read budget still carries one.
-    next_cursor: Option<String>,
-}
+type ProductList = Page<ProductView>;
 
 /// Browse orders.
 #[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
@@ -228,19 +223,13 @@ async fn list(
     headers: HeaderMap,
 ) -> Result<Reply<ProductList>, ApiError> {
     let browse = params.into_browse()?;
-    let scope = browse.scope();
-    let mut query = browse.query();
-    let cursors = state.cursors().await?;
-    if let Some(cursor) = &page.cursor {
-        query.start_after = Some(cursors.decode(&scope, &query, cursor)?);
-    }
-    let fingerprint_query = query.clone();
-    let found = products::browse(state.store.as_ref(), &browse, query, page.limit(), BROWSE_BUDGET).await?;
-    let body = ProductList {
-        items: found.products.iter().map(|p| view(&state, p)).collect(),
-        next_cursor: found.resume_after.as_ref().map(|last| cursors.encode(&scope, &fingerprint_query, last)),
-    };
-    Ok(Reply::public(body, &headers))
+    let store = state.store.as_ref();
+    let found = paginate(&state, &browse.scope(), browse.query(), &page, |query| async {
+        let found = products::browse(store, &browse, query, page.limit(), BROWSE_BUDGET).await;
+        found.map(|found| (found.products, found.resume_after))
+    })
+    .await?;
+    Ok(Reply::public(found.map(|product| view(&state, &product)), &headers))
 }
 
 /// The product id in the path.
@@ -299,13 +288,8 @@ async fn create(
         idempotency_key(&headers)?.map(|key| Idempotent { key, fingerprint: idempotency::fingerprint(&body.raw) });
     let created = catalogue::create_product(&state, farmer.user_id()?, body.value, idempotent).await?;
     let product = &created.product;
-    let reply = product_reply(&state, StatusCode::CREATED, product)
-        .header(header::LOCATION, format!("/products/{}", product.id));
-    Ok(if created.replayed {
-        reply.header(header::HeaderName::from_static("idempotent-replayed"), "true".into())
-    } else {
-        reply
-    })
+    let location = format!("/products/{}", product.id);
+    Ok(Reply::created(view(&state, product), location).etag(etag(product)).replayed(created.replayed))
 }
 
 /// Change a product (its farmer or an admin).
@@ -324,12 +308,11 @@ async fn update(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     PathParams(path): PathParams<ProductPath>,
-    headers: HeaderMap,
+    if_match: IfMatch,
     JsonBody { value: changes, .. }: JsonBody<ProductChanges>,
 ) -> Result<Reply<ProductView>, ApiError> {
-    let if_match = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok());
-    let product = catalogue::update_product(&state, &caller.0, &path.id, changes, if_match).await?;
-    Ok(product_reply(&state, StatusCode::OK, &product))
+    let product = catalogue::update_product(&state, &caller.0, &path.id, changes, &if_match).await?;
+    Ok(Reply::ok(view(&state, &product)).etag(etag(&product)))
 }
 
 /// Unlist a product (its farmer or an admin): it leaves every listing and can no

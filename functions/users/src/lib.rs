@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use http::{header, HeaderMap};
+use http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use shared::accounts::{self, Profile, ProfileChanges, SelfServiceRole};
 use shared::domain::{
@@ -15,8 +15,8 @@ use shared::domain::{
     UserId,
 };
 use shared::http::{
-    non_null, Admins, ApiError, Authorized, Caller, Csv, Farmers, IfNoneMatch, JsonBody, NoContent, PageParams,
-    PathParams, Query, Reply,
+    non_null, paginate, Admins, ApiError, Authorized, Caller, Csv, Farmers, IfNoneMatch, JsonBody, JsonOrCsv, Listed,
+    NoContent, Page, PageParams, PathParams, Query, Reply,
 };
 use shared::repo::farmers::{self, FarmerPage};
 use shared::repo::{notifications, users};
@@ -255,14 +255,13 @@ impl From<&FarmerPage> for FarmerView {
     }
 }
 
-/// A page of farmers.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-struct FarmerList {
-    items: Vec<FarmerView>,
-    /// The cursor of the next page; `null` on the last.
-    next_cursor: Option<String>,
+impl Listed for FarmerView {
+    const PAGE_NAME: &'static str = "FarmerList";
+    const PAGE_DESCRIPTION: &'static str = "A page of farmers.";
 }
+
+/// A page of farmers.
+type FarmerList = Page<FarmerView>;
 
 /// The farmer list filter.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -287,19 +286,11 @@ async fn list_farmers(
     headers: HeaderMap,
 ) -> Result<Reply<FarmerList>, ApiError> {
     let mut query = farmers::list_query(filter.region.as_ref().map(Place::as_str));
-    let scope = "farmers";
-    let cursors = state.cursors().await?;
-    if let Some(cursor) = &page.cursor {
-        query.start_after = Some(cursors.decode(scope, &query, cursor)?);
-    }
-    let fingerprint = query.clone();
     query.limit = page.limit().min(FARMERS_PER_QUERY);
-    let (pages, last) = farmers::list(state.store.as_ref(), &query).await?;
-    let body = FarmerList {
-        items: pages.iter().map(FarmerView::from).collect(),
-        next_cursor: last.as_ref().map(|last| cursors.encode(scope, &fingerprint, last)),
-    };
-    Ok(Reply::public(body, &headers))
+    let store = state.store.as_ref();
+    let found =
+        paginate(&state, "farmers", query, &page, |query| async move { farmers::list(store, &query).await }).await?;
+    Ok(Reply::public(found.map(|farmer| FarmerView::from(&farmer)), &headers))
 }
 
 /// The farmer id in the path.
@@ -326,15 +317,14 @@ async fn read_farmer(
     Ok(Reply::public(FarmerView::from(&page), &headers))
 }
 
-/// A page of accounts.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-struct UserList {
-    items: Vec<AccountView>,
-    /// The cursor of the next page; `null` on the last. A page cut short by the
-    /// read budget still carries one.
-    next_cursor: Option<String>,
+impl Listed for AccountView {
+    const PAGE_NAME: &'static str = "UserList";
+    const PAGE_DESCRIPTION: &'static str = "A page of accounts.";
+    const SHORT_PAGES: bool = true;
 }
+
+/// A page of accounts.
+type UserList = Page<AccountView>;
 
 /// The admin list filters.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -371,30 +361,22 @@ async fn list_users(
         return Err(ApiError::field("emailPrefix", "must be 1 to 254 characters"));
     }
     let prefix = filter.email_prefix.as_deref().map(str::trim).filter(|p| !p.is_empty());
-    let mut query = users::list_query(prefix);
+    let query = users::list_query(prefix);
     let scope = format!(
         "users#{}#{}",
         filter.role.map(Role::as_str).unwrap_or("any"),
         filter.disabled.map_or("any", |d| if d { "disabled" } else { "enabled" })
     );
-    let cursors = state.cursors().await?;
-    if let Some(cursor) = &page.cursor {
-        query.start_after = Some(cursors.decode(&scope, &query, cursor)?);
-    }
-    let fingerprint = query.clone();
     let keep = |user: &User| {
         filter.role.is_none_or(|role| user.role == role) && filter.disabled.is_none_or(|d| user.disabled == d)
     };
-    let (found, last) = users::list(state.store.as_ref(), query, keep, page.limit(), LIST_BUDGET).await?;
-    let body = UserList {
-        items: accounts::profiles(&state, found)
-            .await?
-            .iter()
-            .map(|profile| account_view(&profile.user, profile.page.as_ref()))
-            .collect(),
-        next_cursor: last.as_ref().map(|last| cursors.encode(&scope, &fingerprint, last)),
-    };
-    Ok(Reply::ok(body))
+    let store = state.store.as_ref();
+    let found =
+        paginate(&state, &scope, query, &page, |query| users::list(store, query, keep, page.limit(), LIST_BUDGET))
+            .await?;
+    let profiles = accounts::profiles(&state, found.items).await?;
+    let found = Page { items: profiles, extra: found.extra, next_cursor: found.next_cursor };
+    Ok(Reply::ok(found.map(|profile| account_view(&profile.user, profile.page.as_ref()))))
 }
 
 /// The user id in the path.
@@ -485,17 +467,22 @@ struct NotificationView {
     created_at: String,
 }
 
-/// A page of notifications, newest first.
+impl Listed for NotificationView {
+    const PAGE_NAME: &'static str = "NotificationList";
+    const PAGE_DESCRIPTION: &'static str = "A page of notifications, newest first.";
+}
+
+/// What a page of notifications carries besides its items and cursor.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct NotificationList {
-    items: Vec<NotificationView>,
+struct Unread {
     /// Unread notifications in all.
     #[schema(minimum = 0)]
     unread_count: i64,
-    /// The cursor of the next page; `null` on the last.
-    next_cursor: Option<String>,
 }
+
+/// A page of notifications, newest first, with the unread count.
+type NotificationList = Page<NotificationView, Unread>;
 
 /// The signed-in user's notifications (new orders for farmers, status changes
 /// for customers), newest first, with the unread count.
@@ -514,29 +501,28 @@ async fn list_notifications(
     let user = caller.user_id()?;
     let store = state.store.as_ref();
     let mut query = notifications::list_query(user);
-    let scope = "notifications";
-    let cursors = state.cursors().await?;
-    if let Some(cursor) = &page.cursor {
-        query.start_after = Some(cursors.decode(scope, &query, cursor)?);
-    }
-    let fingerprint = query.clone();
     query.limit = page.limit();
-    let (items, last) = notifications::list(store, &query).await?;
-    Ok(Reply::ok(NotificationList {
-        items: items
-            .iter()
-            .map(|n| NotificationView {
-                id: n.id.clone(),
-                title: n.title.clone(),
-                body: n.body.clone(),
-                order_id: n.order_id,
-                read: n.read,
-                created_at: n.created_at.format(&Rfc3339).unwrap_or_default(),
-            })
-            .collect(),
-        unread_count: notifications::unread(store, user).await?,
-        next_cursor: last.as_ref().map(|last| cursors.encode(scope, &fingerprint, last)),
-    }))
+    let found =
+        paginate(
+            &state,
+            "notifications",
+            query,
+            &page,
+            |query| async move { notifications::list(store, &query).await },
+        )
+        .await?;
+    let unread = Unread { unread_count: notifications::unread(store, user).await? };
+    let body = found
+        .map(|n| NotificationView {
+            id: n.id,
+            title: n.title,
+            body: n.body,
+            order_id: n.order_id,
+            read: n.read,
+            created_at: n.created_at.format(&Rfc3339).unwrap_or_default(),
+        })
+        .with(unread);
+    Ok(Reply::ok(body))
 }
 
 /// The notification id in the path.
@@ -639,8 +625,7 @@ async fn sales(
     farmer: Authorized<Farmers>,
     Query(range): Query<SalesRange>,
     headers: HeaderMap,
-) -> Result<axum::response::Response, ApiError> {
-    use axum::response::IntoResponse;
+) -> Result<Reply<JsonOrCsv<SalesReport>>, ApiError> {
     let today = time::OffsetDateTime::now_utc().date();
     let to = shared::http::date_param("to", range.to.as_deref())?.unwrap_or(today);
     let from = shared::http::date_param("from", range.from.as_deref())?.unwrap_or(to - time::Duration::days(29));
@@ -652,11 +637,7 @@ async fn sales(
     }
     let (from, to) = (shared::domain::format_date(from), shared::domain::format_date(to));
     let days = shared::repo::sales::range(state.store.as_ref(), farmer.user_id()?, &from, &to).await?;
-    let wants_csv = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|accept| accept.contains("text/csv") && !accept.contains("application/json"));
-    if wants_csv {
+    if JsonOrCsv::<SalesReport>::wanted(&headers) {
         let mut csv = Csv::new(&["date", "productId", "productName", "units", "revenue"]);
         for day in &days {
             for (id, product) in &day.products {
@@ -670,7 +651,7 @@ async fn sales(
                 ]);
             }
         }
-        return Ok(Reply::csv(csv).into_response());
+        return Ok(Reply::negotiated(JsonOrCsv::Csv(csv)));
     }
     let report = SalesReport {
         from,
@@ -698,5 +679,5 @@ async fn sales(
             })
             .collect(),
     };
-    Ok(Reply::ok(report).header(header::VARY, "Accept".into()).into_response())
+    Ok(Reply::negotiated(JsonOrCsv::Json(report)))
 }

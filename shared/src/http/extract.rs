@@ -3,7 +3,8 @@
 //! (422 naming the parameter), `PathParams` (404 when a segment cannot be read),
 //! `Caller` (the verified bearer token, 401; a token claiming admin rights is
 //! checked against the stored account, 403) and `Authorized<Roles>` (a caller of
-//! one of those roles, else 403, checked before the body is read). Also the serde rules of strict
+//! one of those roles, else 403, checked before the body is read), and `IfMatch`
+//! (the versions a conditional write may apply to). Also the serde rules of strict
 //! bodies: `non_null` and `nullable` for optional fields.
 //!
 //! Body rules, documented in the OpenAPI document's description: a body must be a
@@ -298,6 +299,50 @@ pub fn idempotency_key(
     }
 }
 
+/// The `If-Match` header of a conditional write, parsed at the edge: the entity
+/// tags it lists (`*` for any), or none when it was not sent, in which case the
+/// write applies to whatever version is current. A value that is not visible
+/// ASCII counts as not sent. Tags compare strongly (`W/"3"` names no version).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IfMatch {
+    /// The header as sent, for messages.
+    raw: Option<String>,
+    tags: Vec<String>,
+}
+
+impl IfMatch {
+    /// The header value `raw` (a comma-separated list of entity tags, or `*`).
+    pub fn parse(raw: &str) -> Self {
+        Self { raw: Some(raw.to_owned()), tags: raw.split(',').map(|tag| tag.trim().to_owned()).collect() }
+    }
+
+    /// Whether the header was sent: the write is then conditional on it.
+    pub fn is_sent(&self) -> bool {
+        self.raw.is_some()
+    }
+
+    /// Whether a write may apply to the version whose ETag is `etag`: the header
+    /// was not sent, or it lists `*` or `etag`.
+    pub fn allows(&self, etag: &str) -> bool {
+        !self.is_sent() || self.tags.iter().any(|tag| tag == "*" || tag == etag)
+    }
+}
+
+impl std::fmt::Display for IfMatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.raw.as_deref().unwrap_or_default())
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let raw = parts.headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok());
+        Ok(raw.map(Self::parse).unwrap_or_default())
+    }
+}
+
 /// A `yyyy-mm-dd` query parameter (422 on `field` when malformed).
 pub fn date_param(field: &str, raw: Option<&str>) -> Result<Option<time::Date>, ApiError> {
     raw.map(|raw| {
@@ -387,5 +432,17 @@ mod tests {
         assert_eq!(set.unwrap().clearable, Some(Some("x".into())));
         let unknown = parse("application/json", br#"{"displayName":"a","role":"admin","count":1,"extra":[1]}"#);
         assert!(unknown.is_ok(), "unknown fields are ignored");
+    }
+
+    #[test]
+    fn if_match_allows_the_versions_it_lists_or_any_when_not_sent() {
+        assert!(IfMatch::default().allows("\"3\""));
+        assert!(!IfMatch::default().is_sent());
+        let listed = IfMatch::parse("\"2\", \"3\"");
+        assert!(listed.is_sent());
+        assert!(listed.allows("\"3\"") && !listed.allows("\"4\""));
+        assert!(IfMatch::parse("*").allows("\"4\""));
+        assert!(!IfMatch::parse("W/\"3\"").allows("\"3\""), "weak tags name no version");
+        assert_eq!(listed.to_string(), "\"2\", \"3\"");
     }
 }

@@ -1,5 +1,6 @@
 //! Typed responses. `Reply<T>` is what a handler answers with, JSON or (with a
-//! `Csv` body) CSV: personal data and writes are `private, no-store`; public
+//! `Csv` body) CSV, or either as `Accept` asks (`JsonOrCsv`): personal data and
+//! writes are `private, no-store`; public
 //! catalogue reads carry a strong ETag and shared-cache headers, and answer
 //! `If-None-Match` with 304. `NoContent` is the 204 of deletes and logouts.
 
@@ -106,6 +107,34 @@ impl ReplyBody for Csv {
     }
 }
 
+/// A body with two representations: JSON, or CSV when `Accept` asks for it
+/// (`JsonOrCsv::wanted`).
+#[derive(Debug)]
+pub enum JsonOrCsv<T> {
+    Json(T),
+    Csv(Csv),
+}
+
+impl<T> JsonOrCsv<T> {
+    /// Whether `Accept` in `request` asks for CSV: it names `text/csv` and not
+    /// `application/json`.
+    pub fn wanted(request: &HeaderMap) -> bool {
+        request
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/csv") && !accept.contains("application/json"))
+    }
+}
+
+impl<T: Serialize> ReplyBody for JsonOrCsv<T> {
+    fn render(&self) -> Result<(String, &'static str), ApiError> {
+        match self {
+            Self::Json(body) => body.render(),
+            Self::Csv(csv) => csv.render(),
+        }
+    }
+}
+
 /// A JSON (or CSV) response with its status, cache policy and headers.
 #[derive(Debug)]
 #[must_use]
@@ -129,9 +158,20 @@ impl<T: ReplyBody> Reply<T> {
         Self::with_status(StatusCode::OK, body)
     }
 
-    /// 201, private, with `Location`.
+    /// 201, private, with `Location`: the one answer of a request that made
+    /// something with its own URL.
     pub fn created(body: T, location: String) -> Self {
         Self::with_status(StatusCode::CREATED, body).header(header::LOCATION, location)
+    }
+
+    /// Marks the answer `Idempotent-Replayed: true` when `replayed`: an earlier
+    /// request with the same `Idempotency-Key` made what it carries.
+    pub fn replayed(self, replayed: bool) -> Self {
+        if replayed {
+            self.header(HeaderName::from_static("idempotent-replayed"), "true".into())
+        } else {
+            self
+        }
     }
 
     /// 200 for a public catalogue read: shared caching and an ETag (over the body
@@ -181,10 +221,10 @@ impl<T: ReplyBody> Reply<T> {
     }
 }
 
-impl Reply<Csv> {
-    /// 200 with a CSV document: private, and `Vary: Accept`, as CSV is the
-    /// alternative representation `Accept: text/csv` asks for.
-    pub fn csv(body: Csv) -> Self {
+impl<T: Serialize> Reply<JsonOrCsv<T>> {
+    /// 200 with either representation: private, and `Vary: Accept`, as `Accept`
+    /// chose it.
+    pub fn negotiated(body: JsonOrCsv<T>) -> Self {
         Self::ok(body).header(header::VARY, "Accept".into())
     }
 }
@@ -238,7 +278,7 @@ mod tests {
     async fn csv_replies_are_private_and_vary_on_accept() {
         let mut csv = Csv::new(&["name"]);
         csv.row(&["Apples".into()]);
-        let response = Reply::csv(csv).into_response();
+        let response = Reply::negotiated(JsonOrCsv::<()>::Csv(csv)).into_response();
         assert_eq!(response.status(), StatusCode::OK);
         let headers = response.headers();
         assert_eq!(headers[header::CONTENT_TYPE], "text/csv; charset=utf-8");

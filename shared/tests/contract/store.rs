@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use futures::TryStreamExt;
 use serde_json::json;
 use shared::ports::{Condition, Index, ItemKey, Query, Store, StoreError, WriteOp};
 
@@ -562,18 +563,9 @@ pub async fn concurrent_guarded_decrements_never_oversell<B: Backend>() {
 async fn scan_all(store: &dyn Store, segments: u32, limit: usize) -> Vec<Vec<ItemKey>> {
     let mut found = Vec::new();
     for segment in 0..segments {
-        let mut keys = Vec::new();
-        let mut scan = shared::ports::Scan { segment, total_segments: segments, limit, start_after: None };
-        loop {
-            let page = store.scan(&scan).await.unwrap();
-            assert!(page.items.len() <= limit);
-            keys.extend(page.items.iter().map(|item| item.key.clone()));
-            match page.last {
-                Some(last) => scan.start_after = Some(last),
-                None => break,
-            }
-        }
-        found.push(keys);
+        let pages: Vec<_> = shared::repo::scan_all(store, segment, segments, limit).try_collect().await.unwrap();
+        assert!(pages.iter().all(|page| page.items.len() <= limit));
+        found.push(pages.iter().flat_map(|page| page.items.iter().map(|item| item.key.clone())).collect());
     }
     found
 }
