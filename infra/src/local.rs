@@ -8,8 +8,9 @@
 //! `/_local/links/*`): the mail holds live sign-in and reset links.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use shared::adapters::wake;
 use shared::AppState;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -34,19 +35,30 @@ pub enum LocalError {
     Addr(#[source] std::io::Error),
 }
 
-/// How often the local outbox relay looks for new events.
+/// The longest wait of the local outbox relay between looks for new events: a
+/// write to the embedded store wakes it at once (on DynamoDB it polls).
 const RELAY_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Drains the outbox into the jobs queue, forever.
-async fn relay_outbox(state: AppState) {
+/// Drains the outbox into the jobs queue, forever; `db` is the embedded
+/// store's file, whose writes wake it.
+async fn relay_outbox(state: AppState, db: PathBuf) {
     let Some(jobs) = state.jobs.clone() else {
         return;
     };
+    let written = wake::waker(&db, wake::STORE_WRITES);
     loop {
+        // Listening before the relay: a write during it is not missed. (The
+        // relay's own deletes wake it once more, to find nothing.)
+        let woken = written.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
         if let Err(error) = shared::repo::outbox::relay(state.store.as_ref(), jobs.as_ref()).await {
             tracing::warn!(error = %error, "outbox relay failed; retrying");
         }
-        tokio::time::sleep(RELAY_POLL).await;
+        tokio::select! {
+            _ = woken => {}
+            _ = tokio::time::sleep(RELAY_POLL) => {}
+        }
     }
 }
 
@@ -91,7 +103,7 @@ impl LocalStack {
         gateway = gateway.with_scheduler(scheduler.clone());
         let pumps = QueuePump::for_template(&state, &template, &data_dir.join("marketplace.db"), &settings)?;
         let mut tasks: Vec<JoinHandle<()>> = pumps.iter().cloned().flat_map(QueuePump::spawn).collect();
-        tasks.push(tokio::spawn(relay_outbox(state.clone())));
+        tasks.push(tokio::spawn(relay_outbox(state.clone(), data_dir.join("marketplace.db"))));
         tasks.extend(scheduler.spawn());
         let serving = gateway.clone();
         tasks.push(tokio::spawn(async move {

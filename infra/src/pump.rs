@@ -40,7 +40,9 @@ pub struct PumpSettings {
     pub visibility_timeout: Option<Duration>,
 }
 
-/// Sleep between polls of an empty queue.
+/// The longest wait between polls of an empty queue: a send by this process
+/// wakes the pump at once; the poll finds messages whose visibility lapsed
+/// and those sent by another process.
 const IDLE_POLL: Duration = Duration::from_millis(200);
 
 /// One event source: a queue feeding one function.
@@ -178,10 +180,20 @@ impl QueuePump {
             .map(|_| {
                 let pump = self.clone();
                 tokio::spawn(async move {
+                    let sent = pump.queue.sent();
                     loop {
+                        // Listening before the poll: a send during it is not missed.
+                        let woken = sent.notified();
+                        tokio::pin!(woken);
+                        woken.as_mut().enable();
                         match pump.poll_once().await {
                             Ok(report) if report.delivered + report.dead_lettered > 0 => {}
-                            Ok(_) => tokio::time::sleep(IDLE_POLL).await,
+                            Ok(_) => {
+                                tokio::select! {
+                                    _ = woken => {}
+                                    _ = tokio::time::sleep(IDLE_POLL) => {}
+                                }
+                            }
                             Err(error) => {
                                 tracing::error!(error = %error, queue = %pump.source.queue, "queue poll failed");
                                 tokio::time::sleep(IDLE_POLL).await;

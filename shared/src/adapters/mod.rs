@@ -27,5 +27,5 @@ pub use aws::{sqs_client, SqsJobs};
 pub(crate) use embedded::key_file;
 #[cfg(feature = "embedded")]
 pub use embedded::{
-    EmbeddedBlobs, EmbeddedJobs, EmbeddedStore, MailDir, StoredMail, UploadRejected, LOCAL_UPLOAD_PATH,
+    wake, EmbeddedBlobs, EmbeddedJobs, EmbeddedStore, MailDir, StoredMail, UploadRejected, LOCAL_UPLOAD_PATH,
 };

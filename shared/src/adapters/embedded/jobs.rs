@@ -3,13 +3,16 @@
 //! share its file with the item store.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, TransactionBehavior};
+use tokio::sync::Notify;
 use ulid::Ulid;
 
 use super::db::Db;
+use super::wake;
 use crate::ports::{JobError, JobMessage, JobQueue};
 
 /// One row per message; times are epoch milliseconds. `receipt` is replaced on
@@ -37,6 +40,8 @@ const MAX_BATCH: usize = 10;
 pub struct EmbeddedJobs {
     db: Db,
     queue: String,
+    /// Notified after each send (see `wake`).
+    sent: Arc<Notify>,
 }
 
 impl std::fmt::Debug for EmbeddedJobs {
@@ -54,7 +59,12 @@ impl EmbeddedJobs {
     pub fn open(path: &Path, queue_name: &str) -> Result<Self, JobError> {
         let db = Db::open(path, SCHEMA)
             .map_err(|e| JobError::backend(format!("open embedded queue {queue_name} in {}", path.display()), e))?;
-        Ok(Self { db, queue: queue_name.to_owned() })
+        Ok(Self { db, queue: queue_name.to_owned(), sent: wake::waker(path, &wake::queue_sends(queue_name)) })
+    }
+
+    /// Notified after each message sent to this queue by this process.
+    pub fn sent(&self) -> Arc<Notify> {
+        self.sent.clone()
     }
 
     /// The queue's name.
@@ -120,18 +130,21 @@ fn receive(
 impl JobQueue for EmbeddedJobs {
     async fn send(&self, body: &str) -> Result<String, JobError> {
         let body = body.to_owned();
-        self.call(format!("send job to queue {}", self.queue), move |conn, queue, context| {
-            let id = Ulid::new().to_string();
-            let now = now_millis();
-            conn.execute(
-                "INSERT INTO jobs (queue, id, body, receipt, receive_count, visible_at, sent_at)
+        let id = self
+            .call(format!("send job to queue {}", self.queue), move |conn, queue, context| {
+                let id = Ulid::new().to_string();
+                let now = now_millis();
+                conn.execute(
+                    "INSERT INTO jobs (queue, id, body, receipt, receive_count, visible_at, sent_at)
                  VALUES (?1, ?2, ?3, NULL, 0, ?4, ?4)",
-                params![queue, id, body, now],
-            )
-            .map_err(|e| JobError::backend(context, e))?;
-            Ok(id)
-        })
-        .await
+                    params![queue, id, body, now],
+                )
+                .map_err(|e| JobError::backend(context, e))?;
+                Ok(id)
+            })
+            .await?;
+        self.sent.notify_waiters();
+        Ok(id)
     }
 
     async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<JobMessage>, JobError> {

@@ -8,6 +8,7 @@ mod jobs;
 pub(crate) mod key_file;
 mod mail;
 mod store;
+pub mod wake;
 
 pub use blobs::{EmbeddedBlobs, UploadRejected, LOCAL_UPLOAD_PATH};
 pub use jobs::EmbeddedJobs;

@@ -3,10 +3,12 @@
 //! indexed columns so index queries and expiry checks run in SQL.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, TransactionBehavior};
+use tokio::sync::Notify;
 
 use super::db::Db;
 use crate::adapters::rules;
@@ -59,6 +61,8 @@ fn add_index_columns(conn: &mut Connection) -> rusqlite::Result<()> {
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Db,
+    /// Notified after each committed write (see `super::wake`).
+    written: Arc<Notify>,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -85,7 +89,7 @@ impl EmbeddedStore {
         let context = || format!("open embedded store {}", path.display());
         let db = opened.map_err(|e| StoreError::backend(context(), e))?;
         db.with_conn(add_index_columns).map_err(|e| StoreError::backend(context(), e))?;
-        Ok(Self { db })
+        Ok(Self { db, written: super::wake::waker(path, super::wake::STORE_WRITES) })
     }
 
     /// Runs `f` on the blocking pool; `context` names the call if the task fails.
@@ -337,7 +341,9 @@ impl Store for EmbeddedStore {
             return Ok(());
         }
         let context = rules::describe_writes(&writes);
-        self.call(context, move |conn, context| transact(conn, &writes, context)).await
+        self.call(context, move |conn, context| transact(conn, &writes, context)).await?;
+        self.written.notify_waiters();
+        Ok(())
     }
 
     async fn query(&self, q: &Query) -> Result<Page, StoreError> {
@@ -357,7 +363,9 @@ impl Store for EmbeddedStore {
         rules::check_key(key)?;
         let (key, attr) = (key.clone(), attr.to_owned());
         let context = format!("increment {attr} of {}/{}", key.pk, key.sk);
-        self.call(context, move |conn, context| increment(conn, &key, &attr, expires_at, context)).await
+        let count = self.call(context, move |conn, context| increment(conn, &key, &attr, expires_at, context)).await?;
+        self.written.notify_waiters();
+        Ok(count)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
