@@ -18,6 +18,7 @@
 //! - `http`: request parsing, auth guard, problem+json errors, cursors, ETags, routing.
 //! - `telemetry`: log set-up (JSON in Lambda, readable lines locally).
 //! - `repo`: item layouts of the single table (keys, index keys) for each entity.
+//! - `retry`: the named retry policies and `retry::run`, the one way to retry.
 
 pub mod accounts;
 pub mod adapters;
@@ -34,6 +35,7 @@ pub mod orders;
 pub mod photo_cleanup;
 pub mod ports;
 pub mod repo;
+pub mod retry;
 pub mod telemetry;
 pub mod tokens;
 
