@@ -245,7 +245,8 @@ async fn write(
         let changes = changes_left.lock().expect("count changes lock").clone();
         let mut writes = vec![WriteOp::Put { item: to_item(new), condition: product_condition.clone() }];
         if shown != 0 {
-            writes.extend(farmers::count_write(store, new.farmer_id, shown).await?);
+            // The page changes with the product, at the time the caller gave it.
+            writes.extend(farmers::count_write(store, new.farmer_id, shown, new.updated_at).await?);
         }
         // A category's adjustment fails only when the category is gone, so
         // it checks the category's existence too; no read is needed first.
