@@ -255,7 +255,8 @@ mod tests {
                 let floor = match policy.jitter {
                     _ if ceiling.is_zero() => Duration::ZERO,
                     Jitter::Full => Duration::from_millis(1),
-                    Jitter::FromQuarter => ceiling / 4,
+                    // Whole milliseconds, as the waits are drawn.
+                    Jitter::FromQuarter => Duration::from_millis(ceiling.as_millis() as u64 / 4),
                 };
                 for _ in 0..20 {
                     let wait = policy.wait(attempt);
