@@ -11,6 +11,7 @@
 //! - `archive`, `backup`, `photo_cleanup`: the scheduled jobs; `jsonl`, the gzip
 //!   JSON lines their objects are written in.
 //! - `mail`: outgoing mail templates and their rendering.
+//! - `passwords`: argon2id hashing with pooled working memory, behind `domain::PasswordHash`.
 //! - `ports`: async traits the handlers talk to (store, blob store, job queue, mailer, clock).
 //! - `adapters`: the `embedded` (SQLite, directory) and `aws` (DynamoDB, S3, SQS) backends.
 //! - `config`: configuration read once at start-up, and the `AppState` built from it.
@@ -32,6 +33,7 @@ pub mod jobs;
 pub mod jsonl;
 pub mod mail;
 pub mod orders;
+mod passwords;
 pub mod photo_cleanup;
 pub mod ports;
 pub mod repo;
