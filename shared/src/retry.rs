@@ -85,8 +85,9 @@ pub const UNREAD_COUNT: Policy = Policy { attempts: 10, ..CONTENDED_WRITE };
 
 /// Completing an archive batch again after one of its orders changed between
 /// the object's write and the order's delete: three attempts and no wait,
-/// since every attempt rewrites the whole object (an order that keeps
-/// changing is left to the next run).
+/// since every attempt rewrites and reads back the whole object; a batch
+/// whose orders keep changing stays in the journal, and the next run
+/// completes it first.
 pub const ARCHIVE_BATCH: Policy =
     Policy { attempts: 3, first_wait: Duration::ZERO, max_wait: Duration::ZERO, jitter: Jitter::Full };
 
