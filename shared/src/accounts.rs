@@ -62,18 +62,15 @@ use crate::domain::{DisplayName, Email, FarmProfile, Password, PasswordHash, Rol
 use crate::jobs::{self, Job};
 use crate::mail::Template;
 use crate::ports::{StoreError, WriteOp};
-use crate::repo;
 use crate::repo::farmers::{self, FarmerPage};
 use crate::repo::link_tokens::{self, LinkTokenError, Purpose};
 use crate::repo::outbox;
 use crate::repo::sessions::{self, Session, SessionError};
 use crate::repo::throttle::{self, Limit};
 use crate::repo::users::{self, CreateUserError};
+use crate::retry::{self, Attempt::Again, Attempt::Done};
 use crate::tokens::{Claims, TokenError, AUDIENCE, ISSUER};
 use crate::AppState;
-
-/// Attempts of a read-modify-write of an account that keeps losing version races.
-const UPDATE_ATTEMPTS: usize = 8;
 
 /// Login attempts per email and source address per 15 minutes.
 pub const LOGIN_PER_ACCOUNT_AND_ADDRESS: Limit = Limit::new(5, 15 * 60);
@@ -421,8 +418,7 @@ fn farmer_sync(state: &AppState, farmer_id: UserId) -> WriteOp {
 /// Marks the address of the token's account verified and spends the token.
 pub async fn verify_email(state: &AppState, token: &str) -> Result<User> {
     let store = state.store.as_ref();
-    for attempt in 0..UPDATE_ATTEMPTS {
-        repo::pause_before_retry(attempt).await;
+    retry::run(retry::CONTENDED_WRITE, |_| async {
         let valid = link_tokens::check(store, Purpose::VerifyEmail, token, state.clock.now()).await?;
         let Some(user) = users::get(store, valid.user_id).await? else {
             return Err(LinkTokenError::Invalid.into());
@@ -435,13 +431,14 @@ pub async fn verify_email(state: &AppState, token: &str) -> Result<User> {
         match store.transact(writes).await {
             Ok(()) => {
                 tracing::info!(user_id = %user.id, "email verified");
-                return Ok(next);
+                Ok(Done(next))
             }
-            Err(StoreError::ConditionFailed { .. }) => continue, // re-checked: spent, or the account changed
-            Err(e) => return Err(e.into()),
+            // Checked again: spent, or the account changed.
+            Err(StoreError::ConditionFailed { .. }) => Ok(Again(busy())),
+            Err(e) => Err(e.into()),
         }
-    }
-    Err(busy())
+    })
+    .await
 }
 
 fn busy() -> AccountError {
@@ -497,8 +494,7 @@ pub async fn confirm_password_reset(state: &AppState, token: &str, password: Pas
     // Check before hashing, so a bad token costs no hash.
     link_tokens::check(store, Purpose::ResetPassword, token, state.clock.now()).await?;
     let password_hash = hash(password).await?;
-    for attempt in 0..UPDATE_ATTEMPTS {
-        repo::pause_before_retry(attempt).await;
+    retry::run(retry::CONTENDED_WRITE, |_| async {
         let valid = link_tokens::check(store, Purpose::ResetPassword, token, state.clock.now()).await?;
         let Some(user) = users::get(store, valid.user_id).await? else {
             return Err(LinkTokenError::Invalid.into());
@@ -517,13 +513,13 @@ pub async fn confirm_password_reset(state: &AppState, token: &str, password: Pas
         match store.transact(writes).await {
             Ok(()) => {
                 tracing::info!(user_id = %user.id, "password reset; every session ended");
-                return Ok(());
+                Ok(Done(()))
             }
-            Err(StoreError::ConditionFailed { .. }) => continue,
-            Err(e) => return Err(e.into()),
+            Err(StoreError::ConditionFailed { .. }) => Ok(Again(busy())),
+            Err(e) => Err(e.into()),
         }
-    }
-    Err(busy())
+    })
+    .await
 }
 
 /// Checks the signed-in user's current password (throttled per account):
@@ -547,9 +543,13 @@ pub async fn change_password(state: &AppState, caller: &Claims, current: String,
     check_password(state, &user, current, "currentPassword").await?;
     let password_hash = hash(new).await?;
     let store = state.store.as_ref();
-    let mut user = user;
-    for attempt in 0..UPDATE_ATTEMPTS {
-        repo::pause_before_retry(attempt).await;
+    let (user, password_hash) = (&user, &password_hash);
+    retry::run(retry::CONTENDED_WRITE, |attempt| async move {
+        // Read again after a lost race.
+        let user = match attempt {
+            0 => user.clone(),
+            _ => caller_user(state, caller).await?,
+        };
         let next = User {
             password_hash: password_hash.clone(),
             session_epoch: user.session_epoch + 1,
@@ -560,13 +560,13 @@ pub async fn change_password(state: &AppState, caller: &Claims, current: String,
             Ok(()) => {
                 sessions::restamp(store, &caller.sid, user.id, next.session_epoch).await?;
                 tracing::info!(user_id = %user.id, "password changed; other sessions ended");
-                return Ok(());
+                Ok(Done(()))
             }
-            Err(StoreError::ConditionFailed { .. }) => user = caller_user(state, caller).await?,
-            Err(e) => return Err(e.into()),
+            Err(StoreError::ConditionFailed { .. }) => Ok(Again(busy())),
+            Err(e) => Err(e.into()),
         }
-    }
-    Err(busy())
+    })
+    .await
 }
 
 // ---------------------------------------------------------------------------
@@ -612,8 +612,7 @@ pub struct ProfileChanges {
 /// in one transaction.
 pub async fn update_profile(state: &AppState, caller: &Claims, changes: ProfileChanges) -> Result<Profile> {
     let store = state.store.as_ref();
-    for attempt in 0..UPDATE_ATTEMPTS {
-        repo::pause_before_retry(attempt).await;
+    retry::run(retry::CONTENDED_WRITE, |_| async {
         let Profile { user, page } = profile(state, caller).await?;
         if changes.farm.is_some() && user.role != Role::Farmer {
             return Err(AccountError::Invalid { field: "farm", message: "only farmers have a farm profile".into() });
@@ -633,15 +632,15 @@ pub async fn update_profile(state: &AppState, caller: &Claims, changes: ProfileC
             next_page = Some(next);
         }
         if writes.is_empty() {
-            return Ok(Profile { user, page });
+            return Ok(Done(Profile { user, page }));
         }
         match store.transact(writes).await {
-            Ok(()) => return Ok(Profile { user: next_user, page: next_page }),
-            Err(StoreError::ConditionFailed { .. }) => continue,
-            Err(e) => return Err(e.into()),
+            Ok(()) => Ok(Done(Profile { user: next_user, page: next_page })),
+            Err(StoreError::ConditionFailed { .. }) => Ok(Again(busy())),
+            Err(e) => Err(e.into()),
         }
-    }
-    Err(busy())
+    })
+    .await
 }
 
 /// A farmer's public page: 404 unless the farmer sells in public.
@@ -687,8 +686,7 @@ async fn another_enabled_admin(state: &AppState, id: UserId) -> Result<Option<Us
 /// two admins disabling each other at once cannot leave none: 409 for the
 /// last one.
 async fn administer(state: &AppState, raw_id: &str, change: impl Fn(&User) -> User) -> Result<User> {
-    for attempt in 0..UPDATE_ATTEMPTS {
-        repo::pause_before_retry(attempt).await;
+    retry::run(retry::CONTENDED_WRITE, |_| async {
         let user = account(state, raw_id).await?;
         let next = User { version: user.version + 1, ..change(&user) };
         let mut writes = vec![users::update(&next, user.version)];
@@ -706,12 +704,12 @@ async fn administer(state: &AppState, raw_id: &str, change: impl Fn(&User) -> Us
             writes.push(farmer_sync(state, next.id));
         }
         match state.store.transact(writes).await {
-            Ok(()) => return Ok(next),
-            Err(StoreError::ConditionFailed { .. }) => continue,
-            Err(e) => return Err(e.into()),
+            Ok(()) => Ok(Done(next)),
+            Err(StoreError::ConditionFailed { .. }) => Ok(Again(busy())),
+            Err(e) => Err(e.into()),
         }
-    }
-    Err(busy())
+    })
+    .await
 }
 
 /// Disables or enables an account. Disabling ends every session at once; a
@@ -749,15 +747,20 @@ pub async fn set_role(state: &AppState, raw_id: &str, role: SelfServiceRole) -> 
 /// the module doc, Erasure).
 pub async fn erase(state: &AppState, caller: &Claims, password: String) -> Result<()> {
     let store = state.store.as_ref();
-    let mut user = caller_user(state, caller).await?;
+    let user = caller_user(state, caller).await?;
     if user.role == Role::Admin {
         return Err(AccountError::Forbidden(
             "an admin account cannot be erased through the API: have another admin demote it first".into(),
         ));
     }
     check_password(state, &user, password, "password").await?;
-    for attempt in 0..UPDATE_ATTEMPTS {
-        repo::pause_before_retry(attempt).await;
+    let user = &user;
+    retry::run(retry::CONTENDED_WRITE, |attempt| async move {
+        // Read again after a lost race.
+        let user = match attempt {
+            0 => user.clone(),
+            _ => caller_user(state, caller).await?,
+        };
         let mut writes = users::erase(&user, state.clock.now());
         if user.role == Role::Farmer {
             writes.push(farmers::delete(user.id));
@@ -766,11 +769,11 @@ pub async fn erase(state: &AppState, caller: &Claims, password: String) -> Resul
         match store.transact(writes).await {
             Ok(()) => {
                 tracing::info!(user_id = %user.id, "account erased");
-                return Ok(());
+                Ok(Done(()))
             }
-            Err(StoreError::ConditionFailed { .. }) => user = caller_user(state, caller).await?,
-            Err(e) => return Err(e.into()),
+            Err(StoreError::ConditionFailed { .. }) => Ok(Again(busy())),
+            Err(e) => Err(e.into()),
         }
-    }
-    Err(busy())
+    })
+    .await
 }

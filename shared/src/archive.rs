@@ -27,6 +27,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -43,6 +44,7 @@ use crate::ports::{
     BlobError, BlobStore, Clock, Condition, Index, Item, ItemKey, Query, Store, StoreError, WriteOp, ATTR_VERSION,
 };
 use crate::repo::orders;
+use crate::retry::{self, Attempt};
 
 /// Key prefix of the archive in the data bucket.
 pub const OBJECT_PREFIX: &str = "archive/orders/";
@@ -52,8 +54,6 @@ const JOURNAL_PARTITION: &str = "ARCHIVE";
 const JOURNAL_PREFIX: &str = "BATCH#";
 /// Orders deleted per transaction (each with its pointer: two writes).
 const DELETES_PER_TRANSACTION: usize = 12;
-/// Times a batch is completed again after an order changed under it.
-const COMPLETION_ATTEMPTS: usize = 3;
 
 /// What a run archives.
 #[derive(Debug, Clone, Copy)]
@@ -302,19 +302,24 @@ async fn complete(
     clock: &dyn Clock,
     batch: &Batch,
 ) -> Result<usize, ArchiveError> {
-    let mut deleted = 0;
-    for _ in 0..COMPLETION_ATTEMPTS {
+    // Orders deleted by the attempts so far.
+    let deleted = AtomicUsize::new(0);
+    retry::run(retry::ARCHIVE_BATCH, |_| async {
         match write_and_delete(store, bucket, clock, batch).await? {
             Completion::Done(count) => {
-                deleted += count;
+                let deleted = deleted.fetch_add(count, Ordering::Relaxed) + count;
                 store.delete(journal_key(&batch.id), Condition::None).await?;
                 tracing::info!(batch = %batch.id, object = %batch.object, orders = batch.order_ids.len(), "archive batch written");
-                return Ok(deleted);
+                Ok(Attempt::Done(deleted))
             }
-            Completion::Changed(count) => deleted += count,
+            Completion::Changed(count) => {
+                deleted.fetch_add(count, Ordering::Relaxed);
+                let contended = StoreError::Contended(format!("orders of archive batch {} kept changing", batch.id));
+                Ok(Attempt::Again(contended.into()))
+            }
         }
-    }
-    Err(StoreError::Contended(format!("orders of archive batch {} kept changing", batch.id)).into())
+    })
+    .await
 }
 
 enum Completion {

@@ -614,21 +614,31 @@ pub enum Progress {
     Erased { accounts: usize },
 }
 
-/// Restores backup `id` from `bucket` into `target` and its data bucket
-/// `target_data`: verifies the manifest's signature with `key`, then checks
-/// the manifest, every part and every archive object
-/// first (any error leaves the target untouched), refuses a non-empty target
-/// unless `force`, then puts the archive objects back and writes every item
-/// as it was.
+/// The deployment a restore writes into.
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    /// Its table.
+    pub store: &'a dyn Store,
+    /// Its data bucket (archive objects).
+    pub data: &'a dyn BlobStore,
+    /// Its clock: the time the accounts erased again are recorded at.
+    pub clock: &'a dyn Clock,
+}
+
+/// Restores backup `id` from `bucket` into `into`: verifies the manifest's
+/// signature with `key`, then checks the manifest, every part and every
+/// archive object first (any error leaves the target untouched), refuses a
+/// non-empty target unless `force`, then puts the archive objects back and
+/// writes every item as it was.
 pub async fn restore(
     bucket: &dyn BlobStore,
     id: &str,
     key: &BackupKey,
-    target: &dyn Store,
-    target_data: &dyn BlobStore,
+    into: Target<'_>,
     force: bool,
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<Manifest, BackupError> {
+    let Target { store: target, data: target_data, clock } = into;
     let manifest = manifest(bucket, id, key).await?;
     if !force {
         if let Some(item) = first_live_item(target).await? {
@@ -670,20 +680,21 @@ pub async fn restore(
             progress(Progress::Written { done: written, total: manifest.items });
         }
     }
-    let erased = erase_again(bucket, key, &manifest, target).await?;
+    let erased = erase_again(bucket, key, &manifest, target, clock.now()).await?;
     progress(Progress::Erased { accounts: erased });
     Ok(manifest)
 }
 
 /// Erases again, in `target`, every account the restored backup's ledger,
 /// the target's own ledger, or another authentic backup in `bucket` names,
-/// and records each in the target's ledger; returns how many live accounts
-/// it erased.
+/// and records each in the target's ledger as erased at `now`; returns how
+/// many live accounts it erased.
 async fn erase_again(
     bucket: &dyn BlobStore,
     key: &BackupKey,
     restored: &Manifest,
     target: &dyn Store,
+    now: OffsetDateTime,
 ) -> Result<usize, BackupError> {
     let mut ids: BTreeSet<String> = restored.erased_users.iter().cloned().collect();
     for other in list(bucket).await? {
@@ -697,7 +708,6 @@ async fn erase_again(
     }
     let mut ids: BTreeSet<UserId> = ids.iter().filter_map(|id| UserId::parse(id)).collect();
     ids.extend(users::erased_accounts(target).await?);
-    let now = OffsetDateTime::now_utc();
     let mut erased = 0;
     for id in ids {
         let writes = match users::lookup(target, id).await? {

@@ -22,15 +22,13 @@ use crate::repo;
 use crate::repo::categories::{self, CategoryWriteError};
 use crate::repo::farmers::{self, FarmerPage};
 use crate::repo::idempotency::{self, IdempotencyKey};
-use crate::repo::products::{self, ProductWriteError, UploadTicket, RESERVATION_ATTEMPTS, TICKET_HOLDS_SLOT_SECS};
+use crate::repo::products::{self, ProductWriteError, UploadTicket, TICKET_HOLDS_SLOT_SECS};
 use crate::repo::throttle::{self, Limit};
 use crate::repo::users;
+use crate::retry::{self, Attempt::Again, Attempt::Done};
 use crate::tokens::Claims;
 use crate::AppState;
 
-/// Attempts of a read-modify-write that lost a version race (each after
-/// `repo::pause_before_retry`): six edits of one product at once all land.
-const UPDATE_ATTEMPTS: usize = 8;
 /// How long an upload URL stays valid.
 const UPLOAD_URL_TTL: Duration = Duration::from_secs(15 * 60);
 /// How long the ticket record outlives the URL: as long as incoming objects live.
@@ -149,8 +147,7 @@ pub async fn create_category(state: &AppState, new: NewCategory) -> Result<Categ
 }
 
 pub async fn update_category(state: &AppState, raw_id: &str, changes: CategoryChanges) -> Result<Category> {
-    for attempt in 0..UPDATE_ATTEMPTS {
-        repo::pause_before_retry(attempt).await;
+    retry::run(retry::CONTENDED_WRITE, |_| async {
         let current = category(state, raw_id).await?;
         let mut next = current.clone();
         if let Some(name) = &changes.name {
@@ -165,30 +162,29 @@ pub async fn update_category(state: &AppState, raw_id: &str, changes: CategoryCh
         next.updated_at = state.clock.now();
         next.version = current.version + 1;
         match categories::update(state.store.as_ref(), &current, &next).await {
-            Ok(()) => return Ok(next),
-            Err(CategoryWriteError::Changed) => continue,
-            Err(other) => return Err(category_write_error(other)),
+            Ok(()) => Ok(Done(next)),
+            Err(CategoryWriteError::Changed) => Ok(Again(busy("category"))),
+            Err(other) => Err(category_write_error(other)),
         }
-    }
-    Err(busy("category"))
+    })
+    .await
 }
 
 /// Deletes a category that lists no products (409 while it does).
 pub async fn delete_category(state: &AppState, raw_id: &str) -> Result<()> {
-    for attempt in 0..UPDATE_ATTEMPTS {
-        repo::pause_before_retry(attempt).await;
+    retry::run(retry::CONTENDED_WRITE, |_| async {
         let category = category(state, raw_id).await?;
         match categories::delete(state.store.as_ref(), &category).await {
             Ok(()) => {
                 tracing::info!(category_id = %category.id, "category deleted");
-                return Ok(());
+                Ok(Done(()))
             }
             // Changed meanwhile (a product listed or unlisted, a rename): look again.
-            Err(CategoryWriteError::Changed) => continue,
-            Err(other) => return Err(category_write_error(other)),
+            Err(CategoryWriteError::Changed) => Ok(Again(busy("category"))),
+            Err(other) => Err(category_write_error(other)),
         }
-    }
-    Err(busy("category"))
+    })
+    .await
 }
 
 // --- products -----------------------------------------------------------------
@@ -350,47 +346,45 @@ pub async fn sync_farmer(state: &AppState, farmer_id: UserId) -> Result<usize> {
 /// Shows (`Some(true)`), hides (`Some(false)`) or unlists (`None`) one product.
 async fn sync_product(state: &AppState, id: ProductId, public: Option<bool>) -> Result<()> {
     let store = state.store.as_ref();
-    for attempt in 0..UPDATE_ATTEMPTS {
-        repo::pause_before_retry(attempt).await;
+    retry::run(retry::CONTENDED_WRITE, |_| async {
         let Some(current) = products::get(store, id).await?.filter(Product::is_listed) else {
-            return Ok(());
+            return Ok(Done(()));
         };
         let mut next = current.clone();
         match public {
-            Some(public) if current.farmer_hidden != public => return Ok(()),
+            Some(public) if current.farmer_hidden != public => return Ok(Done(())),
             Some(public) => next.farmer_hidden = !public,
             None => next.status = ListingStatus::Unlisted,
         }
         next.updated_at = state.clock.now();
         next.version = current.version + 1;
         match products::save(store, Some(&current), &next).await {
-            Ok(()) => return Ok(()),
-            Err(ProductWriteError::Changed | ProductWriteError::CountsBusy) => continue,
-            Err(other) => return Err(product_write_error(other)),
+            Ok(()) => Ok(Done(())),
+            Err(ProductWriteError::Changed | ProductWriteError::CountsBusy) => Ok(Again(busy("product"))),
+            Err(other) => Err(product_write_error(other)),
         }
-    }
-    Err(busy("product"))
+    })
+    .await
 }
 
 /// Records on the farmer's page whether they may sell in public.
 async fn set_page_public(state: &AppState, farmer_id: UserId, public: bool) -> Result<()> {
     let store = state.store.as_ref();
-    for attempt in 0..UPDATE_ATTEMPTS {
-        repo::pause_before_retry(attempt).await;
+    retry::run(retry::CONTENDED_WRITE, |_| async {
         let current = farmers::get(store, farmer_id).await?;
         if current.as_ref().is_some_and(|page| page.public == public) {
-            return Ok(());
+            return Ok(Done(()));
         }
         let now = state.clock.now();
         let base = current.clone().unwrap_or_else(|| FarmerPage::empty(farmer_id, public, now));
         let next = FarmerPage { public, version: base.version + 1, updated_at: now, ..base };
         match store.transact(vec![farmers::write(current.as_ref(), &next)]).await {
-            Ok(()) => return Ok(()),
-            Err(StoreError::ConditionFailed { .. }) => continue,
-            Err(e) => return Err(e.into()),
+            Ok(()) => Ok(Done(())),
+            Err(StoreError::ConditionFailed { .. }) => Ok(Again(busy("farmer page"))),
+            Err(e) => Err(e.into()),
         }
-    }
-    Err(busy("farmer page"))
+    })
+    .await
 }
 
 /// The answer to a repeated create: the product the first request made, or 422
@@ -425,7 +419,7 @@ pub async fn create_product(
     }
     let store = state.store.as_ref();
     let now = state.clock.now();
-    let mut product = Product {
+    let product = Product {
         id: ProductId::new(),
         farmer_id,
         category_id: new.category_id,
@@ -450,9 +444,7 @@ pub async fn create_product(
             idempotency::remember(&scope, &request.key, &record, now.unix_timestamp())
         })
         .collect::<Vec<_>>();
-    let mut created = false;
-    for attempt in 0..UPDATE_ATTEMPTS {
-        repo::pause_before_retry(attempt).await;
+    let created = retry::run(retry::CONTENDED_WRITE, |_| async {
         // The account decides whether the product shows in public; the write
         // checks it is still the version read, so a farmer disabled or
         // verified meanwhile is never missed by the sync that follows.
@@ -461,31 +453,28 @@ pub async fn create_product(
             Some(user) if user.role == Role::Farmer => user,
             _ => return Err(CatalogueError::Forbidden("only farmers list products".into())),
         };
-        product.farmer_hidden = !farmer.sells_in_public();
+        let product = Product { farmer_hidden: !farmer.sells_in_public(), ..product.clone() };
         let mut extra = remembered.clone();
         extra.push(WriteOp::Check { key: users::key(farmer_id), condition: Condition::VersionIs(farmer.version) });
         match (products::create(store, &product, extra).await, &idempotent) {
-            (Ok(()), _) => {
-                created = true;
-                break;
-            }
+            (Ok(()), _) => Ok(Done(Created { product, replayed: false })),
             // The same key won a race a moment ago: answer as it did.
             (Err(ProductWriteError::ExtraConditionFailed { extra_index: 0 }), Some(request)) => {
                 let record = idempotency::recall(store, &scope, &request.key)
                     .await?
                     .ok_or(CatalogueError::Internal("idempotency record vanished"))?;
-                return replay(state, request, &record).await;
+                replay(state, request, &record).await.map(Done)
             }
             // The account changed since it was read: read it again.
-            (Err(ProductWriteError::ExtraConditionFailed { .. }), _) => continue,
-            (Err(other), _) => return Err(product_write_error(other)),
+            (Err(ProductWriteError::ExtraConditionFailed { .. }), _) => Ok(Again(busy("farmer account"))),
+            (Err(other), _) => Err(product_write_error(other)),
         }
+    })
+    .await?;
+    if !created.replayed {
+        tracing::info!(product_id = %created.product.id, "product created");
     }
-    if !created {
-        return Err(busy("farmer account"));
-    }
-    tracing::info!(product_id = %product.id, "product created");
-    Ok(Created { product, replayed: false })
+    Ok(created)
 }
 
 /// 403 unless `caller` owns the product (or, where `admin_may`, is an admin).
@@ -530,8 +519,7 @@ pub async fn update_product(
         None => None,
         Some(raw) => Some(harvest_date(raw.as_deref(), state.clock.now().date())?),
     };
-    for attempt in 0..UPDATE_ATTEMPTS {
-        repo::pause_before_retry(attempt).await;
+    retry::run(retry::CONTENDED_WRITE, |_| async {
         let current = listed_product(state, raw_id).await?;
         require_owner(caller, &current, true)?;
         let current_tag = etag(&current);
@@ -555,13 +543,13 @@ pub async fn update_product(
         next.updated_at = state.clock.now();
         next.version = current.version + 1;
         match products::save(state.store.as_ref(), Some(&current), &next).await {
-            Ok(()) => return Ok(next),
+            Ok(()) => Ok(Done(next)),
             // Without If-Match the caller asked for "apply to whatever is current".
-            Err(ProductWriteError::Changed) if !if_match.is_sent() => continue,
-            Err(other) => return Err(product_write_error(other)),
+            Err(ProductWriteError::Changed) if !if_match.is_sent() => Ok(Again(busy("product"))),
+            Err(other) => Err(product_write_error(other)),
         }
-    }
-    Err(busy("product"))
+    })
+    .await
 }
 
 /// Unlists a product (its farmer or an admin): it leaves every listing and can
@@ -570,12 +558,11 @@ pub async fn unlist_product(state: &AppState, caller: &Claims, raw_id: &str) -> 
     let caller = &as_stored(state, caller).await?;
     let not_found = || CatalogueError::NotFound(format!("no product with id {raw_id:?}"));
     let id = ProductId::parse(raw_id).ok_or_else(not_found)?;
-    for attempt in 0..UPDATE_ATTEMPTS {
-        repo::pause_before_retry(attempt).await;
+    retry::run(retry::CONTENDED_WRITE, |_| async {
         let current = products::get(state.store.as_ref(), id).await?.ok_or_else(not_found)?;
         require_owner(caller, &current, true)?;
         if !current.is_listed() {
-            return Ok(());
+            return Ok(Done(()));
         }
         let mut next = current.clone();
         next.status = ListingStatus::Unlisted;
@@ -584,13 +571,13 @@ pub async fn unlist_product(state: &AppState, caller: &Claims, raw_id: &str) -> 
         match products::save(state.store.as_ref(), Some(&current), &next).await {
             Ok(()) => {
                 tracing::info!(product_id = %id, "product unlisted");
-                return Ok(());
+                Ok(Done(()))
             }
-            Err(ProductWriteError::Changed) => continue,
-            Err(other) => return Err(product_write_error(other)),
+            Err(ProductWriteError::Changed) => Ok(Again(busy("product"))),
+            Err(other) => Err(product_write_error(other)),
         }
-    }
-    Err(busy("product"))
+    })
+    .await
 }
 
 /// One image file to upload.
@@ -651,9 +638,7 @@ pub async fn issue_image_upload(
     }
     let blobs = state.blobs.as_ref().ok_or(CatalogueError::Internal("no blob store is configured"))?;
     let image_id = ImageId::new();
-    let mut reserved = None;
-    for attempt in 0..RESERVATION_ATTEMPTS {
-        repo::pause_before_retry(attempt).await;
+    let ticket = retry::run(retry::UPLOAD_RESERVATION, |_| async {
         let product = listed_product(state, raw_id).await?;
         require_owner(caller, &product, false)?;
         let held = products::reservations(store, product.id, now.unix_timestamp()).await?;
@@ -675,15 +660,12 @@ pub async fn issue_image_upload(
         };
         let holds_until = now.unix_timestamp() + TICKET_HOLDS_SLOT_SECS;
         match products::reserve_ticket(store, &product, &held, &ticket, holds_until).await {
-            Ok(()) => {
-                reserved = Some(ticket);
-                break;
-            }
-            Err(StoreError::ConditionFailed { .. }) => continue,
-            Err(e) => return Err(e.into()),
+            Ok(()) => Ok(Done(ticket)),
+            Err(StoreError::ConditionFailed { .. }) => Ok(Again(busy("product"))),
+            Err(e) => Err(e.into()),
         }
-    }
-    let ticket = reserved.ok_or_else(|| busy("product"))?;
+    })
+    .await?;
     let (product_id, object_key) = (ticket.product_id, ticket.object_key);
     let presigned = blobs.presign_put(&object_key, format.content_type(), size, UPLOAD_URL_TTL).await?;
     tracing::info!(product_id = %product_id, image_id = %image_id, "image upload ticket issued");
@@ -696,8 +678,7 @@ pub async fn remove_image(state: &AppState, caller: &Claims, raw_id: &str, raw_i
     let caller = &as_stored(state, caller).await?;
     let not_found = || CatalogueError::NotFound(format!("no image {raw_image_id:?} on this product"));
     let image_id = ImageId::parse(raw_image_id).ok_or_else(not_found)?;
-    for attempt in 0..UPDATE_ATTEMPTS {
-        repo::pause_before_retry(attempt).await;
+    retry::run(retry::CONTENDED_WRITE, |_| async {
         let current = listed_product(state, raw_id).await?;
         require_owner(caller, &current, false)?;
         if !products::has_image(&current, image_id) {
@@ -708,10 +689,10 @@ pub async fn remove_image(state: &AppState, caller: &Claims, raw_id: &str, raw_i
         next.updated_at = state.clock.now();
         next.version = current.version + 1;
         match products::save(state.store.as_ref(), Some(&current), &next).await {
-            Ok(()) => return Ok(()),
-            Err(ProductWriteError::Changed) => continue,
-            Err(other) => return Err(product_write_error(other)),
+            Ok(()) => Ok(Done(())),
+            Err(ProductWriteError::Changed) => Ok(Again(busy("product"))),
+            Err(other) => Err(product_write_error(other)),
         }
-    }
-    Err(busy("product"))
+    })
+    .await
 }

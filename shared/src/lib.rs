@@ -11,6 +11,7 @@
 //! - `archive`, `backup`, `photo_cleanup`: the scheduled jobs; `jsonl`, the gzip
 //!   JSON lines their objects are written in.
 //! - `mail`: outgoing mail templates and their rendering.
+//! - `passwords`: argon2id hashing with pooled working memory, behind `domain::PasswordHash`.
 //! - `ports`: async traits the handlers talk to (store, blob store, job queue, mailer, clock).
 //! - `adapters`: the `embedded` (SQLite, directory) and `aws` (DynamoDB, S3, SQS) backends.
 //! - `config`: configuration read once at start-up, and the `AppState` built from it.
@@ -20,6 +21,7 @@
 //! - `telemetry`: log set-up (JSON in Lambda, readable lines locally).
 //! - `repo`: item layouts of the single table (keys, index keys) for each entity,
 //!   and the whole-table scan (`scan_all`).
+//! - `retry`: the named retry policies and `retry::run`, the one way to retry.
 
 pub mod accounts;
 pub mod adapters;
@@ -33,9 +35,11 @@ pub mod jobs;
 pub mod jsonl;
 pub mod mail;
 pub mod orders;
+mod passwords;
 pub mod photo_cleanup;
 pub mod ports;
 pub mod repo;
+pub mod retry;
 pub mod telemetry;
 pub mod tokens;
 

@@ -27,6 +27,7 @@
 //! its write won (in flight) answers 409 with `Retry-After`.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -47,6 +48,7 @@ use crate::repo::idempotency::{self, IdempotencyKey};
 use crate::repo::orders::{self, Checkout, Listing};
 use crate::repo::throttle::{self, Limit};
 use crate::repo::{self, farmers, notifications, outbox, products, sales, users};
+use crate::retry::{self, Attempt::Again, Attempt::Done};
 use crate::tokens::Claims;
 use crate::AppState;
 
@@ -54,8 +56,6 @@ use crate::AppState;
 pub const MAX_PRODUCTS: usize = 12;
 /// Farmers one checkout may span (an order each).
 pub const MAX_FARMERS: usize = 5;
-/// Attempts of a write that loses races (products changing, status changes).
-const ATTEMPTS: usize = 8;
 /// Index entries one list request may evaluate when `status` filters after the
 /// lookup; past it the page comes back short, with a cursor.
 pub const LIST_BUDGET: usize = 500;
@@ -372,13 +372,12 @@ pub async fn checkout(
     }
     // The prices the checkout began with: a price that changes under it
     // answers 409 rather than billing either price unseen.
-    let mut first_prices: Option<Vec<i64>> = None;
-    for attempt in 0..ATTEMPTS {
-        repo::pause_before_retry(attempt).await;
+    let first_prices: OnceLock<Vec<i64>> = OnceLock::new();
+    retry::run(retry::CONTENDED_WRITE, |_| async {
         let tally = orders::open_tally(store, customer.id).await?;
         let found = products_on_sale(state, &new).await?;
         let prices: Vec<i64> = found.iter().map(|p| p.price.minor_units()).collect();
-        let first = first_prices.get_or_insert_with(|| prices.clone());
+        let first = first_prices.get_or_init(|| prices.clone());
         if let Some(i) = (0..prices.len()).find(|&i| prices[i] != first[i]) {
             return Err(OrderError::Conflict(format!(
                 "lines[{i}]: the price of product {} changed from {} to {} during checkout; nothing was ordered \
@@ -496,21 +495,23 @@ pub async fn checkout(
         match store.transact(writes).await {
             Ok(()) => {
                 tracing::info!(checkout_id = %checkout_id, orders = placed_orders.len(), "checkout placed");
-                return Ok(Placed { checkout, orders: placed_orders, replayed: false });
+                Ok(Done(Placed { checkout, orders: placed_orders, replayed: false }))
             }
             Err(StoreError::ConditionFailed { index }) if index == idempotency_write => {
-                return match idempotency::recall(store, &scope, key).await? {
-                    Some(record) => replay(state, fingerprint, &record).await,
+                match idempotency::recall(store, &scope, key).await? {
+                    Some(record) => replay(state, fingerprint, &record).await.map(Done),
                     None => Err(OrderError::InFlight),
-                };
+                }
             }
             // A product changed, or another checkout opened orders meanwhile:
             // read again; short lines and passed limits answer 409 then.
-            Err(StoreError::ConditionFailed { index }) if index < product_writes || index == tally_write => continue,
-            Err(e) => return Err(e.into()),
+            Err(StoreError::ConditionFailed { index }) if index < product_writes || index == tally_write => {
+                Ok(Again(OrderError::Conflict("the products kept changing during checkout; try again".into())))
+            }
+            Err(e) => Err(e.into()),
         }
-    }
-    Err(OrderError::Conflict("the products kept changing during checkout; try again".into()))
+    })
+    .await
 }
 
 /// Whether `caller` may see `order`: its customer, its farmer, or an admin.
@@ -592,8 +593,7 @@ pub async fn change_status(
         return Err(invalid("reason", "must be at most 500 characters"));
     }
     let store = state.store.as_ref();
-    for attempt in 0..ATTEMPTS {
-        repo::pause_before_retry(attempt).await;
+    retry::run(retry::CONTENDED_WRITE, |_| async {
         let current = read(state, caller, raw_id).await?;
         if current.archived {
             return Err(OrderError::Conflict("the order is archived; it can no longer change".into()));
@@ -627,16 +627,16 @@ pub async fn change_status(
             Ok(()) => {
                 tracing::info!(order_id = %next.id, status = next.status.as_str(), "order status changed");
                 log_dropped(next.id, &dropped);
-                return Ok(next);
+                Ok(Done(next))
             }
             Err(StoreError::ConditionFailed { index: 0 }) if if_match.is_sent() => {
-                return Err(OrderError::Stale("the order changed meanwhile; nothing was changed".into()))
+                Err(OrderError::Stale("the order changed meanwhile; nothing was changed".into()))
             }
-            Err(StoreError::ConditionFailed { .. }) => continue,
-            Err(e) => return Err(e.into()),
+            Err(StoreError::ConditionFailed { .. }) => Ok(Again(kept_changing())),
+            Err(e) => Err(e.into()),
         }
-    }
-    Err(OrderError::Conflict("the order kept changing; try again".into()))
+    })
+    .await
 }
 
 /// `current` moved to status `to` by `by` at `now`: the change in its history,
@@ -737,8 +737,7 @@ fn log_dropped(order: OrderId, dropped: &[(ProductId, i64)]) {
 
 /// Marks an order paid (its farmer or an admin).
 pub async fn mark_paid(state: &AppState, caller: &Claims, raw_id: &str) -> Result<Order> {
-    for attempt in 0..ATTEMPTS {
-        repo::pause_before_retry(attempt).await;
+    retry::run(retry::CONTENDED_WRITE, |_| async {
         let current = read(state, caller, raw_id).await?;
         if current.archived {
             return Err(OrderError::Conflict("the order is archived; it can no longer change".into()));
@@ -750,19 +749,24 @@ pub async fn mark_paid(state: &AppState, caller: &Claims, raw_id: &str) -> Resul
             return Err(OrderError::Conflict("the order is cancelled; nothing is due".into()));
         }
         if current.payment.status == PaymentStatus::Paid {
-            return Ok(current);
+            return Ok(Done(current));
         }
         let mut next = current.clone();
         next.payment.status = PaymentStatus::Paid;
         next.updated_at = state.clock.now();
         next.version = current.version + 1;
         match state.store.transact(vec![orders::update(&next)]).await {
-            Ok(()) => return Ok(next),
-            Err(StoreError::ConditionFailed { .. }) => continue,
-            Err(e) => return Err(e.into()),
+            Ok(()) => Ok(Done(next)),
+            Err(StoreError::ConditionFailed { .. }) => Ok(Again(kept_changing())),
+            Err(e) => Err(e.into()),
         }
-    }
-    Err(OrderError::Conflict("the order kept changing; try again".into()))
+    })
+    .await
+}
+
+/// The answer when an order kept changing under every attempt of a change.
+fn kept_changing() -> OrderError {
+    OrderError::Conflict("the order kept changing; try again".into())
 }
 
 /// The orders listing `caller` sees: a customer's own, a farmer's incoming,
@@ -927,14 +931,13 @@ enum Expiry {
 /// Cancels order `id` if it is still pending and was placed by `cutoff`.
 async fn expire_one(state: &AppState, id: OrderId, cutoff: OffsetDateTime) -> Result<Expiry> {
     let store = state.store.as_ref();
-    for attempt in 0..ATTEMPTS {
-        repo::pause_before_retry(attempt).await;
-        let Some(current) = orders::get(store, id).await? else { return Ok(Expiry::Settled) };
+    retry::run(retry::CONTENDED_WRITE, |_| async {
+        let Some(current) = orders::get(store, id).await? else { return Ok(Done(Expiry::Settled)) };
         if current.status != OrderStatus::Pending {
-            return Ok(Expiry::Settled);
+            return Ok(Done(Expiry::Settled));
         }
         if current.created_at > cutoff {
-            return Ok(Expiry::Young);
+            return Ok(Done(Expiry::Young));
         }
         let now = state.clock.now();
         let hours = state.order_limits.pending_expiry.whole_hours();
@@ -945,14 +948,16 @@ async fn expire_one(state: &AppState, id: OrderId, cutoff: OffsetDateTime) -> Re
             Ok(()) => {
                 tracing::info!(order_id = %id, "pending order expired");
                 log_dropped(id, &dropped);
-                return Ok(Expiry::Expired);
+                Ok(Done(Expiry::Expired))
             }
             // The farmer (or the customer) acted meanwhile, or stock moved: read again.
-            Err(StoreError::ConditionFailed { .. }) => continue,
-            Err(e) => return Err(e.into()),
+            Err(StoreError::ConditionFailed { .. }) => {
+                Ok(Again(OrderError::Conflict(format!("order {id} kept changing while it expired"))))
+            }
+            Err(e) => Err(e.into()),
         }
-    }
-    Err(OrderError::Conflict(format!("order {id} kept changing while it expired")))
+    })
+    .await
 }
 
 /// When `order` finished (delivered or cancelled), from its history.

@@ -34,19 +34,3 @@ pub fn decoded<T>(item: &Item, parse: impl FnOnce(&Item) -> Result<T, StoreError
         }
     }
 }
-
-/// Waits before attempt `attempt` (counted from 0) of a read-modify-write that
-/// lost a race, so the writers of a burst spread out instead of colliding
-/// again: nothing before the first, then a random wait (full jitter) of at
-/// most 8 ms, doubling up to 256 ms, so the waits outgrow one attempt's round
-/// trips on DynamoDB. Every loop that retries a conditional write after reading
-/// again calls it first.
-pub async fn pause_before_retry(attempt: usize) {
-    use rand::Rng;
-    if attempt == 0 {
-        return;
-    }
-    let cap_ms = 4u64 << attempt.min(6);
-    let ms = rand::thread_rng().gen_range(1..=cap_ms);
-    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-}

@@ -117,8 +117,7 @@ async fn a_restored_backup_reads_every_order_by_id_archived_ones_included_on_bot
         source_data.as_ref(),
         &manifest.id,
         &key(),
-        dynamo.store.as_ref(),
-        dynamo.data.as_ref(),
+        backup::Target { store: dynamo.store.as_ref(), data: dynamo.data.as_ref(), clock: &SystemClock },
         false,
         &mut |_| {},
     )
@@ -145,8 +144,7 @@ async fn a_restored_backup_reads_every_order_by_id_archived_ones_included_on_bot
         dynamo.data.as_ref(),
         &again.id,
         &key(),
-        embedded.store.as_ref(),
-        embedded.data.as_ref(),
+        backup::Target { store: embedded.store.as_ref(), data: embedded.data.as_ref(), clock: &SystemClock },
         false,
         &mut |_| {},
     )
@@ -278,12 +276,16 @@ async fn refused_as_unauthentic(app: &TestApp, id: &str) -> String {
     let bucket = app.state.data_bucket.clone().unwrap();
     let target = empty_target(false).await;
     let mut progress = Vec::new();
-    let error =
-        backup::restore(bucket.as_ref(), id, &key(), target.store.as_ref(), target.data.as_ref(), false, &mut |p| {
-            progress.push(p)
-        })
-        .await
-        .unwrap_err();
+    let error = backup::restore(
+        bucket.as_ref(),
+        id,
+        &key(),
+        backup::Target { store: target.store.as_ref(), data: target.data.as_ref(), clock: &SystemClock },
+        false,
+        &mut |p| progress.push(p),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(error, BackupError::Unauthentic { .. }), "{error}");
     assert!(progress.is_empty(), "no part was read: {progress:?}");
     assert_eq!(backup::digest(target.store.as_ref()).await.unwrap().0, 0, "nothing was written");

@@ -104,7 +104,8 @@ pub(crate) async fn restore_into(
     id: &str,
     target: &dyn Store,
 ) -> Result<backup::Manifest, BackupError> {
-    backup::restore(bucket, id, &key(), target, bucket, false, &mut |_| {}).await
+    let into = backup::Target { store: target, data: bucket, clock: &SystemClock };
+    backup::restore(bucket, id, &key(), into, false, &mut |_| {}).await
 }
 
 /// The backup key of these tests.
@@ -179,7 +180,8 @@ async fn corrupt_part_or_busy_target_is_refused(app: TestApp) {
     let refused = restore_into(bucket.as_ref(), &manifest.id, store).await.unwrap_err();
     assert!(matches!(refused, BackupError::NotEmpty { .. }), "{refused}");
     assert!(refused.to_string().contains("not empty"), "{refused}");
-    backup::restore(bucket.as_ref(), &manifest.id, &key(), store, bucket.as_ref(), true, &mut |_| {}).await.unwrap();
+    let into = backup::Target { store, data: bucket.as_ref(), clock: &SystemClock };
+    backup::restore(bucket.as_ref(), &manifest.id, &key(), into, true, &mut |_| {}).await.unwrap();
 
     // One part with a flipped byte: refused, naming the part, nothing written.
     let victim = &manifest.parts[manifest.parts.len() / 2];
@@ -189,10 +191,8 @@ async fn corrupt_part_or_busy_target_is_refused(app: TestApp) {
     bucket.put(&victim.key, Bytes::from(bytes), "application/x-ndjson").await.unwrap();
     let (target, _guard) = empty_store(is_aws(&app)).await;
     let mut progress = Vec::new();
-    let error =
-        backup::restore(bucket.as_ref(), &manifest.id, &key(), target.as_ref(), bucket.as_ref(), false, &mut |p| {
-            progress.push(p)
-        })
+    let into = backup::Target { store: target.as_ref(), data: bucket.as_ref(), clock: &SystemClock };
+    let error = backup::restore(bucket.as_ref(), &manifest.id, &key(), into, false, &mut |p| progress.push(p))
         .await
         .unwrap_err();
     assert!(matches!(&error, BackupError::CorruptPart { part, .. } if *part == victim.key), "{error}");

@@ -90,7 +90,8 @@ async fn main() {
 
     let target = EmbeddedStore::open(&dir.path().join("target.db")).expect("a store");
     let started = Instant::now();
-    backup::restore(&bucket, &manifest.id, &key, &target, &bucket, false, &mut |_| {}).await.expect("restore");
+    let into = backup::Target { store: &target, data: &bucket, clock: &SystemClock };
+    backup::restore(&bucket, &manifest.id, &key, into, false, &mut |_| {}).await.expect("restore");
     println!("restore: {}", rate(manifest.items, started.elapsed()));
 
     let later = At(placed + time::Duration::days(181));

@@ -626,7 +626,7 @@ async fn sales(
     Query(range): Query<SalesRange>,
     headers: HeaderMap,
 ) -> Result<Reply<JsonOrCsv<SalesReport>>, ApiError> {
-    let today = time::OffsetDateTime::now_utc().date();
+    let today = state.clock.now().date();
     let to = shared::http::date_param("to", range.to.as_deref())?.unwrap_or(today);
     let from = shared::http::date_param("from", range.from.as_deref())?.unwrap_or(to - time::Duration::days(29));
     if from > to {

@@ -25,13 +25,11 @@ use shared::ports::{BlobError, StoreError};
 use shared::repo::products::{
     self, parse_upload_object_key, ProductWriteError, UploadTicket, INCOMING_PREFIX, PUBLIC_PREFIX,
 };
+use shared::retry::{self, Attempt::Again, Attempt::Done};
 use shared::{accounts, catalogue, orders, AppState};
 use tracing::Instrument;
 
 pub use images::{check_and_thumbnail, Checked, Rejection, MAX_SIDE, MIN_SIDE, THUMBNAIL_SIDE};
-
-/// Attempts to attach an image when the product keeps changing.
-const ATTACH_ATTEMPTS: usize = 5;
 
 /// Why a message failed; it stays on the queue and is retried.
 #[derive(Debug, thiserror::Error)]
@@ -267,35 +265,34 @@ async fn discard(state: &AppState, ticket: &UploadTicket) -> Result<(), JobFailu
 /// notification), the product is gone or unlisted, or it is full.
 async fn attach(state: &AppState, product_id: ProductId, image: ProductImage) -> Result<Outcome, JobFailure> {
     let store = state.store.as_ref();
-    for attempt in 0..ATTACH_ATTEMPTS {
-        shared::repo::pause_before_retry(attempt).await;
+    retry::run(retry::IMAGE_ATTACH, |_| async {
         let Some(current) = products::get(store, product_id).await?.filter(|p| p.is_listed()) else {
-            return Ok(Outcome::Rejected("the product is gone or unlisted".into()));
+            return Ok(Done(Outcome::Rejected("the product is gone or unlisted".into())));
         };
         if products::has_image(&current, image.id) {
-            return Ok(Outcome::AlreadyAttached);
+            return Ok(Done(Outcome::AlreadyAttached));
         }
         if current.images.len() >= MAX_IMAGES_PER_PRODUCT {
-            return Ok(Outcome::Rejected(format!("the product already has {MAX_IMAGES_PER_PRODUCT} images")));
+            return Ok(Done(Outcome::Rejected(format!("the product already has {MAX_IMAGES_PER_PRODUCT} images"))));
         }
         let mut next = current.clone();
         next.images.push(image.clone());
         next.updated_at = state.clock.now();
         next.version = current.version + 1;
         match products::save(store, Some(&current), &next).await {
-            Ok(()) => return Ok(Outcome::Attached { product_id, image_id: image.id }),
-            Err(ProductWriteError::Changed | ProductWriteError::CountsBusy) => continue,
+            Ok(()) => Ok(Done(Outcome::Attached { product_id, image_id: image.id })),
+            Err(ProductWriteError::Changed | ProductWriteError::CountsBusy) => Ok(Again(JobFailure::Busy)),
             Err(ProductWriteError::NoSuchCategory) => {
-                return Ok(Outcome::Rejected("the product's category is gone".into()))
+                Ok(Done(Outcome::Rejected("the product's category is gone".into())))
             }
-            Err(ProductWriteError::Store(e)) => return Err(e.into()),
+            Err(ProductWriteError::Store(e)) => Err(e.into()),
             // Attaching adds no extra writes; should it ever, this must not retry forever.
             Err(other @ ProductWriteError::ExtraConditionFailed { .. }) => {
-                return Err(JobFailure::Store(StoreError::Invalid(other.to_string())))
+                Err(JobFailure::Store(StoreError::Invalid(other.to_string())))
             }
         }
-    }
-    Err(JobFailure::Busy)
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -228,8 +228,7 @@ async fn restore(backup_id: &str, location: &BackupLocation, force: bool) -> any
         bucket.as_ref(),
         backup_id,
         &key,
-        state.store.as_ref(),
-        data.as_ref(),
+        shared::backup::Target { store: state.store.as_ref(), data: data.as_ref(), clock: state.clock.as_ref() },
         force,
         &mut on_progress,
     )

@@ -133,7 +133,6 @@ fn ulid_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         .into()
 }
 
-mod argon2_memory;
 mod category;
 mod farm;
 mod order;

@@ -2,12 +2,8 @@
 
 use std::fmt;
 
-use argon2::password_hash::{rand_core::OsRng, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Params, Version};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-
-use super::argon2_memory::ReusingArgon2;
 
 ulid_id! {
     /// A user's id (a ULID).
@@ -118,26 +114,14 @@ impl fmt::Debug for Password {
     }
 }
 
-/// An argon2id PHC string. Hashing is CPU-bound: call it off the async threads.
+/// An argon2id PHC string (the parameters and the hashing machinery are in
+/// `crate::passwords`). Hashing is CPU-bound: call it off the async threads.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PasswordHash(String);
 
 impl PasswordHash {
-    /// argon2id with m = 12 MiB, t = 3, p = 1: of OWASP's equally strong
-    /// settings (m = 19 MiB with t = 2 is another; the work is about the same)
-    /// the one that keeps auth's peak memory under 32 MB (BENCHMARKS.md). Hashes
-    /// stored with other parameters still verify with their own.
-    fn hasher() -> ReusingArgon2 {
-        let params = Params::new(12 * 1024, 3, 1, None).expect("constant argon2 parameters are valid");
-        ReusingArgon2::new(Algorithm::Argon2id, Version::V0x13, params)
-    }
-
     pub fn create(password: &Password) -> Self {
-        let salt = SaltString::generate(&mut OsRng);
-        let hash = Self::hasher()
-            .hash_password(password.expose().as_bytes(), &salt)
-            .expect("argon2 hashing with valid parameters cannot fail");
-        Self(hash.to_string())
+        Self(crate::passwords::hash(password.expose()))
     }
 
     pub fn from_stored(phc: String) -> Self {
@@ -146,10 +130,7 @@ impl PasswordHash {
 
     /// Constant-time verification; a malformed stored hash never verifies.
     pub fn verify(&self, password: &Password) -> bool {
-        match argon2::PasswordHash::new(&self.0) {
-            Ok(parsed) => Self::hasher().verify_password(password.expose().as_bytes(), &parsed).is_ok(),
-            Err(_) => false,
-        }
+        crate::passwords::verify(password.expose(), &self.0)
     }
 
     pub fn as_str(&self) -> &str {

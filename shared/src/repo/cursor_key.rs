@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::http::Cursors;
 use crate::ports::{Condition, Item, ItemKey, Store, StoreError};
+use crate::retry::{self, Attempt::Again, Attempt::Done};
 
 /// Partition of the cursor key item (also its `dynamodb:LeadingKeys` grant).
 pub const PARTITION: &str = "CURSORKEY";
@@ -92,7 +93,7 @@ pub async fn load_or_create(store: &dyn Store) -> Result<Cursors, StoreError> {
 /// (creating the item when there is none yet). Processes already running keep
 /// the keys they read until their next cold start.
 pub async fn rotate(store: &dyn Store) -> Result<(), StoreError> {
-    loop {
+    retry::run(retry::CURSOR_KEY_ROTATION, |_| async {
         let (next, condition) = match store.get(&key()).await? {
             None => {
                 let fresh = Record { entity: "cursorKey".into(), key: new_secret(), previous_key: None, version: 1 };
@@ -111,10 +112,11 @@ pub async fn rotate(store: &dyn Store) -> Result<(), StoreError> {
             }
         };
         match store.put(to_item(&next), condition).await {
-            Err(StoreError::ConditionFailed { .. }) => continue,
-            other => return other,
+            Err(StoreError::ConditionFailed { .. }) => Ok(Again(StoreError::Contended("rotate the cursor key".into()))),
+            other => other.map(Done),
         }
-    }
+    })
+    .await
 }
 
 #[cfg(test)]

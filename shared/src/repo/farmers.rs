@@ -142,11 +142,15 @@ pub fn write(old: Option<&FarmerPage>, new: &FarmerPage) -> WriteOp {
 /// farmer listing many products at once does not race on a read count; the
 /// version moves too, so a profile edit that read the old page reads it
 /// again). A count reaching or leaving zero moves the page into or out of the
-/// list's index: that is a versioned put of the page as read, and a caller
-/// whose guard or version failed reads again.
-pub async fn count_write(store: &dyn Store, farmer: UserId, delta: i64) -> Result<Option<WriteOp>, StoreError> {
+/// list's index: that is a versioned put of the page as read (changed at
+/// `now`), and a caller whose guard or version failed reads again.
+pub async fn count_write(
+    store: &dyn Store,
+    farmer: UserId,
+    delta: i64,
+    now: OffsetDateTime,
+) -> Result<Option<WriteOp>, StoreError> {
     let current = get(store, farmer).await?;
-    let now = OffsetDateTime::now_utc();
     let next = match &current {
         Some(page) if page.listed_products >= 1 && page.listed_products + delta >= 1 => {
             return Ok(Some(WriteOp::Adjust {

@@ -9,9 +9,7 @@ use time::OffsetDateTime;
 
 use crate::domain::{OrderId, UserId};
 use crate::ports::{Condition, Guard, Item, ItemKey, Page, Query, Store, StoreError, WriteOp, ATTR_VERSION};
-
-/// Attempts when the unread count keeps changing.
-const ATTEMPTS: usize = 10;
+use crate::retry::{self, Attempt::Again, Attempt::Done};
 
 /// One notification.
 #[derive(Debug, Clone, PartialEq)]
@@ -93,21 +91,22 @@ pub async fn add(
     notification: &Notification,
     extra: Vec<WriteOp>,
 ) -> Result<bool, StoreError> {
-    for attempt in 0..ATTEMPTS {
-        super::pause_before_retry(attempt).await;
+    retry::run(retry::UNREAD_COUNT, |_| async {
         let mut writes = vec![
             WriteOp::Put { item: to_item(user, notification), condition: Condition::NotExists },
             count_write(store, user, 1).await?,
         ];
         writes.extend(extra.iter().cloned());
         match store.transact(writes).await {
-            Ok(()) => return Ok(true),
-            Err(StoreError::ConditionFailed { index: 0 }) => return Ok(false),
-            Err(StoreError::ConditionFailed { .. }) => continue,
-            Err(e) => return Err(e),
+            Ok(()) => Ok(Done(true)),
+            Err(StoreError::ConditionFailed { index: 0 }) => Ok(Done(false)),
+            Err(StoreError::ConditionFailed { .. }) => {
+                Ok(Again(StoreError::Invalid(format!("the unread count of {user} kept changing"))))
+            }
+            Err(e) => Err(e),
         }
-    }
-    Err(StoreError::Invalid(format!("the unread count of {user} kept changing")))
+    })
+    .await
 }
 
 /// One page of `user`'s notifications, newest first.
@@ -127,14 +126,13 @@ pub async fn unread(store: &dyn Store, user: UserId) -> Result<i64, StoreError> 
 /// Marks notification `id` of `user` read; `None` when there is no such
 /// notification. Marking a read one again changes nothing.
 pub async fn mark_read(store: &dyn Store, user: UserId, id: &str) -> Result<Option<()>, StoreError> {
-    for attempt in 0..ATTEMPTS {
-        super::pause_before_retry(attempt).await;
+    retry::run(retry::UNREAD_COUNT, |_| async {
         let Some(item) = store.get(&key(user, id)).await? else {
-            return Ok(None);
+            return Ok(Done(None));
         };
         let current = from_item(&item)?;
         if current.read {
-            return Ok(Some(()));
+            return Ok(Done(Some(())));
         }
         let next = Notification { read: true, version: current.version + 1, ..current.clone() };
         let writes = vec![
@@ -142,10 +140,12 @@ pub async fn mark_read(store: &dyn Store, user: UserId, id: &str) -> Result<Opti
             count_write(store, user, -1).await?,
         ];
         match store.transact(writes).await {
-            Ok(()) => return Ok(Some(())),
-            Err(StoreError::ConditionFailed { .. }) => continue,
-            Err(e) => return Err(e),
+            Ok(()) => Ok(Done(Some(()))),
+            Err(StoreError::ConditionFailed { .. }) => {
+                Ok(Again(StoreError::Invalid(format!("notification {id} kept changing"))))
+            }
+            Err(e) => Err(e),
         }
-    }
-    Err(StoreError::Invalid(format!("notification {id} kept changing")))
+    })
+    .await
 }

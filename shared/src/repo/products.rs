@@ -22,6 +22,8 @@
 //! expire after a day; the tickets still holding a slot of a product are listed
 //! in `PRODUCT#<id>`/`TICKETS`, written in the ticket's transaction.
 
+use std::sync::Mutex;
+
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -32,6 +34,7 @@ use crate::domain::{
     ProductImage, ProductName, Stock, Unit, UserId,
 };
 use crate::ports::{Condition, Index, Item, ItemKey, Query, Store, StoreError, WriteOp, ATTR_TTL, ATTR_VERSION};
+use crate::retry::{self, Attempt::Again, Attempt::Done};
 
 /// Prefix of uploaded, unchecked objects (S3 notifies the worker of these, and
 /// the bucket expires them after a day).
@@ -53,13 +56,6 @@ pub fn parse_upload_object_key(key: &str) -> Option<(ProductId, ImageId)> {
 
 /// The index partition of every listed product.
 pub const ALL_PARTITION: &str = "PRODUCTS";
-
-/// Attempts of a product write whose counts changed under it: the farmer
-/// page's `listedProducts` is a versioned put (a farmer listing many products
-/// at once races on it), and a category adjusted while it was being deleted.
-/// Retries wait a random few milliseconds (`repo::pause_before_retry`), so a burst
-/// spreads out instead of colliding again.
-const COUNT_ATTEMPTS: usize = 8;
 
 /// Errors of product writes. Each variant's doc names its HTTP status.
 #[derive(Debug, thiserror::Error)]
@@ -242,13 +238,15 @@ async fn write(
         None => Condition::NotExists,
         Some(old) => Condition::VersionIs(old.version),
     };
-    let mut changes = count_changes(old, new);
+    // Changes to counts of categories that exist; one found gone is dropped.
+    let changes_left = Mutex::new(count_changes(old, new));
     let shown = i64::from(new.is_public()) - i64::from(old.is_some_and(Product::is_public));
-    for attempt in 0..COUNT_ATTEMPTS {
-        super::pause_before_retry(attempt).await;
+    retry::run(retry::CONTENDED_WRITE, |_| async {
+        let changes = changes_left.lock().expect("count changes lock").clone();
         let mut writes = vec![WriteOp::Put { item: to_item(new), condition: product_condition.clone() }];
         if shown != 0 {
-            writes.extend(farmers::count_write(store, new.farmer_id, shown).await?);
+            // The page changes with the product, at the time the caller gave it.
+            writes.extend(farmers::count_write(store, new.farmer_id, shown, new.updated_at).await?);
         }
         // A category's adjustment fails only when the category is gone, so
         // it checks the category's existence too; no read is needed first.
@@ -262,13 +260,13 @@ async fn write(
         let extra_from = writes.len();
         writes.extend(extra.iter().cloned());
         match store.transact(writes).await {
-            Ok(()) => return Ok(()),
-            Err(StoreError::ConditionFailed { index: 0 }) => return Err(ProductWriteError::Changed),
+            Ok(()) => Ok(Done(())),
+            Err(StoreError::ConditionFailed { index: 0 }) => Err(ProductWriteError::Changed),
             Err(StoreError::ConditionFailed { index }) if index >= extra_from => {
-                return Err(ProductWriteError::ExtraConditionFailed { extra_index: index - extra_from })
+                Err(ProductWriteError::ExtraConditionFailed { extra_index: index - extra_from })
             }
             Err(StoreError::ConditionFailed { index }) if Some(index) == category_check => {
-                return Err(ProductWriteError::NoSuchCategory)
+                Err(ProductWriteError::NoSuchCategory)
             }
             Err(StoreError::ConditionFailed { index })
                 if (counts_from..counts_from + changes.len()).contains(&index) =>
@@ -277,14 +275,15 @@ async fn write(
                     return Err(ProductWriteError::NoSuchCategory);
                 }
                 // Leaving a category that is gone: nothing to count there.
-                changes.remove(index - counts_from);
+                changes_left.lock().expect("count changes lock").remove(index - counts_from);
+                Ok(Again(ProductWriteError::CountsBusy))
             }
             // A count changed under its guard, or its item came or went: read again.
-            Err(StoreError::ConditionFailed { .. }) => continue,
-            Err(e) => return Err(e.into()),
+            Err(StoreError::ConditionFailed { .. }) => Ok(Again(ProductWriteError::CountsBusy)),
+            Err(e) => Err(e.into()),
         }
-    }
-    Err(ProductWriteError::CountsBusy)
+    })
+    .await
 }
 
 /// Sort orders of the browse listing.
@@ -542,8 +541,7 @@ pub async fn reserve_ticket(
 /// Deletes `ticket` and frees its product's slot (done when the ticket's slot
 /// is already free, or the ticket already gone).
 pub async fn delete_ticket(store: &dyn Store, ticket: &UploadTicket) -> Result<(), StoreError> {
-    for attempt in 0..RESERVATION_ATTEMPTS {
-        super::pause_before_retry(attempt).await;
+    retry::run(retry::UPLOAD_RESERVATION, |_| async {
         let reservations = reservations(store, ticket.product_id, 0).await?;
         let open: Vec<(ImageId, i64)> =
             reservations.open.iter().copied().filter(|(id, _)| *id != ticket.image_id).collect();
@@ -553,23 +551,15 @@ pub async fn delete_ticket(store: &dyn Store, ticket: &UploadTicket) -> Result<(
             writes.push(WriteOp::Put { item: held, condition });
         }
         match store.transact(writes).await {
-            Err(StoreError::ConditionFailed { .. }) => continue,
-            other => return other,
+            Err(StoreError::ConditionFailed { .. }) => Ok(Again(StoreError::Invalid(format!(
+                "the reservations of product {} kept changing",
+                ticket.product_id
+            )))),
+            other => other.map(Done),
         }
-    }
-    Err(StoreError::Invalid(format!("the reservations of product {} kept changing", ticket.product_id)))
+    })
+    .await
 }
-
-/// Attempts of a write to a product's reservations (issuing or freeing a
-/// ticket) that found them, or the product, changed since it read them. Each
-/// lost attempt means another such write landed, and those are few: only the
-/// product's farmer asks for tickets (at most `catalogue::TICKETS_PER_FARMER`
-/// an hour), at most 8 of a burst can land before the rest find the slots full,
-/// and each landed ticket is attached and freed once. So a farmer uploading a
-/// whole selection of photos at once gets every ticket the free slots allow
-/// instead of a spurious "busy" (three attempts refused about half of a burst
-/// of eight).
-pub const RESERVATION_ATTEMPTS: usize = 32;
 
 /// Whether `image_id` is attached to the product.
 pub fn has_image(product: &Product, image_id: ImageId) -> bool {

@@ -11,9 +11,8 @@ use serde_json::{json, Value};
 
 use crate::domain::{OrderLine, ProductId, UserId};
 use crate::ports::{Condition, Item, ItemKey, Query, Store, StoreError, WriteOp, ATTR_TTL, ATTR_VERSION};
+use crate::retry::{self, Attempt::Again, Attempt::Done};
 
-/// Attempts when the day keeps changing under concurrent events.
-const ATTEMPTS: usize = 20;
 /// How long an applied-event marker is kept (longer than any redelivery).
 const MARKER_SECS: i64 = 30 * 24 * 3600;
 
@@ -100,8 +99,7 @@ pub async fn apply(
         unreachable!("an object")
     };
     let marker = Item::new(ItemKey::new(format!("APPLIED#{event_id}"), "sales"), marker);
-    for attempt in 0..ATTEMPTS {
-        super::pause_before_retry(attempt).await;
+    retry::run(retry::SALES_DAY, |_| async {
         let current = store.get(&day_key(farmer, date)).await?.as_ref().map(from_item).transpose()?;
         let mut next = current.clone().unwrap_or_else(|| Day { date: date.to_owned(), ..Day::default() });
         next.orders += sign;
@@ -123,13 +121,15 @@ pub async fn apply(
             WriteOp::Put { item: to_item(farmer, &next), condition },
         ];
         match store.transact(writes).await {
-            Ok(()) => return Ok(true),
-            Err(StoreError::ConditionFailed { index: 0 }) => return Ok(false),
-            Err(StoreError::ConditionFailed { .. }) => continue,
-            Err(e) => return Err(e),
+            Ok(()) => Ok(Done(true)),
+            Err(StoreError::ConditionFailed { index: 0 }) => Ok(Done(false)),
+            Err(StoreError::ConditionFailed { .. }) => {
+                Ok(Again(StoreError::Invalid(format!("the sales of {farmer} on {date} kept changing"))))
+            }
+            Err(e) => Err(e),
         }
-    }
-    Err(StoreError::Invalid(format!("the sales of {farmer} on {date} kept changing")))
+    })
+    .await
 }
 
 /// `farmer`'s days from `from` to `to` (inclusive, `yyyy-mm-dd`), oldest first.

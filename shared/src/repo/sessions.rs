@@ -22,6 +22,7 @@ use ulid::Ulid;
 
 use crate::domain::{Role, UserId};
 use crate::ports::{Condition, Item, ItemKey, Store, StoreError, ATTR_TTL, ATTR_VERSION};
+use crate::retry::{self, Attempt::Again, Attempt::Done};
 
 /// A live session after a successful create or rotation.
 #[derive(Debug, Clone)]
@@ -170,25 +171,23 @@ async fn load(store: &dyn Store, token: &str) -> Result<(Stored, String), Sessio
 /// race until the write lands; `change` answers `false` to leave the session
 /// as it is (already in the wanted state). A missing session is left alone.
 async fn update(store: &dyn Store, id: &str, change: impl Fn(&mut Stored) -> bool) -> Result<(), SessionError> {
-    const ATTEMPTS: usize = 20;
-    for attempt in 0..ATTEMPTS {
-        super::pause_before_retry(attempt).await;
+    retry::run(retry::SESSION_CHANGE, |_| async {
         let Some(found) = store.get(&key(id)).await? else {
-            return Ok(());
+            return Ok(Done(()));
         };
         let mut stored = Stored::from_item(id, &found)?;
         let expected = stored.version;
         if !change(&mut stored) {
-            return Ok(());
+            return Ok(Done(()));
         }
         stored.version = expected + 1;
         match store.put(stored.to_item(), Condition::VersionIs(expected)).await {
-            Ok(()) => return Ok(()),
-            Err(StoreError::ConditionFailed { .. }) => continue,
-            Err(e) => return Err(e.into()),
+            Ok(()) => Ok(Done(())),
+            Err(StoreError::ConditionFailed { .. }) => Ok(Again(SessionError::RevokeFailed(id.to_owned()))),
+            Err(e) => Err(e.into()),
         }
-    }
-    Err(SessionError::RevokeFailed(id.to_owned()))
+    })
+    .await
 }
 
 /// Marks session `id` revoked (or finds it already revoked).

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
@@ -16,7 +15,6 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, Delete, Put, ReturnConsumedCapacity, ReturnValue, TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
-use rand::Rng;
 
 use super::capacity::{item_size, write_units, CapacityMeter};
 use crate::adapters::rules;
@@ -24,12 +22,9 @@ use crate::ports::{
     Attrs, Condition, Guard, Item, ItemKey, Page, Query, Scan, ScanPage, Store, StoreError, WriteOp, ATTR_TTL,
     ATTR_VERSION,
 };
+use crate::retry::{self, Attempt::Again, Attempt::Done};
 
 type AttrMap = HashMap<String, AttributeValue>;
-
-/// Attempts of a write that DynamoDB cancelled for a conflicting concurrent
-/// transaction (or throttled), before the error reaches the caller.
-const WRITE_ATTEMPTS: u32 = 5;
 
 /// Key of the item `ping` reads: it need not exist, the round trip is the point.
 const PING_PK: &str = "HEALTH#PING";
@@ -173,13 +168,6 @@ fn adjustment(add: &[(String, i64)], guards: &[Guard], now: i64, context: &str) 
     Ok(Adjustment { update: format!("SET {}", sets.join(", ")), condition, names, values })
 }
 
-/// Sleeps before retry number `attempt` (0-based): exponential with full jitter.
-async fn backoff(attempt: u32) {
-    let cap_ms = 25u64 << attempt.min(6);
-    let ms = rand::thread_rng().gen_range(cap_ms / 4..=cap_ms);
-    tokio::time::sleep(Duration::from_millis(ms)).await;
-}
-
 /// Cancellation reason codes worth retrying: nothing was wrong with the request.
 fn retryable_reason(code: Option<&str>) -> bool {
     matches!(code, Some("TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"))
@@ -223,27 +211,24 @@ impl DynamoStore {
                 .set_expression_attribute_names(Some(e.names))
                 .set_expression_attribute_values(Some(e.values));
         }
-        for attempt in 0.. {
+        retry::run(retry::TRANSACTION_CONFLICT, |_| async {
             match request.clone().send().await {
                 Ok(out) => {
                     self.meter.write(out.consumed_capacity.as_slice(), units);
-                    return Ok(());
+                    Ok(Done(()))
                 }
                 Err(err) => match err.as_service_error() {
                     Some(PutItemError::ConditionalCheckFailedException(_)) => {
-                        return Err(StoreError::ConditionFailed { index: 0 })
-                    }
-                    Some(PutItemError::TransactionConflictException(_)) if attempt + 1 < WRITE_ATTEMPTS => {
-                        backoff(attempt).await
+                        Err(StoreError::ConditionFailed { index: 0 })
                     }
                     Some(PutItemError::TransactionConflictException(_)) => {
-                        return Err(StoreError::Contended(context.to_owned()))
+                        Ok(Again(StoreError::Contended(context.to_owned())))
                     }
-                    _ => return Err(sdk_error(context, err)),
+                    _ => Err(sdk_error(context, err)),
                 },
             }
-        }
-        unreachable!("the loop returns")
+        })
+        .await
     }
 
     async fn delete_one(&self, key: &ItemKey, condition: &Condition, context: &str) -> Result<(), StoreError> {
@@ -259,27 +244,24 @@ impl DynamoStore {
                 .set_expression_attribute_names(Some(e.names))
                 .set_expression_attribute_values(Some(e.values));
         }
-        for attempt in 0.. {
+        retry::run(retry::TRANSACTION_CONFLICT, |_| async {
             match request.clone().send().await {
                 Ok(out) => {
                     self.meter.write(out.consumed_capacity.as_slice(), 1.0);
-                    return Ok(());
+                    Ok(Done(()))
                 }
                 Err(err) => match err.as_service_error() {
                     Some(DeleteItemError::ConditionalCheckFailedException(_)) => {
-                        return Err(StoreError::ConditionFailed { index: 0 })
-                    }
-                    Some(DeleteItemError::TransactionConflictException(_)) if attempt + 1 < WRITE_ATTEMPTS => {
-                        backoff(attempt).await
+                        Err(StoreError::ConditionFailed { index: 0 })
                     }
                     Some(DeleteItemError::TransactionConflictException(_)) => {
-                        return Err(StoreError::Contended(context.to_owned()))
+                        Ok(Again(StoreError::Contended(context.to_owned())))
                     }
-                    _ => return Err(sdk_error(context, err)),
+                    _ => Err(sdk_error(context, err)),
                 },
             }
-        }
-        unreachable!("the loop returns")
+        })
+        .await
     }
 
     /// The `TransactWriteItems` entries for `writes`, and for each entry the index
@@ -360,14 +342,14 @@ impl DynamoStore {
             .transact_write_items()
             .set_transact_items(Some(items))
             .return_consumed_capacity(ReturnConsumedCapacity::Total);
-        for attempt in 0.. {
+        retry::run(retry::TRANSACTION_CONFLICT, |_| async {
             // A token per attempt makes the SDK's own retries of this attempt (after
             // a timeout or a 5xx) idempotent: DynamoDB does not apply it twice.
             let token = ulid::Ulid::new().to_string();
             let err = match request.clone().client_request_token(token).send().await {
                 Ok(out) => {
                     self.meter.write(out.consumed_capacity(), units);
-                    return Ok(());
+                    return Ok(Done(()));
                 }
                 Err(err) => err,
             };
@@ -378,16 +360,12 @@ impl DynamoStore {
                     return Err(StoreError::ConditionFailed { index });
                 }
                 if reasons.iter().any(|r| retryable_reason(r.code())) {
-                    if attempt + 1 < WRITE_ATTEMPTS {
-                        backoff(attempt).await;
-                        continue;
-                    }
-                    return Err(StoreError::Contended(context.to_owned()));
+                    return Ok(Again(StoreError::Contended(context.to_owned())));
                 }
             }
-            return Err(sdk_error(context, err));
-        }
-        unreachable!("the loop returns")
+            Err(sdk_error(context, err))
+        })
+        .await
     }
 }
 
@@ -500,7 +478,9 @@ impl Store for DynamoStore {
         rules::check_key(key)?;
         let context = format!("increment {attr} of {}/{}", key.pk, key.sk);
         let names = HashMap::from([("#n".to_owned(), attr.to_owned()), ("#ttl".to_owned(), ATTR_TTL.to_owned())]);
-        for attempt in 0..WRITE_ATTEMPTS {
+        let context = &context;
+        let names = &names;
+        retry::run(retry::TRANSACTION_CONFLICT, |_| async move {
             let now = AttributeValue::N(rules::now_epoch().to_string());
             let values = HashMap::from([
                 (":one".to_owned(), AttributeValue::N("1".into())),
@@ -529,20 +509,22 @@ impl Store for DynamoStore {
                     Ok(out) => {
                         self.meter.write(out.consumed_capacity.as_slice(), 1.0);
                         return match out.attributes.as_ref().and_then(|a| a.get(attr)) {
-                            Some(AttributeValue::N(n)) => n.parse().map_err(|e| StoreError::backend(&context, e)),
-                            _ => Err(StoreError::backend(&context, "UpdateItem returned no count")),
+                            Some(AttributeValue::N(n)) => {
+                                n.parse().map(Done).map_err(|e| StoreError::backend(context, e))
+                            }
+                            _ => Err(StoreError::backend(context, "UpdateItem returned no count")),
                         };
                     }
                     Err(err) => match err.as_service_error() {
                         Some(UpdateItemError::ConditionalCheckFailedException(_)) => continue,
                         Some(UpdateItemError::TransactionConflictException(_)) => break,
-                        _ => return Err(sdk_error(&context, err)),
+                        _ => return Err(sdk_error(context, err)),
                     },
                 }
             }
-            backoff(attempt).await;
-        }
-        Err(StoreError::backend(context, "the count kept changing between its live and expired forms"))
+            Ok(Again(StoreError::backend(context, "the count kept changing between its live and expired forms")))
+        })
+        .await
     }
 
     async fn scan(&self, scan: &Scan) -> Result<ScanPage, StoreError> {

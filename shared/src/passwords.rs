@@ -1,9 +1,11 @@
-//! argon2id with reused working memory: each hash needs `m` KiB (12 to 19 MiB
-//! with OWASP's parameters), and allocating that per hash made glibc keep a
-//! freed chunk of that size in the arena of every blocking thread that ever
-//! hashed (auth's peak RSS reached 168-240 MiB under the Lambda harness). Here
-//! the memory is taken from a small pool and put back, so a process holds one
-//! buffer per hash it runs at once, at most one per CPU; a Lambda sandbox (one
+//! Password hashing's machinery: argon2id with the marketplace's parameters
+//! (`hash`, `verify`, behind `domain::PasswordHash`), with reused working
+//! memory. Each hash needs `m` KiB (12 to 19 MiB with OWASP's parameters),
+//! and allocating that per hash made glibc keep a freed chunk of that size in
+//! the arena of every blocking thread that ever hashed (auth's peak RSS
+//! reached 168-240 MiB under the Lambda harness). Here the memory is taken
+//! from a small process-wide pool and put back, so a process holds one buffer
+//! per hash it runs at once, at most one per CPU; a Lambda sandbox (one
 //! request at a time) holds one.
 //!
 //! `ReusingArgon2` implements `PasswordHasher` exactly as `argon2::Argon2`
@@ -12,8 +14,38 @@
 
 use std::sync::{LazyLock, Mutex, PoisonError};
 
-use argon2::password_hash::{self, Decimal, Ident, Output, ParamsString, PasswordHasher, Salt};
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{
+    self, Decimal, Ident, Output, ParamsString, PasswordHasher, PasswordVerifier, Salt, SaltString,
+};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
+
+/// argon2id with m = 12 MiB, t = 3, p = 1: of OWASP's equally strong
+/// settings (m = 19 MiB with t = 2 is another; the work is about the same)
+/// the one that keeps auth's peak memory under 32 MB (BENCHMARKS.md). Hashes
+/// stored with other parameters still verify with their own.
+fn hasher() -> ReusingArgon2 {
+    let params = Params::new(12 * 1024, 3, 1, None).expect("constant argon2 parameters are valid");
+    ReusingArgon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// The argon2id PHC string of `password`, with a fresh salt. CPU-bound: call
+/// it off the async threads.
+pub(crate) fn hash(password: &str) -> String {
+    let salt = SaltString::generate(&mut OsRng);
+    let hash =
+        hasher().hash_password(password.as_bytes(), &salt).expect("argon2 hashing with valid parameters cannot fail");
+    hash.to_string()
+}
+
+/// Whether `password` is the one PHC string `stored` was made from, compared
+/// in constant time; a malformed `stored` never verifies.
+pub(crate) fn verify(password: &str, stored: &str) -> bool {
+    match argon2::PasswordHash::new(stored) {
+        Ok(parsed) => hasher().verify_password(password.as_bytes(), &parsed).is_ok(),
+        Err(_) => false,
+    }
+}
 
 /// Working memory that no hash is using right now.
 struct MemoryPool {
@@ -46,14 +78,14 @@ impl MemoryPool {
 }
 
 /// argon2 with pooled working memory (see the module's documentation).
-pub struct ReusingArgon2 {
+struct ReusingArgon2 {
     algorithm: Algorithm,
     version: Version,
     params: Params,
 }
 
 impl ReusingArgon2 {
-    pub fn new(algorithm: Algorithm, version: Version, params: Params) -> Self {
+    fn new(algorithm: Algorithm, version: Version, params: Params) -> Self {
         Self { algorithm, version, params }
     }
 }
@@ -106,8 +138,6 @@ impl PasswordHasher for ReusingArgon2 {
 
 #[cfg(test)]
 mod tests {
-    use argon2::password_hash::{PasswordVerifier, SaltString};
-
     use super::*;
 
     fn params() -> Params {
