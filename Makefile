@@ -33,7 +33,7 @@ fmt:
 	cargo fmt --all
 
 contract:
-	cargo run -q -p infra --bin marketplace-admin -- api-contract
+	cargo run -q -p marketplace-admin -- api-contract
 
 bench: tools
 	cargo run --release -p marketplace-tests --example scheduled_throughput

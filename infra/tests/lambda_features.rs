@@ -11,6 +11,10 @@
 //!
 //! The test suite itself runs the binaries of the workspace build, where the
 //! features are unified (tests/api/lambda_binaries.rs).
+//!
+//! The other way round, the local stack (`make run`: infra's marketplace-local)
+//! links no AWS client at all, which halves what a fresh clone compiles before
+//! it serves (BENCHMARKS.md, developer loop).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -77,6 +81,17 @@ fn shared_features(package: &str) -> BTreeSet<String> {
     features.split(',').map(str::trim).filter(|f| !f.is_empty()).map(str::to_owned).collect()
 }
 
+/// The packages in a build of `package` alone.
+fn packages(package: &str) -> Vec<String> {
+    let output = Command::new(env!("CARGO"))
+        .args(["tree", "-p", package, "-e", "normal", "--prefix", "none", "-f", "{p}"])
+        .current_dir(repo_root())
+        .output()
+        .expect("cargo runs");
+    assert!(output.status.success(), "cargo tree -p {package}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap().lines().map(str::to_owned).collect()
+}
+
 /// Problems of one function's build: local-only features, or a setting whose
 /// client is missing.
 fn problems(package: &str, settings: &BTreeSet<String>, features: &BTreeSet<String>) -> Vec<String> {
@@ -121,4 +136,18 @@ fn the_check_sees_a_missing_client_and_a_local_backend() {
     assert_eq!(problems("worker", &settings, &with_embedded).len(), 1);
     let right: BTreeSet<String> = ["ses"].map(String::from).into();
     assert!(problems("worker", &settings, &right).is_empty());
+}
+
+#[test]
+fn the_local_stack_links_no_aws_client() {
+    let linked = packages("infra");
+    let aws: BTreeSet<&str> = linked
+        .iter()
+        .filter(|p| p.starts_with("aws-sdk-") || p.starts_with("aws-config ") || p.starts_with("aws-smithy-"))
+        .map(String::as_str)
+        .collect();
+    assert!(aws.is_empty(), "marketplace-local's build links {aws:?}");
+    assert!(linked.iter().any(|p| p.starts_with("rusqlite ")), "the embedded backend is linked");
+    // The admin tool restores into DynamoDB: it does link the clients.
+    assert!(packages("marketplace-admin").iter().any(|p| p.starts_with("aws-sdk-dynamodb ")));
 }

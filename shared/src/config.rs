@@ -21,7 +21,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::adapters::{self, DynamoStore};
+use crate::adapters;
+#[cfg(feature = "aws")]
+use crate::adapters::DynamoStore;
 #[cfg(feature = "embedded")]
 use crate::adapters::{EmbeddedBlobs, EmbeddedJobs, EmbeddedStore, MailDir};
 use crate::http::Cursors;
@@ -53,6 +55,8 @@ pub enum ConfigError {
     NotLinked { name: &'static str, feature: &'static str },
     #[error("no TABLE_NAME, and this build has no embedded backend (Lambda builds leave it out): set TABLE_NAME, or build with the feature \"embedded\"")]
     NoEmbeddedBackend,
+    #[error("TABLE_NAME is set, and this build has no AWS backend (the local stack leaves it out): unset TABLE_NAME, or build with the feature \"aws\"")]
+    NoAwsBackend,
 }
 
 /// Whether this process may sign tokens (only `auth`) or only verify them.
@@ -234,6 +238,24 @@ impl AppState {
             return Err(ConfigError::NoEmbeddedBackend);
         }
         let table = table.ok_or(ConfigError::Missing("TABLE_NAME"))?;
+        #[cfg(feature = "aws")]
+        return Self::on_aws(table, key_use, token_settings, order_limits).await;
+        #[cfg(not(feature = "aws"))]
+        {
+            let _ = (table, key_use);
+            Err(ConfigError::NoAwsBackend)
+        }
+    }
+
+    /// The AWS backend: DynamoDB table `table`, and the clients the other
+    /// settings name.
+    #[cfg(feature = "aws")]
+    async fn on_aws(
+        table: String,
+        key_use: KeyUse,
+        token_settings: TokenSettings,
+        order_limits: OrderLimits,
+    ) -> Result<Self, ConfigError> {
         let sdk = adapters::sdk_config().await;
         let tokens = match key_use {
             KeyUse::Sign => TokenKeys::from_pkcs8(&signing_key(&sdk).await?)?,
@@ -317,6 +339,7 @@ impl AppState {
 }
 
 /// The S3 bucket the setting `name` names, if set.
+#[cfg(feature = "aws")]
 fn bucket(sdk: &aws_config::SdkConfig, name: &'static str) -> Result<Option<Arc<dyn BlobStore>>, ConfigError> {
     let Some(bucket) = setting(name) else { return Ok(None) };
     #[cfg(feature = "s3")]
@@ -329,6 +352,7 @@ fn bucket(sdk: &aws_config::SdkConfig, name: &'static str) -> Result<Option<Arc<
 }
 
 /// The jobs queue `JOBS_QUEUE_URL` names, if set.
+#[cfg(feature = "aws")]
 fn jobs_queue(sdk: &aws_config::SdkConfig) -> Result<Option<Arc<dyn JobQueue>>, ConfigError> {
     let Some(url) = setting("JOBS_QUEUE_URL") else { return Ok(None) };
     #[cfg(feature = "sqs")]
@@ -341,6 +365,7 @@ fn jobs_queue(sdk: &aws_config::SdkConfig) -> Result<Option<Arc<dyn JobQueue>>, 
 }
 
 /// The SES mailer sending as `MAIL_FROM`, if set.
+#[cfg(feature = "aws")]
 fn mailer(sdk: &aws_config::SdkConfig) -> Result<Option<Arc<dyn Mailer>>, ConfigError> {
     let Some(from) = setting("MAIL_FROM") else { return Ok(None) };
     #[cfg(feature = "ses")]
@@ -358,6 +383,7 @@ fn mailer(sdk: &aws_config::SdkConfig) -> Result<Option<Arc<dyn Mailer>>, Config
 
 /// The token signing key from the secret `SIGNING_KEY_SECRET_ARN` names (the
 /// one network call a function makes at start-up, `auth` only).
+#[cfg(feature = "aws")]
 async fn signing_key(sdk: &aws_config::SdkConfig) -> Result<Vec<u8>, ConfigError> {
     let arn = setting("SIGNING_KEY_SECRET_ARN").ok_or(ConfigError::Missing("SIGNING_KEY_SECRET_ARN"))?;
     #[cfg(feature = "secrets")]

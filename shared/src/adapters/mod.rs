@@ -1,9 +1,10 @@
 //! Adapters: two implementations of every port. `embedded` runs on a laptop
 //! (SQLite file plus a blob directory); `aws` runs in Lambda (DynamoDB, S3, SQS).
 //! Both enforce the same rules (`rules`), and one contract suite
-//! (`shared/tests/contract`) runs unchanged against each. Each adapter beyond
-//! DynamoDB is behind the crate feature of the same name (see Cargo.toml).
+//! (`shared/tests/contract`) runs unchanged against each. Each adapter is
+//! behind the crate feature of the same name (`aws` is DynamoDB; see Cargo.toml).
 
+#[cfg(feature = "aws")]
 mod aws;
 #[cfg(feature = "embedded")]
 mod embedded;
@@ -14,6 +15,7 @@ pub mod provision;
 #[cfg_attr(not(all(feature = "embedded", feature = "s3")), allow(dead_code))]
 mod rules;
 
+#[cfg(feature = "aws")]
 pub use aws::{dynamo_client, sdk_config, CapacityMeter, CapacityUsed, DynamoStore, LazyClient};
 #[cfg(feature = "secrets")]
 pub use aws::{fetch_backup_key, fetch_signing_key, SigningKeyError};
