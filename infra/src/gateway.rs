@@ -583,7 +583,6 @@ fn apply_cors(cors: &CorsConfig, origin: Option<&str>, headers: &mut HeaderMap) 
     }
 }
 
-/// A problem+json response for an error the gateway itself answers.
 /// Fires a schedule now: 200 with the run's result, 404 for an unknown
 /// schedule, 500 with the reason when the run failed (local tooling only).
 async fn fire_schedule(
@@ -607,6 +606,7 @@ async fn fire_schedule(
     response
 }
 
+/// A problem+json response for an error the gateway itself answers.
 pub(crate) fn problem(error: ApiError, request_id: &str) -> http::Response<AxumBody> {
     error.problem(request_id)
 }

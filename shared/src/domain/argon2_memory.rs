@@ -1,7 +1,7 @@
 //! argon2id with reused working memory: each hash needs `m` KiB (12 to 19 MiB
 //! with OWASP's parameters), and allocating that per hash made glibc keep a
 //! freed chunk of that size in the arena of every blocking thread that ever
-//! hashed (auth's peak RSS reached 168-240 MiB under the Lambda harness). Here
+//! hashed (see BENCHMARKS.md for auth's peak RSS). Here
 //! the memory is taken from a small pool and put back, so a process holds one
 //! buffer per hash it runs at once, at most one per CPU; a Lambda sandbox (one
 //! request at a time) holds one.

@@ -152,4 +152,4 @@ pub use product::{
     ProductDescription, ProductId, ProductImage, ProductName, SearchText, Stock, Unit, MAX_IMAGES_PER_PRODUCT,
 };
 pub use user::{DisplayName, Email, Password, PasswordHash, Role, User, UserId};
-pub use validation::{FieldError, FieldErrors};
+pub use validation::FieldError;

@@ -299,15 +299,6 @@ pub enum Sort {
 }
 
 impl Sort {
-    pub fn parse(raw: &str) -> Option<Self> {
-        match raw {
-            "newest" => Some(Sort::Newest),
-            "price_asc" => Some(Sort::PriceAscending),
-            "price_desc" => Some(Sort::PriceDescending),
-            _ => None,
-        }
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             Sort::Newest => "newest",
@@ -567,8 +558,7 @@ pub async fn delete_ticket(store: &dyn Store, ticket: &UploadTicket) -> Result<(
 /// an hour), at most 8 of a burst can land before the rest find the slots full,
 /// and each landed ticket is attached and freed once. So a farmer uploading a
 /// whole selection of photos at once gets every ticket the free slots allow
-/// instead of a spurious "busy" (three attempts refused about half of a burst
-/// of eight).
+/// instead of a spurious "busy".
 pub const RESERVATION_ATTEMPTS: usize = 32;
 
 /// Whether `image_id` is attached to the product.
