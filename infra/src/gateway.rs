@@ -323,23 +323,10 @@ fn find_route<'a>(
         })
 }
 
-/// Decodes `%XX` escapes (invalid UTF-8 becomes U+FFFD); `+` stays as is.
+/// Decodes `%XX` escapes (a `%` without two hex digits stays as is, invalid
+/// UTF-8 becomes U+FFFD); `+` stays as is.
 fn percent_decode(raw: &str) -> String {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Some(byte) = raw.get(i + 1..i + 3).and_then(|hex| u8::from_str_radix(hex, 16).ok()) {
-                out.push(byte);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(raw).decode_utf8_lossy().into_owned()
 }
 
 /// Everything the event needs from one HTTP request.
@@ -853,5 +840,9 @@ mod tests {
         assert_eq!(percent_decode("a%20b%2Fc"), "a b/c");
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("%zz"), "%zz");
+        assert_eq!(percent_decode("%+1%-1"), "%+1%-1");
+        assert_eq!(percent_decode("%41%"), "A%");
+        assert_eq!(percent_decode("%C3%A9%FF"), "é\u{FFFD}");
+        assert_eq!(percent_decode("a+b"), "a+b");
     }
 }
