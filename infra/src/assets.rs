@@ -166,6 +166,8 @@ impl LocalAssets {
                     "awsRegion": "local",
                     "eventTime": OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default(),
                     "eventName": "ObjectCreated:Put",
+                    "userIdentity": { "principalId": "local" },
+                    "requestParameters": { "sourceIPAddress": "127.0.0.1" },
                     "s3": {
                         "s3SchemaVersion": "1.0",
                         "bucket": { "name": notification.bucket, "arn": format!("arn:aws:s3:::{}", notification.bucket) },

@@ -3,11 +3,12 @@
 //! applications (typed routes) the Lambda binaries run, plus `GET /openapi.json`
 //! (generated from those routes).
 //!
-//! Per request it builds a real API Gateway v2 event (fresh request id, route key,
-//! path parameters, query string, cookies, comma-joined lower-case headers, base64
-//! for non-UTF-8 bodies), turns it into a `lambda_http::Request` the way the Lambda
-//! runtime does (`LambdaRequest` deserialisation, then `http::Request::from`), and
-//! writes the function's response back. Like API Gateway it rejects bodies over 10 MB
+//! Per request it builds a real API Gateway v2 event (`aws_lambda_events`'
+//! `ApiGatewayV2httpRequest`: fresh request id, route key, path parameters, query
+//! string, cookies, comma-joined lower-case headers, base64 for non-UTF-8 bodies)
+//! as the Lambda runtime would deserialise it, turns it into a `lambda_http::Request`
+//! as the runtime does (`http::Request::from` a `LambdaRequest`), and writes the
+//! function's response back. Like API Gateway it rejects bodies over 10 MB
 //! with 413, answers CORS preflights from the template's `CorsConfiguration`
 //! (overriding any CORS headers a handler sets), and answers unknown routes with 404.
 //! Gateway-made errors are problem+json like the functions' own; every response
@@ -23,7 +24,7 @@
 //! Tests start it with [`spawn`] on `127.0.0.1:0`; `local::LocalStack` runs it
 //! with local assets and the queue pumps.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -31,6 +32,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
+use aws_lambda_events::apigw::{
+    ApiGatewayV2httpRequest, ApiGatewayV2httpRequestContext, ApiGatewayV2httpRequestContextHttpDescription,
+};
+use aws_lambda_events::query_map::QueryMap;
 use axum::body::{Body as AxumBody, HttpBody};
 use axum::extract::{ConnectInfo, State};
 use axum::Router;
@@ -38,8 +43,8 @@ use base64::Engine;
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
+use lambda_http::request::LambdaRequest;
 use lambda_http::{Context, RequestExt};
-use serde_json::{json, Map, Value};
 use shared::adapters::{MailDir, LOCAL_UPLOAD_PATH};
 use shared::http::ApiError;
 use shared::AppState;
@@ -323,23 +328,10 @@ fn find_route<'a>(
         })
 }
 
-/// Decodes `%XX` escapes (invalid UTF-8 becomes U+FFFD); `+` stays as is.
+/// Decodes `%XX` escapes (a `%` without two hex digits stays as is, invalid
+/// UTF-8 becomes U+FFFD); `+` stays as is.
 fn percent_decode(raw: &str) -> String {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Some(byte) = raw.get(i + 1..i + 3).and_then(|hex| u8::from_str_radix(hex, 16).ok()) {
-                out.push(byte);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(raw).decode_utf8_lossy().into_owned()
 }
 
 /// Everything the event needs from one HTTP request.
@@ -356,14 +348,18 @@ struct Incoming<'r> {
 const CLF_TIME: &[time::format_description::BorrowedFormatItem<'static>] =
     time::macros::format_description!("[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000");
 
-/// The API Gateway HTTP API payload 2.0 event for `incoming` matched to `route`.
+/// The API Gateway HTTP API payload 2.0 event for `incoming` matched to `route`,
+/// built as the Lambda runtime deserialises it for `lambda_http`: headers in
+/// name order, each name's values comma-joined (cookies apart), and each query
+/// parameter's values split at commas, as `query_map` reads API Gateway's
+/// comma-joined parameters.
 fn api_gateway_event(
     route: &HttpRoute,
     params: &BTreeMap<String, String>,
     incoming: &Incoming<'_>,
     now: OffsetDateTime,
-) -> Value {
-    let mut headers = Map::new();
+) -> Result<ApiGatewayV2httpRequest, ApiError> {
+    let mut joined: BTreeMap<String, String> = BTreeMap::new();
     let mut cookies = Vec::new();
     for name in incoming.headers.keys() {
         let values: Vec<String> =
@@ -373,86 +369,89 @@ fn api_gateway_event(
                 values.iter().flat_map(|v| v.split(';')).map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned),
             );
         } else {
-            headers.insert(name.as_str().to_owned(), Value::String(values.join(",")));
+            joined.insert(name.as_str().to_owned(), values.join(","));
         }
     }
-    let forwarded_for = match headers.get("x-forwarded-for").and_then(Value::as_str) {
+    let forwarded_for = match joined.get("x-forwarded-for") {
         Some(chain) => format!("{chain}, {}", incoming.source_ip),
         None => incoming.source_ip.clone(),
     };
-    headers.insert("x-forwarded-for".into(), Value::String(forwarded_for));
-    headers.entry("x-forwarded-proto").or_insert_with(|| Value::String("http".into()));
+    joined.insert("x-forwarded-for".into(), forwarded_for);
+    joined.entry("x-forwarded-proto".into()).or_insert_with(|| "http".into());
+    let host = joined.get("host").map_or("localhost", String::as_str).to_owned();
+    let mut headers = HeaderMap::with_capacity(joined.len());
+    for (name, value) in joined {
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(ApiError::internal)?;
+        headers.insert(name, value.parse::<HeaderValue>().map_err(ApiError::internal)?);
+    }
 
-    let mut query: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut query: HashMap<String, Vec<String>> = HashMap::new();
     for pair in incoming.raw_query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        query.entry(percent_decode(key)).or_default().push(percent_decode(value));
+        query.entry(percent_decode(key)).or_default().extend(percent_decode(value).split(',').map(str::to_owned));
     }
-    let host = headers.get("host").and_then(Value::as_str).unwrap_or("localhost").to_owned();
     let route_key = route.route_key();
-    let mut event = json!({
-        "version": "2.0",
-        "routeKey": route_key,
-        "rawPath": incoming.raw_path,
-        "rawQueryString": incoming.raw_query,
-        "headers": headers,
-        "requestContext": {
-            "accountId": "000000000000",
-            "apiId": "local",
-            "domainName": host,
-            "domainPrefix": host.split('.').next().unwrap_or_default(),
-            "http": {
-                "method": incoming.method.as_str(),
-                "path": incoming.raw_path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": incoming.source_ip,
-                "userAgent": incoming.headers.get(header::USER_AGENT).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).unwrap_or_default(),
-            },
-            "requestId": incoming.request_id,
-            "routeKey": route_key,
-            "stage": "$default",
-            "time": now.format(CLF_TIME).unwrap_or_default(),
-            "timeEpoch": (now.unix_timestamp_nanos() / 1_000_000) as i64,
-        },
-        "isBase64Encoded": false,
-    });
-    if !cookies.is_empty() {
-        event["cookies"] = json!(cookies);
-    }
-    if !query.is_empty() {
-        let joined: Map<String, Value> = query.into_iter().map(|(k, v)| (k, Value::String(v.join(",")))).collect();
-        event["queryStringParameters"] = Value::Object(joined);
-    }
-    if !params.is_empty() {
-        event["pathParameters"] = json!(params);
-    }
+
+    let mut http = ApiGatewayV2httpRequestContextHttpDescription::default();
+    http.method = incoming.method.clone();
+    http.path = Some(incoming.raw_path.to_owned());
+    http.protocol = Some("HTTP/1.1".into());
+    http.source_ip = Some(incoming.source_ip.clone());
+    http.user_agent = Some(
+        incoming
+            .headers
+            .get(header::USER_AGENT)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .unwrap_or_default(),
+    );
+    let mut context = ApiGatewayV2httpRequestContext::default();
+    context.account_id = Some("000000000000".into());
+    context.apiid = Some("local".into());
+    context.domain_prefix = Some(host.split('.').next().unwrap_or_default().to_owned());
+    context.domain_name = Some(host);
+    context.http = http;
+    context.request_id = Some(incoming.request_id.to_owned());
+    context.route_key = Some(route_key.clone());
+    context.stage = Some("$default".into());
+    context.time = Some(now.format(CLF_TIME).unwrap_or_default());
+    context.time_epoch = (now.unix_timestamp_nanos() / 1_000_000) as i64;
+
+    let mut event = ApiGatewayV2httpRequest::default();
+    event.version = Some("2.0".into());
+    event.route_key = Some(route_key);
+    event.raw_path = Some(incoming.raw_path.to_owned());
+    event.raw_query_string = Some(incoming.raw_query.to_owned());
+    event.cookies = (!cookies.is_empty()).then_some(cookies);
+    event.headers = headers;
+    event.query_string_parameters = QueryMap::from(query);
+    event.path_parameters = params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    event.request_context = context;
     if !incoming.body.is_empty() {
         match std::str::from_utf8(incoming.body) {
-            Ok(text) => event["body"] = Value::String(text.to_owned()),
+            Ok(text) => event.body = Some(text.to_owned()),
             Err(_) => {
-                event["body"] = Value::String(base64::engine::general_purpose::STANDARD.encode(incoming.body));
-                event["isBase64Encoded"] = Value::Bool(true);
+                event.body = Some(base64::engine::general_purpose::STANDARD.encode(incoming.body));
+                event.is_base64_encoded = true;
             }
         }
     }
-    event
+    Ok(event)
 }
 
-/// The event as the Lambda runtime hands it to `lambda_http`: deserialised as a
-/// `LambdaRequest`, converted with `http::Request::from`, with a Lambda context.
+/// The event as the Lambda runtime hands it to `lambda_http` (a `LambdaRequest`
+/// converted with `http::Request::from`), with a Lambda context.
 fn lambda_request(
-    event: &Value,
+    event: ApiGatewayV2httpRequest,
     binary: &str,
     request_id: &str,
     now: OffsetDateTime,
-) -> Result<lambda_http::Request, ApiError> {
-    let text = serde_json::to_string(event).map_err(ApiError::internal)?;
-    let request = lambda_http::request::from_str(&text).map_err(ApiError::internal)?;
+) -> lambda_http::Request {
+    let request = lambda_http::Request::from(LambdaRequest::ApiGatewayV2(event));
     let mut context = Context::default();
     context.request_id = request_id.to_owned();
     context.deadline = ((now.unix_timestamp_nanos() / 1_000_000) as u64).saturating_add(30_000);
     context.invoked_function_arn = format!("arn:aws:lambda:local:000000000000:function:{binary}");
-    Ok(request.with_lambda_context(context))
+    request.with_lambda_context(context)
 }
 
 enum BodyRead {
@@ -583,7 +582,6 @@ fn apply_cors(cors: &CorsConfig, origin: Option<&str>, headers: &mut HeaderMap) 
     }
 }
 
-/// A problem+json response for an error the gateway itself answers.
 /// Fires a schedule now: 200 with the run's result, 404 for an unknown
 /// schedule, 500 with the reason when the run failed (local tooling only).
 async fn fire_schedule(
@@ -607,6 +605,7 @@ async fn fire_schedule(
     response
 }
 
+/// A problem+json response for an error the gateway itself answers.
 pub(crate) fn problem(error: ApiError, request_id: &str) -> http::Response<AxumBody> {
     error.problem(request_id)
 }
@@ -717,9 +716,8 @@ async fn dispatch(inner: &Arc<Inner>, request: http::Request<AxumBody>, request_
         source_ip,
         request_id,
     };
-    let event = api_gateway_event(&route.served.route, &params, &incoming, now);
-    let lambda_request = match lambda_request(&event, route.served.binary, request_id, now) {
-        Ok(request) => request,
+    let lambda_request = match api_gateway_event(&route.served.route, &params, &incoming, now) {
+        Ok(event) => lambda_request(event, route.served.binary, request_id, now),
         Err(error) => return problem(error, request_id),
     };
     // Run the function in its own task: a panic fails this invocation (500), as in
@@ -750,6 +748,8 @@ async fn dispatch(inner: &Arc<Inner>, request: http::Request<AxumBody>, request_
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn incoming<'r>(headers: &'r HeaderMap, body: &'r [u8], query: &'r str) -> Incoming<'r> {
@@ -768,6 +768,15 @@ mod tests {
         HttpRoute { method: "POST".into(), path: "/categories/{id}".into() }
     }
 
+    /// `event` as JSON, read back as the Lambda runtime reads it.
+    fn round_trip(event: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpRequest {
+        let text = serde_json::to_string(event).unwrap();
+        match serde_json::from_str::<LambdaRequest>(&text).unwrap() {
+            LambdaRequest::ApiGatewayV2(read) => read,
+            other => panic!("not an HTTP API event: {other:?}"),
+        }
+    }
+
     #[test]
     fn event_has_the_payload_2_shape_and_becomes_a_lambda_request() {
         let mut headers = HeaderMap::new();
@@ -777,22 +786,25 @@ mod tests {
         headers.insert(header::COOKIE, HeaderValue::from_static("a=1; b=2"));
         let params = match_segments(&compile("/categories/{id}"), "/categories/01H%20X").unwrap();
         let now = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
-        let event = api_gateway_event(&route(), &params, &incoming(&headers, b"{\"a\":1}", "limit=5&tag=x&tag=y"), now);
-        assert_eq!(event["version"], "2.0");
-        assert_eq!(event["routeKey"], "POST /categories/{id}");
-        assert_eq!(event["rawPath"], "/categories/01H%20X");
-        assert_eq!(event["headers"]["x-multi"], "a,b");
-        assert_eq!(event["cookies"], json!(["a=1", "b=2"]));
-        assert!(event["headers"].get("cookie").is_none());
-        assert_eq!(event["queryStringParameters"]["tag"], "x,y");
-        assert_eq!(event["pathParameters"]["id"], "01H X");
-        assert_eq!(event["requestContext"]["stage"], "$default");
-        assert_eq!(event["requestContext"]["http"]["sourceIp"], "10.0.0.1");
-        assert_eq!(event["requestContext"]["time"], "14/Nov/2023:22:13:20 +0000");
-        assert_eq!(event["requestContext"]["timeEpoch"], 1_700_000_000_000i64);
-        assert_eq!(event["body"], "{\"a\":1}");
+        let event = api_gateway_event(&route(), &params, &incoming(&headers, b"{\"a\":1}", "limit=5&tag=x&tag=y"), now)
+            .unwrap();
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["version"], "2.0");
+        assert_eq!(json["routeKey"], "POST /categories/{id}");
+        assert_eq!(json["rawPath"], "/categories/01H%20X");
+        assert_eq!(json["headers"]["x-multi"], "a,b");
+        assert_eq!(json["cookies"], json!(["a=1", "b=2"]));
+        assert!(json["headers"].get("cookie").is_none());
+        assert_eq!(json["queryStringParameters"]["tag"], "x,y");
+        assert_eq!(json["pathParameters"]["id"], "01H X");
+        assert_eq!(json["requestContext"]["stage"], "$default");
+        assert_eq!(json["requestContext"]["http"]["sourceIp"], "10.0.0.1");
+        assert_eq!(json["requestContext"]["time"], "14/Nov/2023:22:13:20 +0000");
+        assert_eq!(json["requestContext"]["timeEpoch"], 1_700_000_000_000i64);
+        assert_eq!(json["body"], "{\"a\":1}");
+        assert_eq!(round_trip(&event), event, "the event is what the runtime deserialises from its JSON");
 
-        let request = lambda_request(&event, "categories", "req-1", now).unwrap();
+        let request = lambda_request(event, "categories", "req-1", now);
         assert_eq!(request.method(), Method::POST);
         assert_eq!(request.uri().path(), "/categories/01H%20X");
         assert_eq!(request.query_string_parameters_ref().and_then(|q| q.first("limit")), Some("5"));
@@ -806,9 +818,11 @@ mod tests {
     fn non_utf8_bodies_travel_base64_encoded() {
         let headers = HeaderMap::new();
         let now = OffsetDateTime::now_utc();
-        let event = api_gateway_event(&route(), &BTreeMap::new(), &incoming(&headers, &[0xff, 0x00, 0xfe], ""), now);
-        assert_eq!(event["isBase64Encoded"], true);
-        let request = lambda_request(&event, "categories", "r", now).unwrap();
+        let event =
+            api_gateway_event(&route(), &BTreeMap::new(), &incoming(&headers, &[0xff, 0x00, 0xfe], ""), now).unwrap();
+        assert!(event.is_base64_encoded);
+        assert_eq!(round_trip(&event), event);
+        let request = lambda_request(event, "categories", "r", now);
         assert!(matches!(request.body(), lambda_http::Body::Binary(b) if b == &[0xff, 0x00, 0xfe]));
     }
 
@@ -853,5 +867,9 @@ mod tests {
         assert_eq!(percent_decode("a%20b%2Fc"), "a b/c");
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("%zz"), "%zz");
+        assert_eq!(percent_decode("%+1%-1"), "%+1%-1");
+        assert_eq!(percent_decode("%41%"), "A%");
+        assert_eq!(percent_decode("%C3%A9%FF"), "é\u{FFFD}");
+        assert_eq!(percent_decode("a+b"), "a+b");
     }
 }

@@ -17,12 +17,11 @@
 //! `marketplace-admin` (create an admin account, locally or against AWS).
 
 /// The allocator of every program built on this crate: the local gateway, the
-/// admin tool and the load tests that stand in for the gateway. Under the load
-/// test (`perf` over a whole run), glibc's malloc, free and chunk consolidation
-/// took about 15 % of the CPU; with mimalloc the gateway served 13–19 % more pages and
-/// product reads per second (`gateway_load`, BENCHMARKS.md). Lambda
-/// binaries do not link this crate and keep glibc's allocator: each serves one
-/// request at a time, and a smaller zip and init matter more there.
+/// admin tool and the load tests that stand in for the gateway. Under load,
+/// glibc's allocator was a large share of the gateway's CPU time (see
+/// BENCHMARKS.md). Lambda binaries do not link this crate and keep glibc's
+/// allocator: each serves one request at a time, and a smaller zip and init
+/// matter more there.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -2,10 +2,10 @@
 //! (`hash`, `verify`, behind `domain::PasswordHash`), with reused working
 //! memory. Each hash needs `m` KiB (12 to 19 MiB with OWASP's parameters),
 //! and allocating that per hash made glibc keep a freed chunk of that size in
-//! the arena of every blocking thread that ever hashed (auth's peak RSS
-//! reached 168-240 MiB under the Lambda harness). Here the memory is taken
-//! from a small process-wide pool and put back, so a process holds one buffer
-//! per hash it runs at once, at most one per CPU; a Lambda sandbox (one
+//! the arena of every blocking thread that ever hashed (see BENCHMARKS.md for
+//! auth's peak RSS). Here the memory is taken from a small process-wide pool
+//! and put back, so a process holds one buffer per hash it runs at once, at
+//! most one per CPU; a Lambda sandbox (one
 //! request at a time) holds one.
 //!
 //! `ReusingArgon2` implements `PasswordHasher` exactly as `argon2::Argon2`

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
 use jsonschema::Validator;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::Value;
 
 /// The HTTP methods an OpenAPI path item can document.
@@ -216,34 +217,41 @@ fn escape_token(token: &str) -> String {
     token.replace('~', "~0").replace('/', "~1")
 }
 
-/// A JSON pointer as a URI fragment: bytes outside RFC 3986's `pchar` (and `/`) are percent-encoded.
+/// What a URI fragment percent-encodes: every byte outside RFC 3986's `pchar` and `/`.
+const FRAGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'!')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')')
+    .remove(b'*')
+    .remove(b'+')
+    .remove(b',')
+    .remove(b';')
+    .remove(b'=')
+    .remove(b':')
+    .remove(b'@')
+    .remove(b'/');
+
+/// A JSON pointer as a URI fragment.
 fn encode_fragment(pointer: &str) -> String {
-    let mut encoded = String::with_capacity(pointer.len());
-    for byte in pointer.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&byte) {
-            encoded.push(char::from(byte));
-        } else {
-            let _ = write!(encoded, "%{byte:02X}");
-        }
-    }
-    encoded
+    utf8_percent_encode(pointer, FRAGMENT).to_string()
 }
 
+/// A percent-encoded fragment decoded: `None` when a `%` is not followed by two
+/// hex digits or the bytes are not UTF-8.
 fn decode_percent(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            decoded.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            decoded.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(decoded).ok()
+    let well_formed = text
+        .split('%')
+        .skip(1)
+        .all(|after| after.as_bytes().get(..2).is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)));
+    let decoded = percent_encoding::percent_decode_str(text).decode_utf8().ok()?;
+    well_formed.then(|| decoded.into_owned())
 }
 
 /// The start of a body, for error messages.
@@ -262,7 +270,7 @@ fn truncate(text: &str, max_chars: usize) -> String {
 mod tests {
     use serde_json::{json, Value};
 
-    use super::Conformance;
+    use super::{decode_percent, encode_fragment, Conformance};
 
     const JSON: Option<&str> = Some("application/json");
     const PROBLEM: Option<&str> = Some("application/problem+json");
@@ -567,5 +575,16 @@ mod tests {
         let examples = &document["components"]["schemas"]["Product"]["examples"];
         let example = examples.get(0).expect("Product has an example");
         conformance.check("GET", "/products/{id}", 200, JSON, &bytes(example)).unwrap();
+    }
+
+    #[test]
+    fn fragments_round_trip_and_bad_escapes_are_refused() {
+        let pointer = "/paths/~1products~1{id}/get/responses/200 é";
+        let fragment = encode_fragment(pointer);
+        assert_eq!(fragment, "/paths/~1products~1%7Bid%7D/get/responses/200%20%C3%A9");
+        assert_eq!(decode_percent(&fragment).as_deref(), Some(pointer));
+        for bad in ["%", "%4", "%zz", "%+1", "a%-1", "%FF"] {
+            assert_eq!(decode_percent(bad), None, "{bad}");
+        }
     }
 }

@@ -155,7 +155,13 @@ async fn oversized_fake_and_misdirected_uploads_never_reach_a_product() {
     let blobs = app.state.blobs.as_ref().unwrap();
     blobs.put(&key, bytes::Bytes::from(six_mib), "image/jpeg").await.unwrap();
     let queue = infra::pump::open_queue(&app.dir.path().join("marketplace.db"), "JobsQueue").unwrap();
-    let notification = json!({"Records": [{"eventName": "ObjectCreated:Put", "s3": {"object": {"key": key}}}]});
+    let notification = json!({"Records": [{
+        "eventTime": "2025-11-24T16:03:20.123Z",
+        "eventName": "ObjectCreated:Put",
+        "userIdentity": {"principalId": "AWS:local"},
+        "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+        "s3": {"bucket": {"name": "assets"}, "object": {"key": key}},
+    }]});
     shared::ports::JobQueue::send(&queue, &notification.to_string()).await.unwrap();
 
     // 4. A text file named .jpg, with a ticket that matches its size.

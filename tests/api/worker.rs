@@ -91,9 +91,16 @@ async fn uploaded_photo(state: &AppState) -> (ProductId, String) {
     (product.id, key)
 }
 
+/// An S3 `ObjectCreated:Put` notification of `key`, with the fields S3 always sends.
 fn s3_notification(key: &str) -> String {
-    json!({"Records": [{"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "assets"}, "object": {"key": key, "size": 1}}}]})
-        .to_string()
+    json!({"Records": [{
+        "eventTime": "2025-11-24T16:03:20.123Z",
+        "eventName": "ObjectCreated:Put",
+        "userIdentity": {"principalId": "AWS:local"},
+        "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+        "s3": {"bucket": {"name": "assets"}, "object": {"key": key, "size": 1}},
+    }]})
+    .to_string()
 }
 
 /// An SQS event of `(message id, body)` records, as Lambda delivers it.

@@ -15,7 +15,7 @@ use shared::accounts::{self, NewAccount, Signed};
 use shared::domain::{Email, Password, Role, User, UserId};
 use shared::http::{ApiError, Caller, JsonBody, NoContent, Reply, SourceAddress};
 use shared::AppState;
-use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 // The function's routes, `routes()` and `router()` (the template's `Auth`
@@ -71,8 +71,9 @@ struct UserView {
     email: String,
     display_name: String,
     role: Role,
-    #[schema(format = DateTime)]
-    created_at: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    created_at: OffsetDateTime,
     /// Whether the owner confirmed the address through a mailed link. A
     /// farmer's products show in public only once verified.
     email_verified: bool,
@@ -85,7 +86,7 @@ impl From<&User> for UserView {
             email: user.email.to_string(),
             display_name: user.display_name.as_str().to_owned(),
             role: user.role,
-            created_at: user.created_at.format(&Rfc3339).unwrap_or_default(),
+            created_at: user.created_at,
             email_verified: user.email_verified,
         }
     }
@@ -104,18 +105,17 @@ struct AuthSession {
     expires_in: u64,
     /// Exchange at `POST /auth/refresh` for new tokens; each use rotates it.
     refresh_token: String,
-    #[schema(format = DateTime)]
-    refresh_token_expires_at: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    refresh_token_expires_at: OffsetDateTime,
 }
 
 impl TryFrom<Signed> for AuthSession {
     type Error = ApiError;
 
     fn try_from(signed: Signed) -> Result<Self, ApiError> {
-        let expires_at = time::OffsetDateTime::from_unix_timestamp(signed.session.expires_at)
-            .map_err(ApiError::internal)?
-            .format(&Rfc3339)
-            .map_err(ApiError::internal)?;
+        let expires_at =
+            time::OffsetDateTime::from_unix_timestamp(signed.session.expires_at).map_err(ApiError::internal)?;
         Ok(AuthSession {
             user: UserView::from(&signed.user),
             access_token: signed.access_token,

@@ -15,7 +15,7 @@ use shared::http::{
 };
 use shared::repo::categories;
 use shared::AppState;
-use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 /// Cursor scope of the listing.
@@ -39,10 +39,12 @@ struct CategoryView {
     #[schema(examples("leafy-greens"))]
     slug: String,
     description: Option<String>,
-    #[schema(format = DateTime)]
-    created_at: String,
-    #[schema(format = DateTime)]
-    updated_at: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    updated_at: OffsetDateTime,
     /// Bumped by every change.
     #[schema(minimum = 1)]
     version: i64,
@@ -58,8 +60,8 @@ impl From<&Category> for CategoryView {
             name: c.name.as_str().to_owned(),
             slug: c.slug.as_str().to_owned(),
             description: c.description.as_ref().map(|d| d.as_str().to_owned()),
-            created_at: c.created_at.format(&Rfc3339).unwrap_or_default(),
-            updated_at: c.updated_at.format(&Rfc3339).unwrap_or_default(),
+            created_at: c.created_at,
+            updated_at: c.updated_at,
             version: c.version,
             product_count: c.product_count,
         }

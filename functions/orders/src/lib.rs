@@ -18,7 +18,7 @@ use shared::http::{
 use shared::orders::{self, etag, NewOrder, Placed, StatusRequest, LIST_BUDGET};
 use shared::repo::idempotency;
 use shared::AppState;
-use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
 // The function's routes, `routes()` and `router()` (the template's `Orders`
@@ -60,10 +60,12 @@ struct OrderView {
     /// Every status the order had, oldest first.
     history: Vec<StatusChange>,
     payment: Payment,
-    #[schema(format = DateTime)]
-    created_at: String,
-    #[schema(format = DateTime)]
-    updated_at: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    updated_at: OffsetDateTime,
     /// Bumped by every change; the ETag is this number in double quotes.
     #[schema(minimum = 1)]
     version: i64,
@@ -84,8 +86,8 @@ fn view(order: &Order) -> OrderView {
         status: order.status,
         history: order.history.clone(),
         payment: order.payment.clone(),
-        created_at: order.created_at.format(&Rfc3339).unwrap_or_default(),
-        updated_at: order.updated_at.format(&Rfc3339).unwrap_or_default(),
+        created_at: order.created_at,
+        updated_at: order.updated_at,
         version: order.version,
         archived: order.archived,
     }
@@ -100,8 +102,9 @@ struct CheckoutView {
     customer_id: UserId,
     /// Sum of the orders, in minor units.
     total: i64,
-    #[schema(format = DateTime)]
-    created_at: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    created_at: OffsetDateTime,
     /// One order per farmer.
     orders: Vec<OrderView>,
 }
@@ -111,7 +114,7 @@ fn checkout_view(placed: &Placed) -> CheckoutView {
         id: placed.checkout.id,
         customer_id: placed.checkout.customer_id,
         total: placed.checkout.total,
-        created_at: placed.checkout.created_at.format(&Rfc3339).unwrap_or_default(),
+        created_at: placed.checkout.created_at,
         orders: placed.orders.iter().map(view).collect(),
     }
 }

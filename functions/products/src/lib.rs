@@ -19,7 +19,7 @@ use shared::http::{
 use shared::repo::idempotency;
 use shared::repo::products::{self, Browse, Sort};
 use shared::AppState;
-use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
 /// Index entries one browse request may evaluate when filters apply after the
@@ -91,10 +91,12 @@ struct ProductView {
     harvest_date: Option<String>,
     #[schema(max_items = 8)]
     images: Vec<ImageView>,
-    #[schema(format = DateTime)]
-    created_at: String,
-    #[schema(format = DateTime)]
-    updated_at: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    updated_at: OffsetDateTime,
     /// Bumped by every change; the ETag is this number in double quotes (`"3"`).
     #[schema(minimum = 1)]
     version: i64,
@@ -125,8 +127,8 @@ fn view(state: &AppState, p: &Product) -> ProductView {
                 content_type: image.content_type.clone(),
             })
             .collect(),
-        created_at: p.created_at.format(&Rfc3339).unwrap_or_default(),
-        updated_at: p.updated_at.format(&Rfc3339).unwrap_or_default(),
+        created_at: p.created_at,
+        updated_at: p.updated_at,
         version: p.version,
     }
 }
@@ -352,8 +354,9 @@ struct TicketView {
     /// is refused.
     headers: std::collections::BTreeMap<String, String>,
     /// 15 minutes after the ticket was issued; the URL refuses uploads afterwards.
-    #[schema(format = DateTime)]
-    expires_at: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    expires_at: OffsetDateTime,
     /// The size the ticket was issued for: the upload must be exactly this many bytes.
     #[schema(minimum = 1)]
     max_bytes: u64,
@@ -386,7 +389,7 @@ async fn create_image_upload(
         upload_url: presigned.url,
         method: "PUT",
         headers: presigned.headers.into_iter().collect(),
-        expires_at: presigned.expires_at.format(&Rfc3339).unwrap_or_default(),
+        expires_at: presigned.expires_at,
         max_bytes,
     };
     Ok(Reply::with_status(StatusCode::CREATED, body))

@@ -21,7 +21,7 @@ use shared::http::{
 use shared::repo::farmers::{self, FarmerPage};
 use shared::repo::{notifications, users};
 use shared::AppState;
-use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
 /// Index entries one admin list request may evaluate when `role` or `disabled`
@@ -131,8 +131,9 @@ struct AccountView {
     email: String,
     display_name: String,
     role: Role,
-    #[schema(format = DateTime)]
-    created_at: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    created_at: OffsetDateTime,
     email_verified: bool,
     /// A disabled account cannot sign in and its products are hidden.
     disabled: bool,
@@ -146,7 +147,7 @@ fn account_view(user: &User, page: Option<&FarmerPage>) -> AccountView {
         email: user.email.to_string(),
         display_name: user.display_name.as_str().to_owned(),
         role: user.role,
-        created_at: user.created_at.format(&Rfc3339).unwrap_or_default(),
+        created_at: user.created_at,
         email_verified: user.email_verified,
         disabled: user.disabled,
         farm: page.and_then(|p| p.profile.as_ref()).map(FarmView::from),
@@ -463,8 +464,9 @@ struct NotificationView {
     /// The order it is about.
     order_id: Option<OrderId>,
     read: bool,
-    #[schema(format = DateTime)]
-    created_at: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    created_at: OffsetDateTime,
 }
 
 impl Listed for NotificationView {
@@ -519,7 +521,7 @@ async fn list_notifications(
             body: n.body,
             order_id: n.order_id,
             read: n.read,
-            created_at: n.created_at.format(&Rfc3339).unwrap_or_default(),
+            created_at: n.created_at,
         })
         .with(unread);
     Ok(Reply::ok(body))

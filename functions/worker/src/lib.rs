@@ -15,9 +15,9 @@
 mod images;
 mod metadata;
 
+use aws_lambda_events::event::s3::S3Event;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use bytes::Bytes;
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use shared::domain::{ImageFormat, ImageId, ProductId, ProductImage, MAX_IMAGES_PER_PRODUCT};
 use shared::jobs::Job;
@@ -55,31 +55,11 @@ pub enum JobFailure {
     Order(#[from] shared::orders::OrderError),
 }
 
-/// The parts of an S3 event notification the worker reads. S3 also sends a
-/// one-off `s3:TestEvent` (no `Records`) when the notification is configured.
-#[derive(Debug, Deserialize)]
-struct S3Notification {
-    #[serde(rename = "Records", default)]
-    records: Option<Vec<S3Record>>,
-    #[serde(rename = "Event", default)]
-    event: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct S3Record {
-    event_name: String,
-    s3: S3Entity,
-}
-
-#[derive(Debug, Deserialize)]
-struct S3Entity {
-    object: S3Object,
-}
-
-#[derive(Debug, Deserialize)]
-struct S3Object {
-    key: String,
+/// S3 sends a one-off `{"Event": "s3:TestEvent", ...}` (no `Records`) when a
+/// notification is configured: not an upload.
+fn is_s3_test_event(body: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(body)
+        .is_ok_and(|value| value.get("Records").is_none() && value["Event"] == "s3:TestEvent")
 }
 
 /// What became of one upload (for logs and tests).
@@ -142,20 +122,27 @@ async fn process_message(state: &AppState, message: &SqsMessage) -> Result<Vec<O
         let job: Job = serde_json::from_value(value).map_err(|e| JobFailure::Malformed(format!("bad job: {e}")))?;
         return Ok(vec![run_job(state, job).await?]);
     }
-    let notification: S3Notification =
-        serde_json::from_str(body).map_err(|e| JobFailure::Malformed(format!("not an S3 notification: {e}")))?;
-    let records = match (notification.records, notification.event.as_deref()) {
-        (Some(records), _) => records,
-        (None, Some("s3:TestEvent")) => return Ok(vec![Outcome::Ignored("s3:TestEvent".into())]),
-        (None, _) => return Err(JobFailure::Malformed("an S3 notification without Records".into())),
+    let notification: S3Event = match serde_json::from_str(body) {
+        Ok(notification) => notification,
+        Err(_) if is_s3_test_event(body) => return Ok(vec![Outcome::Ignored("s3:TestEvent".into())]),
+        Err(e) => return Err(JobFailure::Malformed(format!("not an S3 notification: {e}"))),
     };
+    // Every record is checked before any is processed.
+    let records = notification
+        .records
+        .into_iter()
+        .map(|record| match (record.event_name, record.s3.object.key) {
+            (Some(event_name), Some(key)) => Ok((event_name, key)),
+            _ => Err(JobFailure::Malformed("an S3 record without eventName or object key".into())),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let mut outcomes = Vec::new();
-    for record in records {
-        if !record.event_name.starts_with("ObjectCreated:") {
-            outcomes.push(Outcome::Ignored(record.event_name));
+    for (event_name, key) in records {
+        if !event_name.starts_with("ObjectCreated:") {
+            outcomes.push(Outcome::Ignored(event_name));
             continue;
         }
-        outcomes.push(process_upload(state, &record.s3.object.key).await?);
+        outcomes.push(process_upload(state, &key).await?);
     }
     Ok(outcomes)
 }

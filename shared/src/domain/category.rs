@@ -8,40 +8,11 @@ ulid_id! {
     CategoryId
 }
 
-/// A category name: at most 60 characters as sent, not blank once trimmed, no
-/// control characters.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub struct CategoryName(String);
-
-domain_value!(
-    CategoryName,
-    String,
-    |raw| CategoryName::parse(&raw),
-    super::string_schema("Trimmed; no control characters.", 1, CategoryName::MAX_CHARS)
+text_value!(
+    /// A category name: at most 60 characters as sent, not blank once trimmed, no
+    /// control characters.
+    CategoryName, 60, false, true, "Trimmed; no control characters."
 );
-
-impl CategoryName {
-    pub const MAX_CHARS: usize = 60;
-
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        if raw.chars().count() > Self::MAX_CHARS {
-            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
-        }
-        let name = raw.trim();
-        if name.is_empty() {
-            return Err("must not be empty".into());
-        }
-        if name.chars().any(char::is_control) {
-            return Err("must not contain control characters".into());
-        }
-        Ok(Self(name.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
 
 /// A URL slug: 1 to 60 of `a-z`, `0-9` and single `-` between them.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

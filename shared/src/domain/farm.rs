@@ -6,70 +6,19 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// A bounded, trimmed text without control characters (line breaks allowed
-/// where `multiline`).
-fn text(raw: &str, max: usize, multiline: bool, required: bool) -> Result<String, String> {
-    if raw.chars().count() > max {
-        return Err(format!("must be at most {max} characters"));
-    }
-    let value = raw.trim();
-    if required && value.is_empty() {
-        return Err("must not be empty".into());
-    }
-    if value.chars().any(|c| c.is_control() && !(multiline && (c == '\n' || c == '\r' || c == '\t'))) {
-        return Err("must not contain control characters".into());
-    }
-    Ok(value.to_owned())
-}
-
-/// Declares a validated text field type.
-macro_rules! farm_text {
-    ($(#[$doc:meta])* $name:ident, $max:expr, $multiline:expr, $required:expr, $description:expr) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-        #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
-
-        impl $name {
-            pub const MAX_CHARS: usize = $max;
-
-            pub fn parse(raw: &str) -> Result<Self, String> {
-                text(raw, Self::MAX_CHARS, $multiline, $required).map(Self)
-            }
-
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl From<$name> for String {
-            fn from(value: $name) -> String {
-                value.0
-            }
-        }
-
-        domain_value!(
-            $name,
-            String,
-            |raw| $name::parse(&raw),
-            super::string_schema($description, if $required { 1 } else { 0 }, $name::MAX_CHARS)
-        );
-    };
-}
-
-farm_text!(
+text_value!(
     /// The farm's name.
     FarmName, 100, false, true, "Trimmed; no control characters."
 );
-farm_text!(
+text_value!(
     /// A short text about the farm.
     FarmDescription, 2000, true, false, "Trimmed; line breaks allowed."
 );
-farm_text!(
+text_value!(
     /// A town or a region.
     Place, 100, false, true, "Trimmed; no control characters."
 );
-farm_text!(
+text_value!(
     /// How pickup or delivery works.
     FarmNote, 500, true, false, "Trimmed; line breaks allowed."
 );

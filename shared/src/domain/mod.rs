@@ -88,6 +88,61 @@ macro_rules! domain_value {
     };
 }
 
+/// A bounded, trimmed text without control characters (line breaks allowed
+/// where `multiline`).
+fn text(raw: &str, max: usize, multiline: bool, required: bool) -> Result<String, String> {
+    if raw.chars().count() > max {
+        return Err(format!("must be at most {max} characters"));
+    }
+    let value = raw.trim();
+    if required && value.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if value.chars().any(|c| c.is_control() && !(multiline && (c == '\n' || c == '\r' || c == '\t'))) {
+        return Err("must not contain control characters".into());
+    }
+    Ok(value.to_owned())
+}
+
+/// Declares a text newtype: `parse` (through `text`, so at most `MAX_CHARS`
+/// characters as sent, trimmed, not blank when `required`, no control
+/// characters but line breaks and tabs when `multiline`), `as_str`, serde as
+/// that string (`#[serde(try_from = "String")]`) and its OpenAPI schema, whose
+/// limits come from `MAX_CHARS` and `required`.
+macro_rules! text_value {
+    ($(#[$doc:meta])* $name:ident, $max:expr, $multiline:expr, $required:expr, $description:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            pub const MAX_CHARS: usize = $max;
+
+            pub fn parse(raw: &str) -> Result<Self, String> {
+                $crate::domain::text(raw, Self::MAX_CHARS, $multiline, $required).map(Self)
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> String {
+                value.0
+            }
+        }
+
+        domain_value!(
+            $name,
+            String,
+            |raw| $name::parse(&raw),
+            $crate::domain::string_schema($description, if $required { 1 } else { 0 }, $name::MAX_CHARS)
+        );
+    };
+}
+
 /// A string schema with a description and length limits (in characters).
 fn string_schema(description: &str, min: usize, max: usize) -> utoipa::openapi::schema::Object {
     use utoipa::openapi::schema::{ObjectBuilder, Type};
@@ -151,4 +206,4 @@ pub use product::{
     ProductDescription, ProductId, ProductImage, ProductName, SearchText, Stock, Unit, MAX_IMAGES_PER_PRODUCT,
 };
 pub use user::{DisplayName, Email, Password, PasswordHash, Role, User, UserId};
-pub use validation::{FieldError, FieldErrors};
+pub use validation::FieldError;

@@ -16,40 +16,13 @@ ulid_id! {
     ImageId
 }
 
-/// A product name: at most 120 characters as sent, not blank once trimmed, no
-/// control characters.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub struct ProductName(String);
-
-domain_value!(
-    ProductName,
-    String,
-    |raw| ProductName::parse(&raw),
-    super::string_schema("Trimmed; no control characters.", 1, ProductName::MAX_CHARS)
+text_value!(
+    /// A product name: at most 120 characters as sent, not blank once trimmed, no
+    /// control characters.
+    ProductName, 120, false, true, "Trimmed; no control characters."
 );
 
 impl ProductName {
-    pub const MAX_CHARS: usize = 120;
-
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        if raw.chars().count() > Self::MAX_CHARS {
-            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
-        }
-        let name = raw.trim();
-        if name.is_empty() {
-            return Err("must not be empty".into());
-        }
-        if name.chars().any(char::is_control) {
-            return Err("must not contain control characters".into());
-        }
-        Ok(Self(name.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
     /// The name's words, lower-cased: what a search `q` matches.
     pub fn words(&self) -> Vec<String> {
         search_words(&self.0)

@@ -144,40 +144,11 @@ impl fmt::Debug for PasswordHash {
     }
 }
 
-/// A display name: at most 80 characters as sent, not blank once trimmed, no
-/// control characters.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub struct DisplayName(String);
-
-domain_value!(
-    DisplayName,
-    String,
-    |raw| DisplayName::parse(&raw),
-    super::string_schema("Trimmed; no control characters.", 1, DisplayName::MAX_CHARS)
+text_value!(
+    /// A display name: at most 80 characters as sent, not blank once trimmed, no
+    /// control characters.
+    DisplayName, 80, false, true, "Trimmed; no control characters."
 );
-
-impl DisplayName {
-    pub const MAX_CHARS: usize = 80;
-
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        if raw.chars().count() > Self::MAX_CHARS {
-            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
-        }
-        let name = raw.trim();
-        if name.is_empty() {
-            return Err("must not be empty".into());
-        }
-        if name.chars().any(char::is_control) {
-            return Err("must not contain control characters".into());
-        }
-        Ok(Self(name.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
 
 /// What a user may do. Nobody registers as `Admin`: admins are created by the
 /// `marketplace-admin` command.

@@ -36,9 +36,8 @@ pub type Router = axum::Router<Arc<AppState>>;
 /// - `routes()`, a [`Routes`]: the routes with their OpenAPI operations and
 ///   schemas, for the document (`make contract`), the local gateway and tests;
 /// - `router()`, a [`Router`]: the same routes alone, which the Lambda binary
-///   serves. A deployed function never serves its document, and building the
-///   operations and schemas was 0.4 ms of products' 3.8 ms init in the Lambda
-///   harness (BENCHMARKS.md).
+///   serves. A deployed function never serves its document, so its init
+///   does not build the operations and schemas (see BENCHMARKS.md).
 ///
 /// `infra/tests/drift.rs` checks that both route every documented operation
 /// to the same handler.

@@ -298,15 +298,6 @@ pub enum Sort {
 }
 
 impl Sort {
-    pub fn parse(raw: &str) -> Option<Self> {
-        match raw {
-            "newest" => Some(Sort::Newest),
-            "price_asc" => Some(Sort::PriceAscending),
-            "price_desc" => Some(Sort::PriceDescending),
-            _ => None,
-        }
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             Sort::Newest => "newest",

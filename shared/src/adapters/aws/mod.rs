@@ -56,8 +56,8 @@ const AMAZON_TRUST_SERVICES_ROOTS: &[u8] = include_bytes!("amazon-trust-services
 ///
 /// Why not the platform's everywhere: the SDK loads them while the function
 /// initialises (every certificate file under the system's certificate
-/// directories, parsed from PEM), which was 3.3 of health's 6.4 ms init in
-/// the Lambda harness (BENCHMARKS.md). Five compiled-in roots take microseconds.
+/// directories, parsed from PEM), a large share of a function's init; five
+/// compiled-in roots cost next to nothing (see BENCHMARKS.md).
 fn trust_store() -> aws_smithy_http_client::tls::TrustStore {
     use aws_smithy_http_client::tls::TrustStore;
     if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() {
@@ -69,12 +69,11 @@ fn trust_store() -> aws_smithy_http_client::tls::TrustStore {
 
 /// An SDK client built on first use, shared by clones.
 ///
-/// Building a client costs about 0.1 ms (measured: 95–150 µs each for DynamoDB,
-/// S3, SQS and SES), most of it the client's endpoint rules setting up their
-/// partition table. A function builds at init only the DynamoDB client its
-/// requests all need; the S3, SQS and SES clients wait for the first call
-/// that uses them, so the worker's init builds one client instead of four and
-/// a batch of mail never builds S3's. The first such call pays the 0.1 ms.
+/// Building a client is not free (mostly the client's endpoint rules setting
+/// up their partition table; see BENCHMARKS.md). A function builds at init
+/// only the DynamoDB client its requests all need; the S3, SQS and SES clients
+/// wait for the first call that uses them, so the worker's init builds one
+/// client instead of four and a batch of mail never builds S3's.
 pub struct LazyClient<C>(Arc<LazyLock<C, Box<dyn FnOnce() -> C + Send>>>);
 
 impl<C: 'static> LazyClient<C> {

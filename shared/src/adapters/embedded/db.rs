@@ -187,9 +187,8 @@ fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 /// Settings every connection shares: the busy timeout, and reads from
-/// memory-mapped pages and a page cache instead of a read(2) per page
-/// (measured: about a third of a page request's time under load went to pread
-/// and its copies).
+/// memory-mapped pages and a page cache instead of a read(2) per page (see
+/// BENCHMARKS.md).
 fn tune(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
