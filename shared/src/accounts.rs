@@ -58,13 +58,20 @@ use std::time::Duration;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::domain::{DisplayName, Email, FarmProfile, Password, PasswordHash, Role, User, UserId};
+use crate::domain::{DisplayName, Email, FarmProfile, Password, PasswordHash, Place, Role, User, UserId};
 use crate::jobs::{self, Job};
 use crate::mail::Template;
-use crate::ports::{StoreError, WriteOp};
-use crate::repo::farmers::{self, FarmerPage};
+use crate::ports::{Item, Query, StoreError, WriteOp};
+use crate::repo;
+use crate::repo::farmers;
+/// A farmer's public page (`public_farmer`, `list_farmers`, `Profile`).
+pub use crate::repo::farmers::FarmerPage;
 use crate::repo::link_tokens::{self, LinkTokenError, Purpose};
+/// A notification (`list_notifications`).
+pub use crate::repo::notifications::Notification;
 use crate::repo::outbox;
+/// One day of a farmer's sales (`sales`).
+pub use crate::repo::sales::Day as SalesDay;
 use crate::repo::sessions::{self, Session, SessionError};
 use crate::repo::throttle::{self, Limit};
 use crate::repo::users::{self, CreateUserError};
@@ -650,9 +657,113 @@ pub async fn public_farmer(state: &AppState, raw_id: &str) -> Result<FarmerPage>
     farmers::get(state.store.as_ref(), id).await?.filter(|page| page.public).ok_or_else(not_found)
 }
 
+/// Farmer pages one public list request reads to fill a page.
+const FARMERS_PER_QUERY: usize = 100;
+
+/// The public farmer list's query, by region then id (`region` narrows it to
+/// one region), `limit` to a page of at most `FARMERS_PER_QUERY`: what
+/// `paginate` positions and fingerprints for `list_farmers`.
+pub fn farmers_query(region: Option<&Place>, limit: usize) -> Query {
+    let mut query = repo::farmers::list_query(region.map(Place::as_str));
+    query.limit = limit.min(FARMERS_PER_QUERY);
+    query
+}
+
+/// One page of listed farmer pages (`GET /farmers`; the repo's `list`), read
+/// from `query`'s start or its `start_after`, and the entry to continue after.
+pub async fn list_farmers(state: &AppState, query: Query) -> Result<(Vec<FarmerPage>, Option<Item>)> {
+    Ok(repo::farmers::list(state.store.as_ref(), &query).await?)
+}
+
+// ---------------------------------------------------------------------------
+// Notifications and sales figures
+// ---------------------------------------------------------------------------
+
+/// The query of `user`'s notifications, newest first, `limit` to a page: what
+/// `paginate` positions and fingerprints for `list_notifications`.
+pub fn notifications_query(user: UserId, limit: usize) -> Query {
+    let mut query = repo::notifications::list_query(user);
+    query.limit = limit;
+    query
+}
+
+/// One page of a user's notifications (`GET /users/me/notifications`; the
+/// repo's `list`), read from `query`'s start or its `start_after`.
+pub async fn list_notifications(state: &AppState, query: Query) -> Result<(Vec<Notification>, Option<Item>)> {
+    Ok(repo::notifications::list(state.store.as_ref(), &query).await?)
+}
+
+/// How many of `user`'s notifications are unread (the repo's `unread`).
+pub async fn unread_notifications(state: &AppState, user: UserId) -> Result<i64> {
+    Ok(repo::notifications::unread(state.store.as_ref(), user).await?)
+}
+
+/// Marks `user`'s notification `id` read (the repo's `mark_read`); `false` when
+/// there is no such notification. Marking a read one again changes nothing.
+pub async fn read_notification(state: &AppState, user: UserId, id: &str) -> Result<bool> {
+    Ok(repo::notifications::mark_read(state.store.as_ref(), user, id).await?.is_some())
+}
+
+/// A farmer's daily sales from `from` to `to` (`yyyy-mm-dd`, inclusive), days
+/// with sales oldest first (`GET /farmers/me/sales`; the repo's `range`).
+pub async fn sales(state: &AppState, farmer: UserId, from: &str, to: &str) -> Result<Vec<SalesDay>> {
+    Ok(repo::sales::range(state.store.as_ref(), farmer, from, to).await?)
+}
+
 // ---------------------------------------------------------------------------
 // Administration
 // ---------------------------------------------------------------------------
+
+/// Index entries one admin list request may evaluate when `role` or `disabled`
+/// filter after the lookup; past it the page comes back short, with a cursor.
+const LIST_BUDGET: usize = 500;
+
+/// The admin account list's filters.
+#[derive(Debug, Clone, Default)]
+pub struct UserFilter {
+    /// Only accounts with this role.
+    pub role: Option<Role>,
+    /// Only accounts whose email starts with this (ignoring case).
+    pub email_prefix: Option<String>,
+    /// Only disabled (`true`) or enabled (`false`) accounts.
+    pub disabled: Option<bool>,
+}
+
+impl UserFilter {
+    /// The list's query, every account by email or those under the prefix:
+    /// what `paginate` positions and fingerprints for `list_users`.
+    pub fn query(&self) -> Query {
+        let prefix = self.email_prefix.as_deref().map(str::trim).filter(|p| !p.is_empty());
+        repo::users::list_query(prefix)
+    }
+
+    /// The cursor scope: the endpoint and the filters applied after the lookup.
+    pub fn scope(&self) -> String {
+        format!(
+            "users#{}#{}",
+            self.role.map(Role::as_str).unwrap_or("any"),
+            self.disabled.map_or("any", |d| if d { "disabled" } else { "enabled" })
+        )
+    }
+
+    fn keeps(&self, user: &User) -> bool {
+        self.role.is_none_or(|role| user.role == role) && self.disabled.is_none_or(|d| user.disabled == d)
+    }
+}
+
+/// One page of accounts by email passing `filter`, each with its farmer page
+/// (`GET /users`; the repo's `list`, then `profiles`), read from `query`'s
+/// start or its `start_after` within the list's read budget.
+pub async fn list_users(
+    state: &AppState,
+    filter: &UserFilter,
+    query: Query,
+    limit: usize,
+) -> Result<(Vec<Profile>, Option<Item>)> {
+    let keep = |user: &User| filter.keeps(user);
+    let (found, last) = repo::users::list(state.store.as_ref(), query, keep, limit, LIST_BUDGET).await?;
+    Ok((profiles(state, found).await?, last))
+}
 
 /// The account `raw_id` names, for an admin (404 when there is none).
 pub async fn account(state: &AppState, raw_id: &str) -> Result<User> {

@@ -13,16 +13,23 @@ use utoipa::ToSchema;
 
 use crate::domain::{
     parse_harvest_date, Category, CategoryDescription, CategoryId, CategoryName, ImageFormat, ImageId, ListingStatus,
-    Price, Product, ProductDescription, ProductId, ProductName, Role, Slug, Stock, Unit, UserId,
+    Price, Product, ProductDescription, ProductId, ProductImage, ProductName, Role, Slug, Stock, Unit, UserId,
     MAX_IMAGES_PER_PRODUCT,
 };
 use crate::http::{non_null, nullable, IfMatch};
-use crate::ports::{BlobError, Condition, Index, PresignedUpload, Query, StoreError, WriteOp};
+use crate::ports::{BlobError, Condition, Index, Item, PresignedUpload, Query, StoreError, WriteOp};
 use crate::repo;
 use crate::repo::categories::{self, CategoryWriteError};
 use crate::repo::farmers::{self, FarmerPage};
 use crate::repo::idempotency::{self, IdempotencyKey};
-use crate::repo::products::{self, ProductWriteError, UploadTicket, TICKET_HOLDS_SLOT_SECS};
+use crate::repo::products::{self, ProductWriteError, TICKET_HOLDS_SLOT_SECS};
+/// Upload tickets and the object keys uploads and published photos live under
+/// (`upload_ticket`, `delete_ticket`, `attach_image`).
+pub use crate::repo::products::{
+    parse_upload_object_key, upload_object_key, UploadTicket, INCOMING_PREFIX, PUBLIC_PREFIX,
+};
+/// The browse filters and sorts (`browse_products`).
+pub use crate::repo::products::{Browse, Sort};
 use crate::repo::throttle::{self, Limit};
 use crate::repo::users;
 use crate::retry::{self, Attempt::Again, Attempt::Done};
@@ -187,6 +194,21 @@ pub async fn delete_category(state: &AppState, raw_id: &str) -> Result<()> {
     .await
 }
 
+/// The category list's query, all categories by name, `limit` to a page: what
+/// `paginate` positions and fingerprints for `list_categories`.
+pub fn categories_query(limit: usize) -> Query {
+    let mut query = repo::categories::list_query();
+    query.limit = limit;
+    query
+}
+
+/// One page of categories by name (`GET /categories`; the repo's `list`), read
+/// from `query`'s start or its `start_after`, and the entry to continue after.
+pub async fn list_categories(state: &AppState, query: Query) -> Result<(Vec<Category>, Option<Item>)> {
+    let (found, next) = repo::categories::list(state.store.as_ref(), &query).await?;
+    Ok((found, next.last))
+}
+
 // --- products -----------------------------------------------------------------
 
 /// A new product. Unknown fields are ignored; the caller becomes its farmer.
@@ -288,6 +310,23 @@ pub async fn public_product(state: &AppState, raw_id: &str) -> Result<Product> {
         return Err(CatalogueError::NotFound(format!("no product with id {raw_id:?}")));
     }
     Ok(product)
+}
+
+/// Index entries one browse request may evaluate when filters apply after the
+/// lookup; past it the page comes back short, with a cursor.
+const BROWSE_BUDGET: usize = 500;
+
+/// One page of listed products passing `browse` (`GET /products`; the repo's
+/// `browse`), read from `query` (`browse.query()`, positioned by `paginate`),
+/// and the index entry to continue after.
+pub async fn browse_products(
+    state: &AppState,
+    browse: &Browse,
+    query: Query,
+    limit: usize,
+) -> Result<(Vec<Product>, Option<Item>)> {
+    let found = repo::products::browse(state.store.as_ref(), browse, query, limit, BROWSE_BUDGET).await?;
+    Ok((found.products, found.resume_after))
 }
 
 /// Products one farmer sync may change before giving up (a guard against a
@@ -692,6 +731,63 @@ pub async fn remove_image(state: &AppState, caller: &Claims, raw_id: &str, raw_i
             Ok(()) => Ok(Done(())),
             Err(ProductWriteError::Changed) => Ok(Again(busy("product"))),
             Err(other) => Err(product_write_error(other)),
+        }
+    })
+    .await
+}
+
+/// What `attach_image` did with an uploaded photo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attachment {
+    /// Added to the product's images.
+    Attached,
+    /// Already among them (a repeated notification).
+    AlreadyAttached,
+    /// Not added, for the reason given.
+    Rejected(String),
+}
+
+/// The upload ticket issued as image `image_id`, if any (the worker checks what
+/// arrives against it; the repo's `get_ticket`).
+pub async fn upload_ticket(state: &AppState, image_id: ImageId) -> Result<Option<UploadTicket>> {
+    Ok(repo::products::get_ticket(state.store.as_ref(), image_id).await?)
+}
+
+/// Deletes an upload ticket, freeing its product's slot.
+pub async fn delete_ticket(state: &AppState, ticket: &UploadTicket) -> Result<()> {
+    Ok(repo::products::delete_ticket(state.store.as_ref(), ticket).await?)
+}
+
+/// Adds a checked photo to a product (the worker's last step of an upload)
+/// unless it is already there, the product is gone or unlisted, or it is full.
+/// A product that keeps changing under every attempt is a `Conflict`.
+pub async fn attach_image(state: &AppState, product_id: ProductId, image: ProductImage) -> Result<Attachment> {
+    let store = state.store.as_ref();
+    retry::run(retry::IMAGE_ATTACH, |_| async {
+        let Some(current) = repo::products::get(store, product_id).await?.filter(|p| p.is_listed()) else {
+            return Ok(Done(Attachment::Rejected("the product is gone or unlisted".into())));
+        };
+        if repo::products::has_image(&current, image.id) {
+            return Ok(Done(Attachment::AlreadyAttached));
+        }
+        if current.images.len() >= MAX_IMAGES_PER_PRODUCT {
+            return Ok(Done(Attachment::Rejected(format!("the product already has {MAX_IMAGES_PER_PRODUCT} images"))));
+        }
+        let mut next = current.clone();
+        next.images.push(image.clone());
+        next.updated_at = state.clock.now();
+        next.version = current.version + 1;
+        match repo::products::save(store, Some(&current), &next).await {
+            Ok(()) => Ok(Done(Attachment::Attached)),
+            Err(ProductWriteError::Changed | ProductWriteError::CountsBusy) => Ok(Again(busy("product"))),
+            Err(ProductWriteError::NoSuchCategory) => {
+                Ok(Done(Attachment::Rejected("the product's category is gone".into())))
+            }
+            Err(ProductWriteError::Store(e)) => Err(e.into()),
+            // Attaching adds no extra writes; should it ever, this must not retry forever.
+            Err(other @ ProductWriteError::ExtraConditionFailed { .. }) => {
+                Err(StoreError::Invalid(other.to_string()).into())
+            }
         }
     })
     .await

@@ -12,11 +12,10 @@ use shared::domain::{
     Address, CheckoutId, FulfilmentMethod, Order, OrderId, OrderLine, OrderStatus, Payment, StatusChange, UserId,
 };
 use shared::http::{
-    date_param, idempotency_key, paginate, ApiError, Caller, IfMatch, JsonBody, Listed, Page, PageParams, PathParams,
-    Query, Reply,
+    body_fingerprint, date_param, idempotency_key, paginate, ApiError, Caller, IfMatch, JsonBody, Listed, Page,
+    PageParams, PathParams, Query, Reply,
 };
 use shared::orders::{self, etag, NewOrder, Placed, StatusRequest, LIST_BUDGET};
-use shared::repo::idempotency;
 use shared::AppState;
 use time::format_description::well_known::Rfc3339;
 use utoipa::{IntoParams, ToSchema};
@@ -140,7 +139,7 @@ async fn checkout(
             "an Idempotency-Key header is required (a fresh UUID or ULID per checkout)".into(),
         )
     })?;
-    let fingerprint = idempotency::fingerprint(&body.raw);
+    let fingerprint = body_fingerprint(&body.raw);
     let placed = orders::checkout(&state, &caller.0, body.value, &key, &fingerprint).await?;
     let location = format!("/checkouts/{}", placed.checkout.id);
     Ok(Reply::created(checkout_view(&placed), location).replayed(placed.replayed))
