@@ -63,18 +63,16 @@ use crate::jobs::{self, Job};
 use crate::mail::Template;
 use crate::ports::{Item, Query, StoreError, WriteOp};
 use crate::repo;
-use crate::repo::farmers;
 /// A farmer's public page (`public_farmer`, `list_farmers`, `Profile`).
 pub use crate::repo::farmers::FarmerPage;
-use crate::repo::link_tokens::{self, LinkTokenError, Purpose};
+use crate::repo::link_tokens::{LinkTokenError, Purpose};
 /// A notification (`list_notifications`).
 pub use crate::repo::notifications::Notification;
-use crate::repo::outbox;
 /// One day of a farmer's sales (`sales`).
 pub use crate::repo::sales::Day as SalesDay;
-use crate::repo::sessions::{self, Session, SessionError};
-use crate::repo::throttle::{self, Limit};
-use crate::repo::users::{self, CreateUserError};
+use crate::repo::sessions::{Session, SessionError};
+use crate::repo::throttle::Limit;
+use crate::repo::users::CreateUserError;
 use crate::retry::{self, Attempt::Again, Attempt::Done};
 use crate::tokens::{Claims, TokenError, AUDIENCE, ISSUER};
 use crate::AppState;
@@ -238,7 +236,7 @@ fn session_lifetime(state: &AppState) -> i64 {
 
 /// Counts one hit on `scope`; 429 (naming `what`) when past `limit`.
 async fn limit(state: &AppState, scope: &str, limit: Limit, what: &'static str) -> Result<()> {
-    match throttle::hit(state.store.as_ref(), scope, limit, state.clock.now()).await? {
+    match repo::throttle::hit(state.store.as_ref(), scope, limit, state.clock.now()).await? {
         Some(retry_after_secs) => Err(AccountError::Throttled { what, retry_after_secs }),
         None => Ok(()),
     }
@@ -256,7 +254,7 @@ pub async fn register(state: &AppState, new: NewAccount, source: &str) -> Result
     let user = User::new(email, display_name, role.into(), password_hash, state.clock.now());
     // Either way the outcome is mailed: a failure to queue the mail must not
     // change the answer (the owner can ask for another link, or a reset).
-    match users::create(state.store.as_ref(), &user).await {
+    match repo::users::create(state.store.as_ref(), &user).await {
         Ok(()) => {
             tracing::info!(user_id = %user.id, role = user.role.as_str(), "user registered");
             if let Err(e) = send_verification(state, &user).await {
@@ -276,7 +274,7 @@ pub async fn register(state: &AppState, new: NewAccount, source: &str) -> Result
 /// Mails the owner of `email` that they already have an account (nothing
 /// when the account went meanwhile).
 async fn send_account_exists(state: &AppState, email: &Email) -> Result<()> {
-    let Some(owner) = users::find_by_email(state.store.as_ref(), email).await? else {
+    let Some(owner) = repo::users::find_by_email(state.store.as_ref(), email).await? else {
         return Ok(());
     };
     tracing::info!(user_id = %owner.id, "sign-up with an address that has an account");
@@ -304,10 +302,13 @@ pub async fn login(state: &AppState, email: Email, password: String, source: &st
     let what = "logins for this email from this address";
     limit(state, &account_and_address, LOGIN_PER_ACCOUNT_AND_ADDRESS, what).await?;
     let store = state.store.as_ref();
-    if throttle::hit(store, &format!("login-account#{email}"), LOGIN_PER_ACCOUNT, state.clock.now()).await?.is_some() {
+    if repo::throttle::hit(store, &format!("login-account#{email}"), LOGIN_PER_ACCOUNT, state.clock.now())
+        .await?
+        .is_some()
+    {
         tokio::time::sleep(ACCOUNT_SLOWDOWN).await;
     }
-    let user = users::find_by_email(store, &email).await?;
+    let user = repo::users::find_by_email(store, &email).await?;
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     state.counters.password_verifications.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let verified = tokio::task::spawn_blocking(move || match stored {
@@ -322,7 +323,7 @@ pub async fn login(state: &AppState, email: Email, password: String, source: &st
         tracing::info!("failed login");
         return Err(AccountError::Unauthenticated("the email or password is wrong".into()));
     };
-    throttle::reset(store, &account_and_address, LOGIN_PER_ACCOUNT_AND_ADDRESS, state.clock.now()).await?;
+    repo::throttle::reset(store, &account_and_address, LOGIN_PER_ACCOUNT_AND_ADDRESS, state.clock.now()).await?;
     if user.disabled {
         return Err(AccountError::Forbidden("this account is disabled; contact the marketplace".into()));
     }
@@ -333,9 +334,15 @@ pub async fn login(state: &AppState, email: Email, password: String, source: &st
 /// A new session for `user`, who just proved who they are.
 async fn start_session(state: &AppState, user: User) -> Result<Signed> {
     let store = state.store.as_ref();
-    let session =
-        sessions::create(store, user.id, user.role, user.session_epoch, session_lifetime(state), state.clock.now())
-            .await?;
+    let session = repo::sessions::create(
+        store,
+        user.id,
+        user.role,
+        user.session_epoch,
+        session_lifetime(state),
+        state.clock.now(),
+    )
+    .await?;
     sign_in(state, user, session)
 }
 
@@ -344,11 +351,11 @@ async fn start_session(state: &AppState, user: User) -> Result<Signed> {
 /// account, is ended instead.
 pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<Signed> {
     let store = state.store.as_ref();
-    let session = sessions::rotate(store, refresh_token, state.clock.now()).await?;
-    let user = match users::get(store, session.user_id).await? {
+    let session = repo::sessions::rotate(store, refresh_token, state.clock.now()).await?;
+    let user = match repo::users::get(store, session.user_id).await? {
         Some(user) if !user.disabled && session.epoch >= user.session_epoch => user,
         _ => {
-            sessions::end(store, &session.id).await?;
+            repo::sessions::end(store, &session.id).await?;
             return Err(AccountError::Unauthenticated(
                 "the session has ended (password changed, account disabled or erased); sign in again".into(),
             ));
@@ -359,13 +366,13 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<Signed> {
 
 /// Revokes the session of a refresh token (current or earlier).
 pub async fn logout(state: &AppState, refresh_token: &str) -> Result<()> {
-    Ok(sessions::revoke(state.store.as_ref(), refresh_token).await?)
+    Ok(repo::sessions::revoke(state.store.as_ref(), refresh_token).await?)
 }
 
 /// The signed-in user `id` names: 401 when the account no longer exists or
 /// is disabled (its access token is refused at once wherever this is read).
 pub async fn current_user(state: &AppState, id: UserId) -> Result<User> {
-    match users::get(state.store.as_ref(), id).await? {
+    match repo::users::get(state.store.as_ref(), id).await? {
         None => Err(AccountError::Unauthenticated("the account no longer exists".into())),
         Some(user) if user.disabled => Err(AccountError::Unauthenticated("this account is disabled".into())),
         Some(user) => Ok(user),
@@ -395,7 +402,8 @@ fn link(state: &AppState, page: &str, token: &str) -> Result<String> {
 async fn send_verification(state: &AppState, user: &User) -> Result<()> {
     let lifetime = VERIFY_TOKEN_HOURS * 3600;
     let token =
-        link_tokens::issue(state.store.as_ref(), Purpose::VerifyEmail, user.id, lifetime, state.clock.now()).await?;
+        repo::link_tokens::issue(state.store.as_ref(), Purpose::VerifyEmail, user.id, lifetime, state.clock.now())
+            .await?;
     let link = link(state, "verify-email", &token)?;
     let mail = Template::VerifyEmail { name: user.display_name.as_str(), link: &link, hours: VERIFY_TOKEN_HOURS }
         .render(user.email.as_str());
@@ -419,19 +427,19 @@ pub async fn resend_verification(state: &AppState, caller: &Claims) -> Result<()
 /// sync happens if and only if the change committed.
 fn farmer_sync(state: &AppState, farmer_id: UserId) -> WriteOp {
     let event_id = ulid::Ulid::new().to_string();
-    outbox::write(&event_id, &Job::SyncFarmer { farmer_id }, state.clock.now().unix_timestamp())
+    repo::outbox::write(&event_id, &Job::SyncFarmer { farmer_id }, state.clock.now().unix_timestamp())
 }
 
 /// Marks the address of the token's account verified and spends the token.
 pub async fn verify_email(state: &AppState, token: &str) -> Result<User> {
     let store = state.store.as_ref();
     retry::run(retry::CONTENDED_WRITE, |_| async {
-        let valid = link_tokens::check(store, Purpose::VerifyEmail, token, state.clock.now()).await?;
-        let Some(user) = users::get(store, valid.user_id).await? else {
+        let valid = repo::link_tokens::check(store, Purpose::VerifyEmail, token, state.clock.now()).await?;
+        let Some(user) = repo::users::get(store, valid.user_id).await? else {
             return Err(LinkTokenError::Invalid.into());
         };
         let next = User { email_verified: true, version: user.version + 1, ..user.clone() };
-        let mut writes = vec![valid.spend(), users::update(&next, user.version)];
+        let mut writes = vec![valid.spend(), repo::users::update(&next, user.version)];
         if next.role == Role::Farmer {
             writes.push(farmer_sync(state, next.id));
         }
@@ -478,11 +486,11 @@ pub async fn issue_password_reset(state: &AppState, email: &str) -> Result<bool>
         return Ok(false);
     };
     let store = state.store.as_ref();
-    let Some(user) = users::find_by_email(store, &email).await?.filter(|u| !u.disabled) else {
+    let Some(user) = repo::users::find_by_email(store, &email).await?.filter(|u| !u.disabled) else {
         return Ok(false);
     };
     let lifetime = RESET_TOKEN_HOURS * 3600;
-    let token = link_tokens::issue(store, Purpose::ResetPassword, user.id, lifetime, state.clock.now()).await?;
+    let token = repo::link_tokens::issue(store, Purpose::ResetPassword, user.id, lifetime, state.clock.now()).await?;
     let link = link(state, "reset-password", &token)?;
     let mail = Template::ResetPassword { name: user.display_name.as_str(), link: &link, hours: RESET_TOKEN_HOURS }
         .render(user.email.as_str());
@@ -499,11 +507,11 @@ async fn hash(password: Password) -> Result<PasswordHash> {
 pub async fn confirm_password_reset(state: &AppState, token: &str, password: Password) -> Result<()> {
     let store = state.store.as_ref();
     // Check before hashing, so a bad token costs no hash.
-    link_tokens::check(store, Purpose::ResetPassword, token, state.clock.now()).await?;
+    repo::link_tokens::check(store, Purpose::ResetPassword, token, state.clock.now()).await?;
     let password_hash = hash(password).await?;
     retry::run(retry::CONTENDED_WRITE, |_| async {
-        let valid = link_tokens::check(store, Purpose::ResetPassword, token, state.clock.now()).await?;
-        let Some(user) = users::get(store, valid.user_id).await? else {
+        let valid = repo::link_tokens::check(store, Purpose::ResetPassword, token, state.clock.now()).await?;
+        let Some(user) = repo::users::get(store, valid.user_id).await? else {
             return Err(LinkTokenError::Invalid.into());
         };
         let next = User {
@@ -513,7 +521,7 @@ pub async fn confirm_password_reset(state: &AppState, token: &str, password: Pas
             version: user.version + 1,
             ..user.clone()
         };
-        let mut writes = vec![valid.spend(), users::update(&next, user.version)];
+        let mut writes = vec![valid.spend(), repo::users::update(&next, user.version)];
         if !user.email_verified && user.role == Role::Farmer {
             writes.push(farmer_sync(state, user.id));
         }
@@ -563,9 +571,9 @@ pub async fn change_password(state: &AppState, caller: &Claims, current: String,
             version: user.version + 1,
             ..user.clone()
         };
-        match users::save(store, &next).await {
+        match repo::users::save(store, &next).await {
             Ok(()) => {
-                sessions::restamp(store, &caller.sid, user.id, next.session_epoch).await?;
+                repo::sessions::restamp(store, &caller.sid, user.id, next.session_epoch).await?;
                 tracing::info!(user_id = %user.id, "password changed; other sessions ended");
                 Ok(Done(()))
             }
@@ -590,7 +598,7 @@ pub struct Profile {
 /// `user` with, for a farmer, their page as stored now.
 async fn with_page(state: &AppState, user: User) -> Result<Profile> {
     let page = match user.role {
-        Role::Farmer => farmers::get(state.store.as_ref(), user.id).await?,
+        Role::Farmer => repo::farmers::get(state.store.as_ref(), user.id).await?,
         _ => None,
     };
     Ok(Profile { user, page })
@@ -628,14 +636,14 @@ pub async fn update_profile(state: &AppState, caller: &Claims, changes: ProfileC
         let mut next_user = user.clone();
         if let Some(name) = &changes.display_name {
             next_user = User { display_name: name.clone(), version: user.version + 1, ..user.clone() };
-            writes.push(users::update(&next_user, user.version));
+            writes.push(repo::users::update(&next_user, user.version));
         }
         let mut next_page = page.clone();
         if let Some(farm) = &changes.farm {
             let now = state.clock.now();
             let base = page.clone().unwrap_or_else(|| FarmerPage::empty(user.id, user.sells_in_public(), now));
             let next = FarmerPage { profile: Some(farm.clone()), version: base.version + 1, updated_at: now, ..base };
-            writes.push(farmers::write(page.as_ref(), &next));
+            writes.push(repo::farmers::write(page.as_ref(), &next));
             next_page = Some(next);
         }
         if writes.is_empty() {
@@ -654,7 +662,7 @@ pub async fn update_profile(state: &AppState, caller: &Claims, changes: ProfileC
 pub async fn public_farmer(state: &AppState, raw_id: &str) -> Result<FarmerPage> {
     let not_found = || AccountError::NotFound(format!("no farmer with id {raw_id:?}"));
     let id = UserId::parse(raw_id).ok_or_else(not_found)?;
-    farmers::get(state.store.as_ref(), id).await?.filter(|page| page.public).ok_or_else(not_found)
+    repo::farmers::get(state.store.as_ref(), id).await?.filter(|page| page.public).ok_or_else(not_found)
 }
 
 /// Farmer pages one public list request reads to fill a page.
@@ -769,7 +777,7 @@ pub async fn list_users(
 pub async fn account(state: &AppState, raw_id: &str) -> Result<User> {
     let not_found = || AccountError::NotFound(format!("no user with id {raw_id:?}"));
     let id = UserId::parse(raw_id).ok_or_else(not_found)?;
-    users::get(state.store.as_ref(), id).await?.ok_or_else(not_found)
+    repo::users::get(state.store.as_ref(), id).await?.ok_or_else(not_found)
 }
 
 /// Whether `user` holds admin rights now.
@@ -784,8 +792,8 @@ const ADMIN_SEARCH_BUDGET: usize = 100_000;
 /// An enabled admin other than `id`, if there is one.
 async fn another_enabled_admin(state: &AppState, id: UserId) -> Result<Option<User>> {
     let keep = |user: &User| is_enabled_admin(user) && user.id != id;
-    let query = users::list_query(None);
-    let (found, _) = users::list(state.store.as_ref(), query, keep, 1, ADMIN_SEARCH_BUDGET).await?;
+    let query = repo::users::list_query(None);
+    let (found, _) = repo::users::list(state.store.as_ref(), query, keep, 1, ADMIN_SEARCH_BUDGET).await?;
     Ok(found.into_iter().next())
 }
 
@@ -800,7 +808,7 @@ async fn administer(state: &AppState, raw_id: &str, change: impl Fn(&User) -> Us
     retry::run(retry::CONTENDED_WRITE, |_| async {
         let user = account(state, raw_id).await?;
         let next = User { version: user.version + 1, ..change(&user) };
-        let mut writes = vec![users::update(&next, user.version)];
+        let mut writes = vec![repo::users::update(&next, user.version)];
         if is_enabled_admin(&user) && !is_enabled_admin(&next) {
             let Some(other) = another_enabled_admin(state, user.id).await? else {
                 return Err(AccountError::Conflict(
@@ -809,7 +817,7 @@ async fn administer(state: &AppState, raw_id: &str, change: impl Fn(&User) -> Us
                         .into(),
                 ));
             };
-            writes.push(users::unchanged(&other));
+            writes.push(repo::users::unchanged(&other));
         }
         if user.role == Role::Farmer || next.role == Role::Farmer {
             writes.push(farmer_sync(state, next.id));
@@ -872,9 +880,9 @@ pub async fn erase(state: &AppState, caller: &Claims, password: String) -> Resul
             0 => user.clone(),
             _ => caller_user(state, caller).await?,
         };
-        let mut writes = users::erase(&user, state.clock.now());
+        let mut writes = repo::users::erase(&user, state.clock.now());
         if user.role == Role::Farmer {
-            writes.push(farmers::delete(user.id));
+            writes.push(repo::farmers::delete(user.id));
             writes.push(farmer_sync(state, user.id));
         }
         match store.transact(writes).await {

@@ -19,10 +19,9 @@ use crate::domain::{
 use crate::http::{non_null, nullable, IfMatch};
 use crate::ports::{BlobError, Condition, Index, Item, PresignedUpload, Query, StoreError, WriteOp};
 use crate::repo;
-use crate::repo::categories::{self, CategoryWriteError};
-use crate::repo::farmers::{self, FarmerPage};
-use crate::repo::idempotency::{self, IdempotencyKey};
-use crate::repo::products::{self, ProductWriteError, TICKET_HOLDS_SLOT_SECS};
+use crate::repo::categories::CategoryWriteError;
+use crate::repo::farmers::FarmerPage;
+use crate::repo::idempotency::IdempotencyKey;
 /// Upload tickets and the object keys uploads and published photos live under
 /// (`upload_ticket`, `delete_ticket`, `attach_image`).
 pub use crate::repo::products::{
@@ -30,8 +29,8 @@ pub use crate::repo::products::{
 };
 /// The browse filters and sorts (`browse_products`).
 pub use crate::repo::products::{Browse, Sort};
-use crate::repo::throttle::{self, Limit};
-use crate::repo::users;
+use crate::repo::products::{ProductWriteError, TICKET_HOLDS_SLOT_SECS};
+use crate::repo::throttle::Limit;
 use crate::retry::{self, Attempt::Again, Attempt::Done};
 use crate::tokens::Claims;
 use crate::AppState;
@@ -129,7 +128,7 @@ fn category_write_error(error: CategoryWriteError) -> CatalogueError {
 pub async fn category(state: &AppState, raw_id: &str) -> Result<Category> {
     let not_found = || CatalogueError::NotFound(format!("no category with id {raw_id:?}"));
     let id = CategoryId::parse(raw_id).ok_or_else(not_found)?;
-    categories::get(state.store.as_ref(), id).await?.ok_or_else(not_found)
+    repo::categories::get(state.store.as_ref(), id).await?.ok_or_else(not_found)
 }
 
 pub async fn create_category(state: &AppState, new: NewCategory) -> Result<Category> {
@@ -148,7 +147,7 @@ pub async fn create_category(state: &AppState, new: NewCategory) -> Result<Categ
         version: 1,
         product_count: 0,
     };
-    categories::create(state.store.as_ref(), &category).await.map_err(category_write_error)?;
+    repo::categories::create(state.store.as_ref(), &category).await.map_err(category_write_error)?;
     tracing::info!(category_id = %category.id, "category created");
     Ok(category)
 }
@@ -168,7 +167,7 @@ pub async fn update_category(state: &AppState, raw_id: &str, changes: CategoryCh
         }
         next.updated_at = state.clock.now();
         next.version = current.version + 1;
-        match categories::update(state.store.as_ref(), &current, &next).await {
+        match repo::categories::update(state.store.as_ref(), &current, &next).await {
             Ok(()) => Ok(Done(next)),
             Err(CategoryWriteError::Changed) => Ok(Again(busy("category"))),
             Err(other) => Err(category_write_error(other)),
@@ -181,7 +180,7 @@ pub async fn update_category(state: &AppState, raw_id: &str, changes: CategoryCh
 pub async fn delete_category(state: &AppState, raw_id: &str) -> Result<()> {
     retry::run(retry::CONTENDED_WRITE, |_| async {
         let category = category(state, raw_id).await?;
-        match categories::delete(state.store.as_ref(), &category).await {
+        match repo::categories::delete(state.store.as_ref(), &category).await {
             Ok(()) => {
                 tracing::info!(category_id = %category.id, "category deleted");
                 Ok(Done(()))
@@ -299,7 +298,7 @@ fn harvest_date(raw: Option<&str>, today: time::Date) -> Result<Option<time::Dat
 pub async fn listed_product(state: &AppState, raw_id: &str) -> Result<Product> {
     let not_found = || CatalogueError::NotFound(format!("no product with id {raw_id:?}"));
     let id = ProductId::parse(raw_id).ok_or_else(not_found)?;
-    products::get(state.store.as_ref(), id).await?.filter(Product::is_listed).ok_or_else(not_found)
+    repo::products::get(state.store.as_ref(), id).await?.filter(Product::is_listed).ok_or_else(not_found)
 }
 
 /// The product `raw_id` names as the public sees it: listed, and its farmer
@@ -341,9 +340,9 @@ const SYNC_LIMIT: usize = 100_000;
 /// whatever order, it runs. Returns how many products changed.
 pub async fn sync_farmer(state: &AppState, farmer_id: UserId) -> Result<usize> {
     let store = state.store.as_ref();
-    let public = match users::lookup(store, farmer_id).await? {
-        users::Stored::Live(user) => Some(user.sells_in_public()),
-        users::Stored::Erased | users::Stored::Missing => None,
+    let public = match repo::users::lookup(store, farmer_id).await? {
+        repo::users::Stored::Live(user) => Some(user.sells_in_public()),
+        repo::users::Stored::Erased | repo::users::Stored::Missing => None,
     };
     if let Some(public) = public {
         set_page_public(state, farmer_id, public).await?;
@@ -352,9 +351,9 @@ pub async fn sync_farmer(state: &AppState, farmer_id: UserId) -> Result<usize> {
     // after the last item seen still visits every product once, and steps
     // over one that does not decode (reported) instead of reading it forever.
     let partitions = match public {
-        Some(true) => vec![products::hidden_partition(farmer_id)],
-        Some(false) => vec![products::farmer_partition(farmer_id)],
-        None => vec![products::farmer_partition(farmer_id), products::hidden_partition(farmer_id)],
+        Some(true) => vec![repo::products::hidden_partition(farmer_id)],
+        Some(false) => vec![repo::products::farmer_partition(farmer_id)],
+        None => vec![repo::products::farmer_partition(farmer_id), repo::products::hidden_partition(farmer_id)],
     };
     let mut changed = 0;
     for partition in partitions {
@@ -363,7 +362,7 @@ pub async fn sync_farmer(state: &AppState, farmer_id: UserId) -> Result<usize> {
         loop {
             let page = store.query(&query).await?;
             for item in &page.items {
-                let Some(product) = repo::decoded(item, products::from_item) else {
+                let Some(product) = repo::decoded(item, repo::products::from_item) else {
                     continue;
                 };
                 sync_product(state, product.id, public).await?;
@@ -386,7 +385,7 @@ pub async fn sync_farmer(state: &AppState, farmer_id: UserId) -> Result<usize> {
 async fn sync_product(state: &AppState, id: ProductId, public: Option<bool>) -> Result<()> {
     let store = state.store.as_ref();
     retry::run(retry::CONTENDED_WRITE, |_| async {
-        let Some(current) = products::get(store, id).await?.filter(Product::is_listed) else {
+        let Some(current) = repo::products::get(store, id).await?.filter(Product::is_listed) else {
             return Ok(Done(()));
         };
         let mut next = current.clone();
@@ -397,7 +396,7 @@ async fn sync_product(state: &AppState, id: ProductId, public: Option<bool>) -> 
         }
         next.updated_at = state.clock.now();
         next.version = current.version + 1;
-        match products::save(store, Some(&current), &next).await {
+        match repo::products::save(store, Some(&current), &next).await {
             Ok(()) => Ok(Done(())),
             Err(ProductWriteError::Changed | ProductWriteError::CountsBusy) => Ok(Again(busy("product"))),
             Err(other) => Err(product_write_error(other)),
@@ -410,14 +409,14 @@ async fn sync_product(state: &AppState, id: ProductId, public: Option<bool>) -> 
 async fn set_page_public(state: &AppState, farmer_id: UserId, public: bool) -> Result<()> {
     let store = state.store.as_ref();
     retry::run(retry::CONTENDED_WRITE, |_| async {
-        let current = farmers::get(store, farmer_id).await?;
+        let current = repo::farmers::get(store, farmer_id).await?;
         if current.as_ref().is_some_and(|page| page.public == public) {
             return Ok(Done(()));
         }
         let now = state.clock.now();
         let base = current.clone().unwrap_or_else(|| FarmerPage::empty(farmer_id, public, now));
         let next = FarmerPage { public, version: base.version + 1, updated_at: now, ..base };
-        match store.transact(vec![farmers::write(current.as_ref(), &next)]).await {
+        match store.transact(vec![repo::farmers::write(current.as_ref(), &next)]).await {
             Ok(()) => Ok(Done(())),
             Err(StoreError::ConditionFailed { .. }) => Ok(Again(busy("farmer page"))),
             Err(e) => Err(e.into()),
@@ -428,7 +427,7 @@ async fn set_page_public(state: &AppState, farmer_id: UserId, public: bool) -> R
 
 /// The answer to a repeated create: the product the first request made, or 422
 /// when the key came with another body.
-async fn replay(state: &AppState, request: &Idempotent, record: &idempotency::Record) -> Result<Created> {
+async fn replay(state: &AppState, request: &Idempotent, record: &repo::idempotency::Record) -> Result<Created> {
     if record.fingerprint != request.fingerprint {
         return Err(CatalogueError::Invalid {
             field: "Idempotency-Key",
@@ -436,7 +435,7 @@ async fn replay(state: &AppState, request: &Idempotent, record: &idempotency::Re
         });
     }
     let id = ProductId::parse(&record.resource_id).ok_or(CatalogueError::Internal("bad idempotency record"))?;
-    let product = products::get(state.store.as_ref(), id).await?.ok_or_else(|| {
+    let product = repo::products::get(state.store.as_ref(), id).await?.ok_or_else(|| {
         CatalogueError::Conflict("the product this key created is gone; use a new key for a new product".into())
     })?;
     Ok(Created { product, replayed: true })
@@ -452,7 +451,7 @@ pub async fn create_product(
 ) -> Result<Created> {
     let scope = format!("products.create#{farmer_id}");
     if let Some(request) = &idempotent {
-        if let Some(record) = idempotency::recall(state.store.as_ref(), &scope, &request.key).await? {
+        if let Some(record) = repo::idempotency::recall(state.store.as_ref(), &scope, &request.key).await? {
             return replay(state, request, &record).await;
         }
     }
@@ -478,28 +477,31 @@ pub async fn create_product(
     let remembered = idempotent
         .iter()
         .map(|request| {
-            let record =
-                idempotency::Record { fingerprint: request.fingerprint.clone(), resource_id: product.id.to_string() };
-            idempotency::remember(&scope, &request.key, &record, now.unix_timestamp())
+            let record = repo::idempotency::Record {
+                fingerprint: request.fingerprint.clone(),
+                resource_id: product.id.to_string(),
+            };
+            repo::idempotency::remember(&scope, &request.key, &record, now.unix_timestamp())
         })
         .collect::<Vec<_>>();
     let created = retry::run(retry::CONTENDED_WRITE, |_| async {
         // The account decides whether the product shows in public; the write
         // checks it is still the version read, so a farmer disabled or
         // verified meanwhile is never missed by the sync that follows.
-        let farmer = match users::get(store, farmer_id).await? {
+        let farmer = match repo::users::get(store, farmer_id).await? {
             Some(user) if user.disabled => return Err(CatalogueError::Forbidden("this account is disabled".into())),
             Some(user) if user.role == Role::Farmer => user,
             _ => return Err(CatalogueError::Forbidden("only farmers list products".into())),
         };
         let product = Product { farmer_hidden: !farmer.sells_in_public(), ..product.clone() };
         let mut extra = remembered.clone();
-        extra.push(WriteOp::Check { key: users::key(farmer_id), condition: Condition::VersionIs(farmer.version) });
-        match (products::create(store, &product, extra).await, &idempotent) {
+        extra
+            .push(WriteOp::Check { key: repo::users::key(farmer_id), condition: Condition::VersionIs(farmer.version) });
+        match (repo::products::create(store, &product, extra).await, &idempotent) {
             (Ok(()), _) => Ok(Done(Created { product, replayed: false })),
             // The same key won a race a moment ago: answer as it did.
             (Err(ProductWriteError::ExtraConditionFailed { extra_index: 0 }), Some(request)) => {
-                let record = idempotency::recall(store, &scope, &request.key)
+                let record = repo::idempotency::recall(store, &scope, &request.key)
                     .await?
                     .ok_or(CatalogueError::Internal("idempotency record vanished"))?;
                 replay(state, request, &record).await.map(Done)
@@ -532,7 +534,7 @@ fn require_owner(caller: &Claims, product: &Product, admin_may: bool) -> Result<
 /// read), and a farmer demoted or disabled by an admin loses them at once.
 async fn as_stored(state: &AppState, caller: &Claims) -> Result<Claims> {
     let id = caller.user_id().ok_or_else(|| CatalogueError::Forbidden("the access token names no user".into()))?;
-    match users::get(state.store.as_ref(), id).await? {
+    match repo::users::get(state.store.as_ref(), id).await? {
         Some(user) if user.disabled => Err(CatalogueError::Forbidden("this account is disabled".into())),
         Some(user) => Ok(Claims { role: user.role, ..caller.clone() }),
         None => Err(CatalogueError::Forbidden("the account no longer exists".into())),
@@ -581,7 +583,7 @@ pub async fn update_product(
         next.harvest_date = harvest.unwrap_or(next.harvest_date);
         next.updated_at = state.clock.now();
         next.version = current.version + 1;
-        match products::save(state.store.as_ref(), Some(&current), &next).await {
+        match repo::products::save(state.store.as_ref(), Some(&current), &next).await {
             Ok(()) => Ok(Done(next)),
             // Without If-Match the caller asked for "apply to whatever is current".
             Err(ProductWriteError::Changed) if !if_match.is_sent() => Ok(Again(busy("product"))),
@@ -598,7 +600,7 @@ pub async fn unlist_product(state: &AppState, caller: &Claims, raw_id: &str) -> 
     let not_found = || CatalogueError::NotFound(format!("no product with id {raw_id:?}"));
     let id = ProductId::parse(raw_id).ok_or_else(not_found)?;
     retry::run(retry::CONTENDED_WRITE, |_| async {
-        let current = products::get(state.store.as_ref(), id).await?.ok_or_else(not_found)?;
+        let current = repo::products::get(state.store.as_ref(), id).await?.ok_or_else(not_found)?;
         require_owner(caller, &current, true)?;
         if !current.is_listed() {
             return Ok(Done(()));
@@ -607,7 +609,7 @@ pub async fn unlist_product(state: &AppState, caller: &Claims, raw_id: &str) -> 
         next.status = ListingStatus::Unlisted;
         next.updated_at = state.clock.now();
         next.version = current.version + 1;
-        match products::save(state.store.as_ref(), Some(&current), &next).await {
+        match repo::products::save(state.store.as_ref(), Some(&current), &next).await {
             Ok(()) => {
                 tracing::info!(product_id = %id, "product unlisted");
                 Ok(Done(()))
@@ -672,7 +674,7 @@ pub async fn issue_image_upload(
     let store = state.store.as_ref();
     let now = state.clock.now();
     let farmer = format!("tickets#{}", caller.sub);
-    if let Some(retry_after_secs) = throttle::hit(store, &farmer, TICKETS_PER_FARMER, now).await? {
+    if let Some(retry_after_secs) = repo::throttle::hit(store, &farmer, TICKETS_PER_FARMER, now).await? {
         return Err(CatalogueError::Throttled { what: "upload tickets this hour", retry_after_secs });
     }
     let blobs = state.blobs.as_ref().ok_or(CatalogueError::Internal("no blob store is configured"))?;
@@ -680,7 +682,7 @@ pub async fn issue_image_upload(
     let ticket = retry::run(retry::UPLOAD_RESERVATION, |_| async {
         let product = listed_product(state, raw_id).await?;
         require_owner(caller, &product, false)?;
-        let held = products::reservations(store, product.id, now.unix_timestamp()).await?;
+        let held = repo::products::reservations(store, product.id, now.unix_timestamp()).await?;
         if product.images.len() + held.open.len() >= MAX_IMAGES_PER_PRODUCT {
             return Err(CatalogueError::Conflict(format!(
                 "a product has at most {MAX_IMAGES_PER_PRODUCT} images; this one has {} and {} uploads in progress",
@@ -692,13 +694,13 @@ pub async fn issue_image_upload(
             image_id,
             product_id: product.id,
             farmer_id: product.farmer_id,
-            object_key: products::upload_object_key(product.id, image_id),
+            object_key: repo::products::upload_object_key(product.id, image_id),
             content_type: format.content_type().to_owned(),
             size,
             expires_at: (now + TICKET_RECORD_TTL).unix_timestamp(),
         };
         let holds_until = now.unix_timestamp() + TICKET_HOLDS_SLOT_SECS;
-        match products::reserve_ticket(store, &product, &held, &ticket, holds_until).await {
+        match repo::products::reserve_ticket(store, &product, &held, &ticket, holds_until).await {
             Ok(()) => Ok(Done(ticket)),
             Err(StoreError::ConditionFailed { .. }) => Ok(Again(busy("product"))),
             Err(e) => Err(e.into()),
@@ -720,14 +722,14 @@ pub async fn remove_image(state: &AppState, caller: &Claims, raw_id: &str, raw_i
     retry::run(retry::CONTENDED_WRITE, |_| async {
         let current = listed_product(state, raw_id).await?;
         require_owner(caller, &current, false)?;
-        if !products::has_image(&current, image_id) {
+        if !repo::products::has_image(&current, image_id) {
             return Err(not_found());
         }
         let mut next = current.clone();
         next.images.retain(|image| image.id != image_id);
         next.updated_at = state.clock.now();
         next.version = current.version + 1;
-        match products::save(state.store.as_ref(), Some(&current), &next).await {
+        match repo::products::save(state.store.as_ref(), Some(&current), &next).await {
             Ok(()) => Ok(Done(())),
             Err(ProductWriteError::Changed) => Ok(Again(busy("product"))),
             Err(other) => Err(product_write_error(other)),

@@ -21,6 +21,10 @@
 //! - `telemetry`: log set-up (JSON in Lambda, readable lines locally).
 //! - `repo`: item layouts of the single table (keys, index keys) for each entity,
 //!   and the whole-table scan (`scan_all`).
+//!   Outside it, storage is named by path (`repo::orders::get`) after one
+//!   `use crate::repo;`, never by importing a storage module, so a bare
+//!   `orders::` or `products::` never means the storage layer; its types may be
+//!   imported by name.
 //! - `retry`: the named retry policies and `retry::run`, the one way to retry.
 
 pub mod accounts;
