@@ -10,6 +10,7 @@
 //! - `jobs`: the jobs the functions put on the jobs queue for the worker.
 //! - `archive`, `backup`, `photo_cleanup`: the scheduled jobs; `jsonl`, the gzip
 //!   JSON lines their objects are written in.
+//! - `health`: the health check (whether the store answers in time).
 //! - `mail`: outgoing mail templates and their rendering.
 //! - `passwords`: argon2id hashing with pooled working memory, behind `domain::PasswordHash`.
 //! - `ports`: async traits the handlers talk to (store, blob store, job queue, mailer, clock).
@@ -34,6 +35,7 @@ pub mod backup;
 pub mod catalogue;
 pub mod config;
 pub mod domain;
+pub mod health;
 pub mod http;
 pub mod jobs;
 pub mod jsonl;
