@@ -1,8 +1,9 @@
 //! The accounts' use cases over the ports: register (answering alike for
 //! known and new emails), sign in (throttled, with unknown emails costing as
 //! much as known ones), rotate a refresh token, sign out, the signed-in user,
-//! email verification, password reset and change, profiles, administration
-//! (list, disable, enable, change role) and erasure.
+//! email verification, password reset and change, profiles, the public farmer
+//! list, notifications and sales figures, administration (list, disable,
+//! enable, change role) and erasure.
 //! Each sign-in hands out a `Signed` session with a fresh access token.
 //! Password hashing runs on the blocking pool.
 //!
@@ -371,6 +372,7 @@ pub async fn logout(state: &AppState, refresh_token: &str) -> Result<()> {
 
 /// The signed-in user `id` names: 401 when the account no longer exists or
 /// is disabled (its access token is refused at once wherever this is read).
+/// `GET /auth/me` (handler `me`).
 pub async fn current_user(state: &AppState, id: UserId) -> Result<User> {
     match repo::users::get(state.store.as_ref(), id).await? {
         None => Err(AccountError::Unauthenticated("the account no longer exists".into())),
@@ -611,6 +613,7 @@ pub async fn profiles(state: &AppState, users: Vec<User>) -> Result<Vec<Profile>
 }
 
 /// The signed-in user's profile.
+/// `GET /users/me` (handler `me`).
 pub async fn profile(state: &AppState, caller: &Claims) -> Result<Profile> {
     with_page(state, caller_user(state, caller).await?).await
 }
@@ -625,6 +628,7 @@ pub struct ProfileChanges {
 
 /// Applies `changes` to the signed-in user's account and, for a farmer, page,
 /// in one transaction.
+/// `PATCH /users/me` (handler `update_me`).
 pub async fn update_profile(state: &AppState, caller: &Claims, changes: ProfileChanges) -> Result<Profile> {
     let store = state.store.as_ref();
     retry::run(retry::CONTENDED_WRITE, |_| async {
@@ -659,6 +663,7 @@ pub async fn update_profile(state: &AppState, caller: &Claims, changes: ProfileC
 }
 
 /// A farmer's public page: 404 unless the farmer sells in public.
+/// `GET /farmers/{id}` (handler `read_farmer`).
 pub async fn public_farmer(state: &AppState, raw_id: &str) -> Result<FarmerPage> {
     let not_found = || AccountError::NotFound(format!("no farmer with id {raw_id:?}"));
     let id = UserId::parse(raw_id).ok_or_else(not_found)?;
@@ -835,6 +840,7 @@ async fn administer(state: &AppState, raw_id: &str, change: impl Fn(&User) -> Us
 /// farmer's products leave (or return to) public view. Repeating it is
 /// harmless and syncs the farmer's products again. Answers the account with,
 /// for a farmer, their page.
+/// `POST /users/{id}/disable` and `/enable` (handlers `disable_user`, `enable_user`).
 pub async fn set_disabled(state: &AppState, raw_id: &str, disabled: bool) -> Result<Profile> {
     let after = administer(state, raw_id, |user| User {
         disabled,
@@ -852,6 +858,7 @@ pub async fn set_disabled(state: &AppState, raw_id: &str, disabled: bool) -> Res
 /// next refresh (at most 15 minutes), while product writes and image upload
 /// tickets (`catalogue`) go by the stored role, so a demoted farmer loses them
 /// at once. Answers the account with, for a farmer, their page.
+/// `PATCH /users/{id}` (handler `change_user`).
 pub async fn set_role(state: &AppState, raw_id: &str, role: SelfServiceRole) -> Result<Profile> {
     let role = Role::from(role);
     let after = administer(state, raw_id, |user| User { role, ..user.clone() }).await?;
@@ -864,6 +871,7 @@ pub async fn set_role(state: &AppState, raw_id: &str, role: SelfServiceRole) -> 
 
 /// Erases the signed-in user's account after checking their password (see
 /// the module doc, Erasure).
+/// `DELETE /users/me` (handler `erase_me`).
 pub async fn erase(state: &AppState, caller: &Claims, password: String) -> Result<()> {
     let store = state.store.as_ref();
     let user = caller_user(state, caller).await?;

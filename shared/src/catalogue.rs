@@ -1,8 +1,9 @@
 //! The catalogue's use cases, one function per business action over the ports:
-//! categories (create, change, delete) and products (create with an optional
-//! idempotency key, change under optimistic concurrency, unlist, photo upload
-//! tickets, photo removal), and the farmer sync the worker runs when an account
-//! changes (`sync_farmer`: show, hide or unlist a farmer's products). Handlers
+//! categories (list, create, change, delete) and products (browse, create with
+//! an optional idempotency key, change under optimistic concurrency, unlist,
+//! photo upload tickets, photo removal, and attaching a checked photo for the
+//! worker), and the farmer sync the worker runs when an account changes
+//! (`sync_farmer`: show, hide or unlist a farmer's products). Handlers
 //! parse, authorise, call one of these and map the result to HTTP; the commands
 //! here are also the request bodies' schemas.
 
@@ -125,6 +126,7 @@ fn category_write_error(error: CategoryWriteError) -> CatalogueError {
 }
 
 /// The category `raw_id` names.
+/// `GET /categories/{id}` (handler `read`).
 pub async fn category(state: &AppState, raw_id: &str) -> Result<Category> {
     let not_found = || CatalogueError::NotFound(format!("no category with id {raw_id:?}"));
     let id = CategoryId::parse(raw_id).ok_or_else(not_found)?;
@@ -303,6 +305,7 @@ pub async fn listed_product(state: &AppState, raw_id: &str) -> Result<Product> {
 
 /// The product `raw_id` names as the public sees it: listed, and its farmer
 /// may sell in public (verified and enabled); otherwise 404.
+/// `GET /products/{id}` (handler `read`).
 pub async fn public_product(state: &AppState, raw_id: &str) -> Result<Product> {
     let product = listed_product(state, raw_id).await?;
     if product.farmer_hidden {
@@ -651,6 +654,7 @@ fn image_size_schema() -> utoipa::openapi::schema::Object {
 
 /// Issues a presigned upload of one photo of the caller's product; the worker
 /// checks what arrives and attaches it as image `ImageId`.
+/// `POST /products/{id}/images` (handler `create_image_upload`).
 pub async fn issue_image_upload(
     state: &AppState,
     caller: &Claims,
@@ -715,6 +719,7 @@ pub async fn issue_image_upload(
 
 /// Removes a photo from the caller's product. The public objects stay: their
 /// keys are content-addressed and may be shared with another product.
+/// `DELETE /products/{id}/images/{imageId}` (handler `delete_image`).
 pub async fn remove_image(state: &AppState, caller: &Claims, raw_id: &str, raw_image_id: &str) -> Result<()> {
     let caller = &as_stored(state, caller).await?;
     let not_found = || CatalogueError::NotFound(format!("no image {raw_image_id:?} on this product"));

@@ -742,6 +742,7 @@ fn log_dropped(order: OrderId, dropped: &[(ProductId, i64)]) {
 }
 
 /// Marks an order paid (its farmer or an admin).
+/// `POST /orders/{id}/payment` (handler `record_payment`).
 pub async fn mark_paid(state: &AppState, caller: &Claims, raw_id: &str) -> Result<Order> {
     retry::run(retry::CONTENDED_WRITE, |_| async {
         let current = read(state, caller, raw_id).await?;
