@@ -3,8 +3,10 @@
 //! functions call use cases in `shared`), and every route the functions declare
 //! has a row in the README's layout table naming the handler that serves it,
 //! the use case that handler calls (which must exist in `shared`) and the
-//! storage modules behind it. A second test plants a violation of each kind in
-//! memory and checks it is reported, so the checks cannot pass vacuously.
+//! storage modules behind it. Inside `shared`, storage modules are named by path
+//! (`repo::orders::get`), never imported by bare name, so they never shadow the
+//! use-case modules. A last test plants a violation of each kind in memory and
+//! checks it is reported, so the checks cannot pass vacuously.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -61,6 +63,48 @@ fn storage_uses(sources: &Files) -> Vec<String> {
                 .map(move |(n, line)| format!("{path}:{}: {}", n + 1, line.trim()))
         })
         .collect()
+}
+
+/// One line per `use` outside `shared/src/repo` that imports a storage module
+/// by its bare name (`use crate::repo::orders;`, `use crate::repo::orders::{self, ..}`,
+/// `use crate::repo::{orders, ..}`) instead of naming it by path after `use crate::repo;`.
+fn storage_module_imports(sources: &Files) -> Vec<String> {
+    let mut found = Vec::new();
+    for (path, text) in sources {
+        if path.starts_with("shared/src/repo/") || path == "shared/src/repo.rs" {
+            continue;
+        }
+        // `use` items may span lines: join each one up to its `;`.
+        let mut statement = String::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if statement.is_empty() && !(line.starts_with("use ") || line.starts_with("pub use ")) {
+                continue;
+            }
+            statement.push_str(line);
+            if !line.ends_with(';') {
+                continue;
+            }
+            let item = std::mem::take(&mut statement);
+            let Some(rest) = item.split_once("crate::repo::").map(|(_, rest)| rest) else { continue };
+            let names_module = match rest.split_once("::") {
+                // `use crate::repo::{a, b};` lists modules (or `self`).
+                None if rest.starts_with('{') => true,
+                // `use crate::repo::orders;` imports the module itself, unless it is
+                // one of `repo`'s own items (`scan_all`, `decoded`).
+                None => {
+                    rest.trim_end_matches(';').chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                        && !["scan_all;", "decoded;"].contains(&rest)
+                }
+                // `use crate::repo::orders::{self, ..};`
+                Some((_, items)) => items.split([',', '{', '}', ' ', ';']).any(|name| name == "self"),
+            };
+            if names_module {
+                found.push(format!("{path}:{}: {item}", n + 1));
+            }
+        }
+    }
+    found
 }
 
 /// Every route the HTTP functions declare, as (`METHOD /path`, function).
@@ -223,6 +267,20 @@ fn functions_reach_storage_only_through_use_cases() {
 }
 
 #[test]
+fn shared_names_storage_modules_by_path() {
+    let root = repo_root();
+    let mut sources = Files::new();
+    rust_files(&root, &root.join("shared/src"), &mut sources);
+    assert!(sources.contains_key("shared/src/orders.rs"), "read shared's sources");
+    let imports = storage_module_imports(&sources);
+    assert!(
+        imports.is_empty(),
+        "storage modules imported by bare name; `use crate::repo;` and name them `repo::<module>::`:\n{}",
+        imports.join("\n")
+    );
+}
+
+#[test]
 fn every_route_has_a_layout_row_naming_its_handler_and_use_case() {
     let routes = declared_routes();
     assert!(routes.len() > 30, "read the functions' routes: {routes:?}");
@@ -240,6 +298,18 @@ fn planted_violations_are_reported() {
     let uses = storage_uses(&sources);
     assert_eq!(uses.len(), 2, "{uses:?}");
     assert!(uses[0].starts_with("functions/x/src/lib.rs:2:"), "{uses:?}");
+
+    // Storage modules imported by bare name inside shared; types and `repo` itself are fine.
+    let mut sources = Files::new();
+    sources.insert(
+        "shared/src/orders.rs".into(),
+        "use crate::repo;\nuse crate::repo::orders::{Checkout, Listing};\nuse crate::repo::scan_all;\nuse crate::repo::orders::{self, Checkout};\nuse crate::repo::sales;\nuse crate::repo::{\n    farmers, users,\n};\n".into(),
+    );
+    sources.insert("shared/src/repo/orders.rs".into(), "use super::{self, farmers};\nuse crate::repo::users;\n".into());
+    let imports = storage_module_imports(&sources);
+    assert_eq!(imports.len(), 3, "{imports:?}");
+    assert!(imports[0].starts_with("shared/src/orders.rs:4:"), "{imports:?}");
+    assert!(imports[2].starts_with("shared/src/orders.rs:8:"), "{imports:?}");
 
     // A table and a function that agree, then each kind of disagreement.
     let files: BTreeMap<&str, &str> = BTreeMap::from([
