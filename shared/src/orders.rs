@@ -802,15 +802,44 @@ pub fn id_range(from: Option<time::Date>, to: Option<time::Date>) -> Option<(Str
     Some((low, high))
 }
 
-/// Orders of `query` passing `keep` (see `repo::pages::filtered`).
+/// The order list's filters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OrderFilter {
+    /// Only orders with this status.
+    pub status: Option<OrderStatus>,
+    /// Only orders placed on or after this day (UTC).
+    pub from: Option<time::Date>,
+    /// Only orders placed on or before this day (UTC).
+    pub to: Option<time::Date>,
+}
+
+impl OrderFilter {
+    /// The list's query for `caller` (`listing`), narrowed to the days asked
+    /// for: what `paginate` positions and fingerprints for `list`.
+    pub fn query(&self, caller: &Claims) -> Result<Query> {
+        let mut query = listing(caller)?.query();
+        query.sort_between = id_range(self.from, self.to);
+        Ok(query)
+    }
+
+    /// The cursor scope: the endpoint and the filter applied after the lookup.
+    pub fn scope(&self) -> String {
+        format!("orders#{}", self.status.map_or("any", OrderStatus::as_str))
+    }
+}
+
+/// One page of orders, newest first, passing `filter` (`GET /orders`; the
+/// repo's `pages::filtered` over the orders' index), read from `query`'s start
+/// or its `start_after` within the list's read budget.
 pub async fn list(
     state: &AppState,
-    query: crate::ports::Query,
-    keep: impl Fn(&Order) -> bool,
+    filter: &OrderFilter,
+    query: Query,
     limit: usize,
-    budget: usize,
 ) -> Result<(Vec<Order>, Option<Item>)> {
-    Ok(crate::repo::pages::filtered(state.store.as_ref(), query, repo::orders::from_item, keep, limit, budget).await?)
+    let keep = |order: &Order| filter.status.is_none_or(|status| order.status == status);
+    let store = state.store.as_ref();
+    Ok(repo::pages::filtered(store, query, repo::orders::from_item, keep, limit, LIST_BUDGET).await?)
 }
 
 // ---------------------------------------------------------------------------

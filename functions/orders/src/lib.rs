@@ -15,7 +15,7 @@ use shared::http::{
     body_fingerprint, date_param, idempotency_key, paginate, ApiError, Caller, IfMatch, JsonBody, Listed, Page,
     PageParams, PathParams, Query, Reply,
 };
-use shared::orders::{self, etag, NewOrder, Placed, StatusRequest, LIST_BUDGET};
+use shared::orders::{self, etag, NewOrder, Placed, StatusRequest};
 use shared::AppState;
 use time::format_description::well_known::Rfc3339;
 use utoipa::{IntoParams, ToSchema};
@@ -189,13 +189,11 @@ async fn list(
             return Err(ApiError::field("to", "must not be before from"));
         }
     }
-    let mut query = orders::listing(&caller.0)?.query();
-    query.sort_between = orders::id_range(from, to);
-    let scope = format!("orders#{}", filter.status.map_or("any", OrderStatus::as_str));
-    let keep = |order: &Order| filter.status.is_none_or(|status| order.status == status);
-    let found =
-        paginate(&state, &scope, query, &page, |query| orders::list(&state, query, keep, page.limit(), LIST_BUDGET))
-            .await?;
+    let filter = orders::OrderFilter { status: filter.status, from, to };
+    let found = paginate(&state, &filter.scope(), filter.query(&caller.0)?, &page, |query| {
+        orders::list(&state, &filter, query, page.limit())
+    })
+    .await?;
     Ok(Reply::ok(found.map(|order| view(&order))))
 }
 
