@@ -23,7 +23,7 @@ use utoipa::{IntoParams, ToSchema};
 // The function's routes, `routes()` and `router()` (the template's `Products`
 // events name the same).
 shared::function_routes! {
-    [list, create],
+    [browse, create],
     [read, update, unlist],
     [create_image_upload],
     [delete_image],
@@ -210,7 +210,7 @@ impl BrowseParams {
         (status = 200, description = "A page of products.", body = ProductList),
         (status = 400, description = "The cursor is invalid or belongs to another query."),
     ))]
-async fn list(
+async fn browse(
     State(state): State<Arc<AppState>>,
     Query(params): Query<BrowseParams>,
     Query(page): Query<PageParams>,
