@@ -1,8 +1,9 @@
 //! The accounts' use cases over the ports: register (answering alike for
 //! known and new emails), sign in (throttled, with unknown emails costing as
 //! much as known ones), rotate a refresh token, sign out, the signed-in user,
-//! email verification, password reset and change, profiles, administration
-//! (list, disable, enable, change role) and erasure.
+//! email verification, password reset and change, profiles, the public farmer
+//! list, notifications and sales figures, administration (list, disable,
+//! enable, change role) and erasure.
 //! Each sign-in hands out a `Signed` session with a fresh access token.
 //! Password hashing runs on the blocking pool.
 //!
@@ -58,16 +59,21 @@ use std::time::Duration;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::domain::{DisplayName, Email, FarmProfile, Password, PasswordHash, Role, User, UserId};
+use crate::domain::{DisplayName, Email, FarmProfile, Password, PasswordHash, Place, Role, User, UserId};
 use crate::jobs::{self, Job};
 use crate::mail::Template;
-use crate::ports::{StoreError, WriteOp};
-use crate::repo::farmers::{self, FarmerPage};
-use crate::repo::link_tokens::{self, LinkTokenError, Purpose};
-use crate::repo::outbox;
-use crate::repo::sessions::{self, Session, SessionError};
-use crate::repo::throttle::{self, Limit};
-use crate::repo::users::{self, CreateUserError};
+use crate::ports::{Item, Query, StoreError, WriteOp};
+use crate::repo;
+/// A farmer's public page (`public_farmer`, `list_farmers`, `Profile`).
+pub use crate::repo::farmers::FarmerPage;
+use crate::repo::link_tokens::{LinkTokenError, Purpose};
+/// A notification (`list_notifications`).
+pub use crate::repo::notifications::Notification;
+/// One day of a farmer's sales (`sales`).
+pub use crate::repo::sales::Day as SalesDay;
+use crate::repo::sessions::{Session, SessionError};
+use crate::repo::throttle::Limit;
+use crate::repo::users::CreateUserError;
 use crate::retry::{self, Attempt::Again, Attempt::Done};
 use crate::tokens::{Claims, TokenError, AUDIENCE, ISSUER};
 use crate::AppState;
@@ -231,7 +237,7 @@ fn session_lifetime(state: &AppState) -> i64 {
 
 /// Counts one hit on `scope`; 429 (naming `what`) when past `limit`.
 async fn limit(state: &AppState, scope: &str, limit: Limit, what: &'static str) -> Result<()> {
-    match throttle::hit(state.store.as_ref(), scope, limit, state.clock.now()).await? {
+    match repo::throttle::hit(state.store.as_ref(), scope, limit, state.clock.now()).await? {
         Some(retry_after_secs) => Err(AccountError::Throttled { what, retry_after_secs }),
         None => Ok(()),
     }
@@ -249,7 +255,7 @@ pub async fn register(state: &AppState, new: NewAccount, source: &str) -> Result
     let user = User::new(email, display_name, role.into(), password_hash, state.clock.now());
     // Either way the outcome is mailed: a failure to queue the mail must not
     // change the answer (the owner can ask for another link, or a reset).
-    match users::create(state.store.as_ref(), &user).await {
+    match repo::users::create(state.store.as_ref(), &user).await {
         Ok(()) => {
             tracing::info!(user_id = %user.id, role = user.role.as_str(), "user registered");
             if let Err(e) = send_verification(state, &user).await {
@@ -269,7 +275,7 @@ pub async fn register(state: &AppState, new: NewAccount, source: &str) -> Result
 /// Mails the owner of `email` that they already have an account (nothing
 /// when the account went meanwhile).
 async fn send_account_exists(state: &AppState, email: &Email) -> Result<()> {
-    let Some(owner) = users::find_by_email(state.store.as_ref(), email).await? else {
+    let Some(owner) = repo::users::find_by_email(state.store.as_ref(), email).await? else {
         return Ok(());
     };
     tracing::info!(user_id = %owner.id, "sign-up with an address that has an account");
@@ -297,10 +303,13 @@ pub async fn login(state: &AppState, email: Email, password: String, source: &st
     let what = "logins for this email from this address";
     limit(state, &account_and_address, LOGIN_PER_ACCOUNT_AND_ADDRESS, what).await?;
     let store = state.store.as_ref();
-    if throttle::hit(store, &format!("login-account#{email}"), LOGIN_PER_ACCOUNT, state.clock.now()).await?.is_some() {
+    if repo::throttle::hit(store, &format!("login-account#{email}"), LOGIN_PER_ACCOUNT, state.clock.now())
+        .await?
+        .is_some()
+    {
         tokio::time::sleep(ACCOUNT_SLOWDOWN).await;
     }
-    let user = users::find_by_email(store, &email).await?;
+    let user = repo::users::find_by_email(store, &email).await?;
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     state.counters.password_verifications.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let verified = tokio::task::spawn_blocking(move || match stored {
@@ -315,7 +324,7 @@ pub async fn login(state: &AppState, email: Email, password: String, source: &st
         tracing::info!("failed login");
         return Err(AccountError::Unauthenticated("the email or password is wrong".into()));
     };
-    throttle::reset(store, &account_and_address, LOGIN_PER_ACCOUNT_AND_ADDRESS, state.clock.now()).await?;
+    repo::throttle::reset(store, &account_and_address, LOGIN_PER_ACCOUNT_AND_ADDRESS, state.clock.now()).await?;
     if user.disabled {
         return Err(AccountError::Forbidden("this account is disabled; contact the marketplace".into()));
     }
@@ -326,9 +335,15 @@ pub async fn login(state: &AppState, email: Email, password: String, source: &st
 /// A new session for `user`, who just proved who they are.
 async fn start_session(state: &AppState, user: User) -> Result<Signed> {
     let store = state.store.as_ref();
-    let session =
-        sessions::create(store, user.id, user.role, user.session_epoch, session_lifetime(state), state.clock.now())
-            .await?;
+    let session = repo::sessions::create(
+        store,
+        user.id,
+        user.role,
+        user.session_epoch,
+        session_lifetime(state),
+        state.clock.now(),
+    )
+    .await?;
     sign_in(state, user, session)
 }
 
@@ -337,11 +352,11 @@ async fn start_session(state: &AppState, user: User) -> Result<Signed> {
 /// account, is ended instead.
 pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<Signed> {
     let store = state.store.as_ref();
-    let session = sessions::rotate(store, refresh_token, state.clock.now()).await?;
-    let user = match users::get(store, session.user_id).await? {
+    let session = repo::sessions::rotate(store, refresh_token, state.clock.now()).await?;
+    let user = match repo::users::get(store, session.user_id).await? {
         Some(user) if !user.disabled && session.epoch >= user.session_epoch => user,
         _ => {
-            sessions::end(store, &session.id).await?;
+            repo::sessions::end(store, &session.id).await?;
             return Err(AccountError::Unauthenticated(
                 "the session has ended (password changed, account disabled or erased); sign in again".into(),
             ));
@@ -352,13 +367,14 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<Signed> {
 
 /// Revokes the session of a refresh token (current or earlier).
 pub async fn logout(state: &AppState, refresh_token: &str) -> Result<()> {
-    Ok(sessions::revoke(state.store.as_ref(), refresh_token).await?)
+    Ok(repo::sessions::revoke(state.store.as_ref(), refresh_token).await?)
 }
 
 /// The signed-in user `id` names: 401 when the account no longer exists or
 /// is disabled (its access token is refused at once wherever this is read).
+/// `GET /auth/me` (handler `me`).
 pub async fn current_user(state: &AppState, id: UserId) -> Result<User> {
-    match users::get(state.store.as_ref(), id).await? {
+    match repo::users::get(state.store.as_ref(), id).await? {
         None => Err(AccountError::Unauthenticated("the account no longer exists".into())),
         Some(user) if user.disabled => Err(AccountError::Unauthenticated("this account is disabled".into())),
         Some(user) => Ok(user),
@@ -388,7 +404,8 @@ fn link(state: &AppState, page: &str, token: &str) -> Result<String> {
 async fn send_verification(state: &AppState, user: &User) -> Result<()> {
     let lifetime = VERIFY_TOKEN_HOURS * 3600;
     let token =
-        link_tokens::issue(state.store.as_ref(), Purpose::VerifyEmail, user.id, lifetime, state.clock.now()).await?;
+        repo::link_tokens::issue(state.store.as_ref(), Purpose::VerifyEmail, user.id, lifetime, state.clock.now())
+            .await?;
     let link = link(state, "verify-email", &token)?;
     let mail = Template::VerifyEmail { name: user.display_name.as_str(), link: &link, hours: VERIFY_TOKEN_HOURS }
         .render(user.email.as_str());
@@ -412,19 +429,19 @@ pub async fn resend_verification(state: &AppState, caller: &Claims) -> Result<()
 /// sync happens if and only if the change committed.
 fn farmer_sync(state: &AppState, farmer_id: UserId) -> WriteOp {
     let event_id = ulid::Ulid::new().to_string();
-    outbox::write(&event_id, &Job::SyncFarmer { farmer_id }, state.clock.now().unix_timestamp())
+    repo::outbox::write(&event_id, &Job::SyncFarmer { farmer_id }, state.clock.now().unix_timestamp())
 }
 
 /// Marks the address of the token's account verified and spends the token.
 pub async fn verify_email(state: &AppState, token: &str) -> Result<User> {
     let store = state.store.as_ref();
     retry::run(retry::CONTENDED_WRITE, |_| async {
-        let valid = link_tokens::check(store, Purpose::VerifyEmail, token, state.clock.now()).await?;
-        let Some(user) = users::get(store, valid.user_id).await? else {
+        let valid = repo::link_tokens::check(store, Purpose::VerifyEmail, token, state.clock.now()).await?;
+        let Some(user) = repo::users::get(store, valid.user_id).await? else {
             return Err(LinkTokenError::Invalid.into());
         };
         let next = User { email_verified: true, version: user.version + 1, ..user.clone() };
-        let mut writes = vec![valid.spend(), users::update(&next, user.version)];
+        let mut writes = vec![valid.spend(), repo::users::update(&next, user.version)];
         if next.role == Role::Farmer {
             writes.push(farmer_sync(state, next.id));
         }
@@ -471,11 +488,11 @@ pub async fn issue_password_reset(state: &AppState, email: &str) -> Result<bool>
         return Ok(false);
     };
     let store = state.store.as_ref();
-    let Some(user) = users::find_by_email(store, &email).await?.filter(|u| !u.disabled) else {
+    let Some(user) = repo::users::find_by_email(store, &email).await?.filter(|u| !u.disabled) else {
         return Ok(false);
     };
     let lifetime = RESET_TOKEN_HOURS * 3600;
-    let token = link_tokens::issue(store, Purpose::ResetPassword, user.id, lifetime, state.clock.now()).await?;
+    let token = repo::link_tokens::issue(store, Purpose::ResetPassword, user.id, lifetime, state.clock.now()).await?;
     let link = link(state, "reset-password", &token)?;
     let mail = Template::ResetPassword { name: user.display_name.as_str(), link: &link, hours: RESET_TOKEN_HOURS }
         .render(user.email.as_str());
@@ -492,11 +509,11 @@ async fn hash(password: Password) -> Result<PasswordHash> {
 pub async fn confirm_password_reset(state: &AppState, token: &str, password: Password) -> Result<()> {
     let store = state.store.as_ref();
     // Check before hashing, so a bad token costs no hash.
-    link_tokens::check(store, Purpose::ResetPassword, token, state.clock.now()).await?;
+    repo::link_tokens::check(store, Purpose::ResetPassword, token, state.clock.now()).await?;
     let password_hash = hash(password).await?;
     retry::run(retry::CONTENDED_WRITE, |_| async {
-        let valid = link_tokens::check(store, Purpose::ResetPassword, token, state.clock.now()).await?;
-        let Some(user) = users::get(store, valid.user_id).await? else {
+        let valid = repo::link_tokens::check(store, Purpose::ResetPassword, token, state.clock.now()).await?;
+        let Some(user) = repo::users::get(store, valid.user_id).await? else {
             return Err(LinkTokenError::Invalid.into());
         };
         let next = User {
@@ -506,7 +523,7 @@ pub async fn confirm_password_reset(state: &AppState, token: &str, password: Pas
             version: user.version + 1,
             ..user.clone()
         };
-        let mut writes = vec![valid.spend(), users::update(&next, user.version)];
+        let mut writes = vec![valid.spend(), repo::users::update(&next, user.version)];
         if !user.email_verified && user.role == Role::Farmer {
             writes.push(farmer_sync(state, user.id));
         }
@@ -556,9 +573,9 @@ pub async fn change_password(state: &AppState, caller: &Claims, current: String,
             version: user.version + 1,
             ..user.clone()
         };
-        match users::save(store, &next).await {
+        match repo::users::save(store, &next).await {
             Ok(()) => {
-                sessions::restamp(store, &caller.sid, user.id, next.session_epoch).await?;
+                repo::sessions::restamp(store, &caller.sid, user.id, next.session_epoch).await?;
                 tracing::info!(user_id = %user.id, "password changed; other sessions ended");
                 Ok(Done(()))
             }
@@ -583,7 +600,7 @@ pub struct Profile {
 /// `user` with, for a farmer, their page as stored now.
 async fn with_page(state: &AppState, user: User) -> Result<Profile> {
     let page = match user.role {
-        Role::Farmer => farmers::get(state.store.as_ref(), user.id).await?,
+        Role::Farmer => repo::farmers::get(state.store.as_ref(), user.id).await?,
         _ => None,
     };
     Ok(Profile { user, page })
@@ -596,6 +613,7 @@ pub async fn profiles(state: &AppState, users: Vec<User>) -> Result<Vec<Profile>
 }
 
 /// The signed-in user's profile.
+/// `GET /users/me` (handler `me`).
 pub async fn profile(state: &AppState, caller: &Claims) -> Result<Profile> {
     with_page(state, caller_user(state, caller).await?).await
 }
@@ -610,6 +628,7 @@ pub struct ProfileChanges {
 
 /// Applies `changes` to the signed-in user's account and, for a farmer, page,
 /// in one transaction.
+/// `PATCH /users/me` (handler `update_me`).
 pub async fn update_profile(state: &AppState, caller: &Claims, changes: ProfileChanges) -> Result<Profile> {
     let store = state.store.as_ref();
     retry::run(retry::CONTENDED_WRITE, |_| async {
@@ -621,14 +640,14 @@ pub async fn update_profile(state: &AppState, caller: &Claims, changes: ProfileC
         let mut next_user = user.clone();
         if let Some(name) = &changes.display_name {
             next_user = User { display_name: name.clone(), version: user.version + 1, ..user.clone() };
-            writes.push(users::update(&next_user, user.version));
+            writes.push(repo::users::update(&next_user, user.version));
         }
         let mut next_page = page.clone();
         if let Some(farm) = &changes.farm {
             let now = state.clock.now();
             let base = page.clone().unwrap_or_else(|| FarmerPage::empty(user.id, user.sells_in_public(), now));
             let next = FarmerPage { profile: Some(farm.clone()), version: base.version + 1, updated_at: now, ..base };
-            writes.push(farmers::write(page.as_ref(), &next));
+            writes.push(repo::farmers::write(page.as_ref(), &next));
             next_page = Some(next);
         }
         if writes.is_empty() {
@@ -644,21 +663,126 @@ pub async fn update_profile(state: &AppState, caller: &Claims, changes: ProfileC
 }
 
 /// A farmer's public page: 404 unless the farmer sells in public.
+/// `GET /farmers/{id}` (handler `read_farmer`).
 pub async fn public_farmer(state: &AppState, raw_id: &str) -> Result<FarmerPage> {
     let not_found = || AccountError::NotFound(format!("no farmer with id {raw_id:?}"));
     let id = UserId::parse(raw_id).ok_or_else(not_found)?;
-    farmers::get(state.store.as_ref(), id).await?.filter(|page| page.public).ok_or_else(not_found)
+    repo::farmers::get(state.store.as_ref(), id).await?.filter(|page| page.public).ok_or_else(not_found)
+}
+
+/// Farmer pages one public list request reads to fill a page.
+const FARMERS_PER_QUERY: usize = 100;
+
+/// The public farmer list's query, by region then id (`region` narrows it to
+/// one region), `limit` to a page of at most `FARMERS_PER_QUERY`: what
+/// `paginate` positions and fingerprints for `list_farmers`.
+pub fn farmers_query(region: Option<&Place>, limit: usize) -> Query {
+    let mut query = repo::farmers::list_query(region.map(Place::as_str));
+    query.limit = limit.min(FARMERS_PER_QUERY);
+    query
+}
+
+/// One page of listed farmer pages (`GET /farmers`; the repo's `list`), read
+/// from `query`'s start or its `start_after`, and the entry to continue after.
+pub async fn list_farmers(state: &AppState, query: Query) -> Result<(Vec<FarmerPage>, Option<Item>)> {
+    Ok(repo::farmers::list(state.store.as_ref(), &query).await?)
+}
+
+// ---------------------------------------------------------------------------
+// Notifications and sales figures
+// ---------------------------------------------------------------------------
+
+/// The query of `user`'s notifications, newest first, `limit` to a page: what
+/// `paginate` positions and fingerprints for `list_notifications`.
+pub fn notifications_query(user: UserId, limit: usize) -> Query {
+    let mut query = repo::notifications::list_query(user);
+    query.limit = limit;
+    query
+}
+
+/// One page of a user's notifications (`GET /users/me/notifications`; the
+/// repo's `list`), read from `query`'s start or its `start_after`.
+pub async fn list_notifications(state: &AppState, query: Query) -> Result<(Vec<Notification>, Option<Item>)> {
+    Ok(repo::notifications::list(state.store.as_ref(), &query).await?)
+}
+
+/// How many of `user`'s notifications are unread (the repo's `unread`).
+pub async fn unread_notifications(state: &AppState, user: UserId) -> Result<i64> {
+    Ok(repo::notifications::unread(state.store.as_ref(), user).await?)
+}
+
+/// Marks `user`'s notification `id` read (the repo's `mark_read`); `false` when
+/// there is no such notification. Marking a read one again changes nothing.
+pub async fn read_notification(state: &AppState, user: UserId, id: &str) -> Result<bool> {
+    Ok(repo::notifications::mark_read(state.store.as_ref(), user, id).await?.is_some())
+}
+
+/// A farmer's daily sales from `from` to `to` (`yyyy-mm-dd`, inclusive), days
+/// with sales oldest first (`GET /farmers/me/sales`; the repo's `range`).
+pub async fn sales(state: &AppState, farmer: UserId, from: &str, to: &str) -> Result<Vec<SalesDay>> {
+    Ok(repo::sales::range(state.store.as_ref(), farmer, from, to).await?)
 }
 
 // ---------------------------------------------------------------------------
 // Administration
 // ---------------------------------------------------------------------------
 
+/// Index entries one admin list request may evaluate when `role` or `disabled`
+/// filter after the lookup; past it the page comes back short, with a cursor.
+const LIST_BUDGET: usize = 500;
+
+/// The admin account list's filters.
+#[derive(Debug, Clone, Default)]
+pub struct UserFilter {
+    /// Only accounts with this role.
+    pub role: Option<Role>,
+    /// Only accounts whose email starts with this (ignoring case).
+    pub email_prefix: Option<String>,
+    /// Only disabled (`true`) or enabled (`false`) accounts.
+    pub disabled: Option<bool>,
+}
+
+impl UserFilter {
+    /// The list's query, every account by email or those under the prefix:
+    /// what `paginate` positions and fingerprints for `list_users`.
+    pub fn query(&self) -> Query {
+        let prefix = self.email_prefix.as_deref().map(str::trim).filter(|p| !p.is_empty());
+        repo::users::list_query(prefix)
+    }
+
+    /// The cursor scope: the endpoint and the filters applied after the lookup.
+    pub fn scope(&self) -> String {
+        format!(
+            "users#{}#{}",
+            self.role.map(Role::as_str).unwrap_or("any"),
+            self.disabled.map_or("any", |d| if d { "disabled" } else { "enabled" })
+        )
+    }
+
+    fn keeps(&self, user: &User) -> bool {
+        self.role.is_none_or(|role| user.role == role) && self.disabled.is_none_or(|d| user.disabled == d)
+    }
+}
+
+/// One page of accounts by email passing `filter`, each with its farmer page
+/// (`GET /users`; the repo's `list`, then `profiles`), read from `query`'s
+/// start or its `start_after` within the list's read budget.
+pub async fn list_users(
+    state: &AppState,
+    filter: &UserFilter,
+    query: Query,
+    limit: usize,
+) -> Result<(Vec<Profile>, Option<Item>)> {
+    let keep = |user: &User| filter.keeps(user);
+    let (found, last) = repo::users::list(state.store.as_ref(), query, keep, limit, LIST_BUDGET).await?;
+    Ok((profiles(state, found).await?, last))
+}
+
 /// The account `raw_id` names, for an admin (404 when there is none).
 pub async fn account(state: &AppState, raw_id: &str) -> Result<User> {
     let not_found = || AccountError::NotFound(format!("no user with id {raw_id:?}"));
     let id = UserId::parse(raw_id).ok_or_else(not_found)?;
-    users::get(state.store.as_ref(), id).await?.ok_or_else(not_found)
+    repo::users::get(state.store.as_ref(), id).await?.ok_or_else(not_found)
 }
 
 /// Whether `user` holds admin rights now.
@@ -673,8 +797,8 @@ const ADMIN_SEARCH_BUDGET: usize = 100_000;
 /// An enabled admin other than `id`, if there is one.
 async fn another_enabled_admin(state: &AppState, id: UserId) -> Result<Option<User>> {
     let keep = |user: &User| is_enabled_admin(user) && user.id != id;
-    let query = users::list_query(None);
-    let (found, _) = users::list(state.store.as_ref(), query, keep, 1, ADMIN_SEARCH_BUDGET).await?;
+    let query = repo::users::list_query(None);
+    let (found, _) = repo::users::list(state.store.as_ref(), query, keep, 1, ADMIN_SEARCH_BUDGET).await?;
     Ok(found.into_iter().next())
 }
 
@@ -689,7 +813,7 @@ async fn administer(state: &AppState, raw_id: &str, change: impl Fn(&User) -> Us
     retry::run(retry::CONTENDED_WRITE, |_| async {
         let user = account(state, raw_id).await?;
         let next = User { version: user.version + 1, ..change(&user) };
-        let mut writes = vec![users::update(&next, user.version)];
+        let mut writes = vec![repo::users::update(&next, user.version)];
         if is_enabled_admin(&user) && !is_enabled_admin(&next) {
             let Some(other) = another_enabled_admin(state, user.id).await? else {
                 return Err(AccountError::Conflict(
@@ -698,7 +822,7 @@ async fn administer(state: &AppState, raw_id: &str, change: impl Fn(&User) -> Us
                         .into(),
                 ));
             };
-            writes.push(users::unchanged(&other));
+            writes.push(repo::users::unchanged(&other));
         }
         if user.role == Role::Farmer || next.role == Role::Farmer {
             writes.push(farmer_sync(state, next.id));
@@ -716,6 +840,7 @@ async fn administer(state: &AppState, raw_id: &str, change: impl Fn(&User) -> Us
 /// farmer's products leave (or return to) public view. Repeating it is
 /// harmless and syncs the farmer's products again. Answers the account with,
 /// for a farmer, their page.
+/// `POST /users/{id}/disable` and `/enable` (handlers `disable_user`, `enable_user`).
 pub async fn set_disabled(state: &AppState, raw_id: &str, disabled: bool) -> Result<Profile> {
     let after = administer(state, raw_id, |user| User {
         disabled,
@@ -733,6 +858,7 @@ pub async fn set_disabled(state: &AppState, raw_id: &str, disabled: bool) -> Res
 /// next refresh (at most 15 minutes), while product writes and image upload
 /// tickets (`catalogue`) go by the stored role, so a demoted farmer loses them
 /// at once. Answers the account with, for a farmer, their page.
+/// `PATCH /users/{id}` (handler `change_user`).
 pub async fn set_role(state: &AppState, raw_id: &str, role: SelfServiceRole) -> Result<Profile> {
     let role = Role::from(role);
     let after = administer(state, raw_id, |user| User { role, ..user.clone() }).await?;
@@ -745,6 +871,7 @@ pub async fn set_role(state: &AppState, raw_id: &str, role: SelfServiceRole) -> 
 
 /// Erases the signed-in user's account after checking their password (see
 /// the module doc, Erasure).
+/// `DELETE /users/me` (handler `erase_me`).
 pub async fn erase(state: &AppState, caller: &Claims, password: String) -> Result<()> {
     let store = state.store.as_ref();
     let user = caller_user(state, caller).await?;
@@ -761,9 +888,9 @@ pub async fn erase(state: &AppState, caller: &Claims, password: String) -> Resul
             0 => user.clone(),
             _ => caller_user(state, caller).await?,
         };
-        let mut writes = users::erase(&user, state.clock.now());
+        let mut writes = repo::users::erase(&user, state.clock.now());
         if user.role == Role::Farmer {
-            writes.push(farmers::delete(user.id));
+            writes.push(repo::farmers::delete(user.id));
             writes.push(farmer_sync(state, user.id));
         }
         match store.transact(writes).await {

@@ -43,7 +43,7 @@ use crate::jsonl;
 use crate::ports::{
     BlobError, BlobStore, Clock, Condition, Index, Item, ItemKey, Query, Store, StoreError, WriteOp, ATTR_VERSION,
 };
-use crate::repo::orders;
+use crate::repo;
 use crate::retry::{self, Attempt};
 
 /// Key prefix of the archive in the data bucket.
@@ -111,7 +111,7 @@ fn journal_key(batch_id: &str) -> ItemKey {
 
 /// The key of the pointer an archived order leaves in the table.
 pub fn pointer_key(id: OrderId) -> ItemKey {
-    ItemKey::new(orders::key(id).pk, "ARCHIVED")
+    ItemKey::new(repo::orders::key(id).pk, "ARCHIVED")
 }
 
 /// The archive object an item names, when it is an archived order's pointer.
@@ -153,7 +153,7 @@ fn batch_from_item(item: &Item) -> Result<Batch, StoreError> {
 
 /// An order's archive line: its stored attributes without the index keys and
 /// without a delivery address (archived orders finished long ago; see
-/// `orders::redact_addresses`).
+/// `repo::orders::redact_addresses`).
 fn archive_line(item: &Item) -> Map<String, Value> {
     let mut attrs = item.attrs.clone();
     for index in Index::ALL {
@@ -171,7 +171,7 @@ fn archive_line(item: &Item) -> Map<String, Value> {
 pub fn order_from_line(line: &Map<String, Value>) -> Result<Order, StoreError> {
     let id = line.get("id").and_then(Value::as_str).and_then(OrderId::parse);
     let id = id.ok_or_else(|| StoreError::Invalid("archive line without an order id".into()))?;
-    let mut order = orders::from_item(&Item::new(orders::key(id), line.clone()))?;
+    let mut order = repo::orders::from_item(&Item::new(repo::orders::key(id), line.clone()))?;
     order.archived = true;
     Ok(order)
 }
@@ -264,7 +264,7 @@ async fn next_batch(
     let mut query = Query {
         sort_between: Some((ulid::Ulid::nil().to_string(), below_cutoff)),
         limit: 500,
-        ..orders::Listing::All.query()
+        ..repo::orders::Listing::All.query()
     };
     query.ascending = true;
     let mut month: Option<OffsetDateTime> = None;
@@ -272,7 +272,7 @@ async fn next_batch(
     loop {
         let page = store.query(&query).await?;
         for item in &page.items {
-            let Some(order) = crate::repo::decoded(item, orders::from_item) else {
+            let Some(order) = crate::repo::decoded(item, repo::orders::from_item) else {
                 continue;
             };
             if !eligible(&order, cutoff) {
@@ -349,7 +349,7 @@ async fn write_and_delete(
     let mut lines = Vec::with_capacity(batch.order_ids.len());
     let mut in_table = Vec::new();
     for id in &batch.order_ids {
-        if let Some(item) = store.get(&orders::key(*id)).await? {
+        if let Some(item) = store.get(&repo::orders::key(*id)).await? {
             let version = item.int(ATTR_VERSION).unwrap_or_default();
             lines.push(archive_line(&item));
             in_table.push((*id, version));
@@ -384,7 +384,7 @@ async fn write_and_delete(
     for chunk in in_table.chunks(DELETES_PER_TRANSACTION) {
         let mut writes = Vec::with_capacity(chunk.len() * 2);
         for (id, version) in chunk {
-            writes.push(WriteOp::Delete { key: orders::key(*id), condition: Condition::VersionIs(*version) });
+            writes.push(WriteOp::Delete { key: repo::orders::key(*id), condition: Condition::VersionIs(*version) });
             let Value::Object(attrs) = json!({
                 "entity": "archivedOrder",
                 "object": batch.object,

@@ -57,7 +57,7 @@ use time::OffsetDateTime;
 use crate::domain::{Role, UserId};
 use crate::jobs::Job;
 use crate::ports::{BlobError, BlobStore, Clock, Condition, Item, ItemKey, Store, StoreError, WriteOp};
-use crate::repo::{self, cursor_key, farmers, outbox, users};
+use crate::repo;
 use crate::{archive, jsonl};
 
 /// Key prefix of backups in the data bucket.
@@ -360,7 +360,7 @@ async fn back_up_segment(
             if let Some(object) = archive::pointed_object(item) {
                 result.archive_objects.insert(object.to_owned());
             }
-            if let Some(user) = users::erased_by(item) {
+            if let Some(user) = repo::users::erased_by(item) {
                 result.erased_users.insert(user.to_string());
             }
             if writer.items as usize >= settings.part_items {
@@ -596,7 +596,7 @@ async fn read_archive_copy(bucket: &dyn BlobStore, object: &ArchiveCopy) -> Resu
 async fn first_live_item(store: &dyn Store) -> Result<Option<Item>, StoreError> {
     let mut pages = pin!(repo::scan_all(store, 0, 1, 100));
     while let Some(page) = pages.try_next().await? {
-        if let Some(item) = page.items.into_iter().find(|item| item.key.pk != cursor_key::PARTITION) {
+        if let Some(item) = page.items.into_iter().find(|item| item.key.pk != repo::cursor_key::PARTITION) {
             return Ok(Some(item));
         }
     }
@@ -707,21 +707,21 @@ async fn erase_again(
         }
     }
     let mut ids: BTreeSet<UserId> = ids.iter().filter_map(|id| UserId::parse(id)).collect();
-    ids.extend(users::erased_accounts(target).await?);
+    ids.extend(repo::users::erased_accounts(target).await?);
     let mut erased = 0;
     for id in ids {
-        let writes = match users::lookup(target, id).await? {
-            users::Stored::Live(user) => {
+        let writes = match repo::users::lookup(target, id).await? {
+            repo::users::Stored::Live(user) => {
                 erased += 1;
-                let mut writes = users::erase(&user, now);
+                let mut writes = repo::users::erase(&user, now);
                 if user.role == Role::Farmer {
-                    writes.push(farmers::delete(id));
+                    writes.push(repo::farmers::delete(id));
                     let sync = Job::SyncFarmer { farmer_id: id };
-                    writes.push(outbox::write(&ulid::Ulid::new().to_string(), &sync, now.unix_timestamp()));
+                    writes.push(repo::outbox::write(&ulid::Ulid::new().to_string(), &sync, now.unix_timestamp()));
                 }
                 writes
             }
-            users::Stored::Erased | users::Stored::Missing => vec![users::record_erasure(id, now)],
+            repo::users::Stored::Erased | repo::users::Stored::Missing => vec![repo::users::record_erasure(id, now)],
         };
         target.transact(writes).await?;
     }

@@ -1,8 +1,9 @@
 //! The catalogue's use cases, one function per business action over the ports:
-//! categories (create, change, delete) and products (create with an optional
-//! idempotency key, change under optimistic concurrency, unlist, photo upload
-//! tickets, photo removal), and the farmer sync the worker runs when an account
-//! changes (`sync_farmer`: show, hide or unlist a farmer's products). Handlers
+//! categories (list, create, change, delete) and products (browse, create with
+//! an optional idempotency key, change under optimistic concurrency, unlist,
+//! photo upload tickets, photo removal, and attaching a checked photo for the
+//! worker), and the farmer sync the worker runs when an account changes
+//! (`sync_farmer`: show, hide or unlist a farmer's products). Handlers
 //! parse, authorise, call one of these and map the result to HTTP; the commands
 //! here are also the request bodies' schemas.
 
@@ -13,18 +14,24 @@ use utoipa::ToSchema;
 
 use crate::domain::{
     parse_harvest_date, Category, CategoryDescription, CategoryId, CategoryName, ImageFormat, ImageId, ListingStatus,
-    Price, Product, ProductDescription, ProductId, ProductName, Role, Slug, Stock, Unit, UserId,
+    Price, Product, ProductDescription, ProductId, ProductImage, ProductName, Role, Slug, Stock, Unit, UserId,
     MAX_IMAGES_PER_PRODUCT,
 };
 use crate::http::{non_null, nullable, IfMatch};
-use crate::ports::{BlobError, Condition, Index, PresignedUpload, Query, StoreError, WriteOp};
+use crate::ports::{BlobError, Condition, Index, Item, PresignedUpload, Query, StoreError, WriteOp};
 use crate::repo;
-use crate::repo::categories::{self, CategoryWriteError};
-use crate::repo::farmers::{self, FarmerPage};
-use crate::repo::idempotency::{self, IdempotencyKey};
-use crate::repo::products::{self, ProductWriteError, UploadTicket, TICKET_HOLDS_SLOT_SECS};
-use crate::repo::throttle::{self, Limit};
-use crate::repo::users;
+use crate::repo::categories::CategoryWriteError;
+use crate::repo::farmers::FarmerPage;
+use crate::repo::idempotency::IdempotencyKey;
+/// Upload tickets and the object keys uploads and published photos live under
+/// (`upload_ticket`, `delete_ticket`, `attach_image`).
+pub use crate::repo::products::{
+    parse_upload_object_key, upload_object_key, UploadTicket, INCOMING_PREFIX, PUBLIC_PREFIX,
+};
+/// The browse filters and sorts (`browse_products`).
+pub use crate::repo::products::{Browse, Sort};
+use crate::repo::products::{ProductWriteError, TICKET_HOLDS_SLOT_SECS};
+use crate::repo::throttle::Limit;
 use crate::retry::{self, Attempt::Again, Attempt::Done};
 use crate::tokens::Claims;
 use crate::AppState;
@@ -119,10 +126,11 @@ fn category_write_error(error: CategoryWriteError) -> CatalogueError {
 }
 
 /// The category `raw_id` names.
+/// `GET /categories/{id}` (handler `read`).
 pub async fn category(state: &AppState, raw_id: &str) -> Result<Category> {
     let not_found = || CatalogueError::NotFound(format!("no category with id {raw_id:?}"));
     let id = CategoryId::parse(raw_id).ok_or_else(not_found)?;
-    categories::get(state.store.as_ref(), id).await?.ok_or_else(not_found)
+    repo::categories::get(state.store.as_ref(), id).await?.ok_or_else(not_found)
 }
 
 pub async fn create_category(state: &AppState, new: NewCategory) -> Result<Category> {
@@ -141,7 +149,7 @@ pub async fn create_category(state: &AppState, new: NewCategory) -> Result<Categ
         version: 1,
         product_count: 0,
     };
-    categories::create(state.store.as_ref(), &category).await.map_err(category_write_error)?;
+    repo::categories::create(state.store.as_ref(), &category).await.map_err(category_write_error)?;
     tracing::info!(category_id = %category.id, "category created");
     Ok(category)
 }
@@ -161,7 +169,7 @@ pub async fn update_category(state: &AppState, raw_id: &str, changes: CategoryCh
         }
         next.updated_at = state.clock.now();
         next.version = current.version + 1;
-        match categories::update(state.store.as_ref(), &current, &next).await {
+        match repo::categories::update(state.store.as_ref(), &current, &next).await {
             Ok(()) => Ok(Done(next)),
             Err(CategoryWriteError::Changed) => Ok(Again(busy("category"))),
             Err(other) => Err(category_write_error(other)),
@@ -174,7 +182,7 @@ pub async fn update_category(state: &AppState, raw_id: &str, changes: CategoryCh
 pub async fn delete_category(state: &AppState, raw_id: &str) -> Result<()> {
     retry::run(retry::CONTENDED_WRITE, |_| async {
         let category = category(state, raw_id).await?;
-        match categories::delete(state.store.as_ref(), &category).await {
+        match repo::categories::delete(state.store.as_ref(), &category).await {
             Ok(()) => {
                 tracing::info!(category_id = %category.id, "category deleted");
                 Ok(Done(()))
@@ -185,6 +193,21 @@ pub async fn delete_category(state: &AppState, raw_id: &str) -> Result<()> {
         }
     })
     .await
+}
+
+/// The category list's query, all categories by name, `limit` to a page: what
+/// `paginate` positions and fingerprints for `list_categories`.
+pub fn categories_query(limit: usize) -> Query {
+    let mut query = repo::categories::list_query();
+    query.limit = limit;
+    query
+}
+
+/// One page of categories by name (`GET /categories`; the repo's `list`), read
+/// from `query`'s start or its `start_after`, and the entry to continue after.
+pub async fn list_categories(state: &AppState, query: Query) -> Result<(Vec<Category>, Option<Item>)> {
+    let (found, next) = repo::categories::list(state.store.as_ref(), &query).await?;
+    Ok((found, next.last))
 }
 
 // --- products -----------------------------------------------------------------
@@ -277,17 +300,35 @@ fn harvest_date(raw: Option<&str>, today: time::Date) -> Result<Option<time::Dat
 pub async fn listed_product(state: &AppState, raw_id: &str) -> Result<Product> {
     let not_found = || CatalogueError::NotFound(format!("no product with id {raw_id:?}"));
     let id = ProductId::parse(raw_id).ok_or_else(not_found)?;
-    products::get(state.store.as_ref(), id).await?.filter(Product::is_listed).ok_or_else(not_found)
+    repo::products::get(state.store.as_ref(), id).await?.filter(Product::is_listed).ok_or_else(not_found)
 }
 
 /// The product `raw_id` names as the public sees it: listed, and its farmer
 /// may sell in public (verified and enabled); otherwise 404.
+/// `GET /products/{id}` (handler `read`).
 pub async fn public_product(state: &AppState, raw_id: &str) -> Result<Product> {
     let product = listed_product(state, raw_id).await?;
     if product.farmer_hidden {
         return Err(CatalogueError::NotFound(format!("no product with id {raw_id:?}")));
     }
     Ok(product)
+}
+
+/// Index entries one browse request may evaluate when filters apply after the
+/// lookup; past it the page comes back short, with a cursor.
+const BROWSE_BUDGET: usize = 500;
+
+/// One page of listed products passing `browse` (`GET /products`; the repo's
+/// `browse`), read from `query` (`browse.query()`, positioned by `paginate`),
+/// and the index entry to continue after.
+pub async fn browse_products(
+    state: &AppState,
+    browse: &Browse,
+    query: Query,
+    limit: usize,
+) -> Result<(Vec<Product>, Option<Item>)> {
+    let found = repo::products::browse(state.store.as_ref(), browse, query, limit, BROWSE_BUDGET).await?;
+    Ok((found.products, found.resume_after))
 }
 
 /// Products one farmer sync may change before giving up (a guard against a
@@ -302,9 +343,9 @@ const SYNC_LIMIT: usize = 100_000;
 /// whatever order, it runs. Returns how many products changed.
 pub async fn sync_farmer(state: &AppState, farmer_id: UserId) -> Result<usize> {
     let store = state.store.as_ref();
-    let public = match users::lookup(store, farmer_id).await? {
-        users::Stored::Live(user) => Some(user.sells_in_public()),
-        users::Stored::Erased | users::Stored::Missing => None,
+    let public = match repo::users::lookup(store, farmer_id).await? {
+        repo::users::Stored::Live(user) => Some(user.sells_in_public()),
+        repo::users::Stored::Erased | repo::users::Stored::Missing => None,
     };
     if let Some(public) = public {
         set_page_public(state, farmer_id, public).await?;
@@ -313,9 +354,9 @@ pub async fn sync_farmer(state: &AppState, farmer_id: UserId) -> Result<usize> {
     // after the last item seen still visits every product once, and steps
     // over one that does not decode (reported) instead of reading it forever.
     let partitions = match public {
-        Some(true) => vec![products::hidden_partition(farmer_id)],
-        Some(false) => vec![products::farmer_partition(farmer_id)],
-        None => vec![products::farmer_partition(farmer_id), products::hidden_partition(farmer_id)],
+        Some(true) => vec![repo::products::hidden_partition(farmer_id)],
+        Some(false) => vec![repo::products::farmer_partition(farmer_id)],
+        None => vec![repo::products::farmer_partition(farmer_id), repo::products::hidden_partition(farmer_id)],
     };
     let mut changed = 0;
     for partition in partitions {
@@ -324,7 +365,7 @@ pub async fn sync_farmer(state: &AppState, farmer_id: UserId) -> Result<usize> {
         loop {
             let page = store.query(&query).await?;
             for item in &page.items {
-                let Some(product) = repo::decoded(item, products::from_item) else {
+                let Some(product) = repo::decoded(item, repo::products::from_item) else {
                     continue;
                 };
                 sync_product(state, product.id, public).await?;
@@ -347,7 +388,7 @@ pub async fn sync_farmer(state: &AppState, farmer_id: UserId) -> Result<usize> {
 async fn sync_product(state: &AppState, id: ProductId, public: Option<bool>) -> Result<()> {
     let store = state.store.as_ref();
     retry::run(retry::CONTENDED_WRITE, |_| async {
-        let Some(current) = products::get(store, id).await?.filter(Product::is_listed) else {
+        let Some(current) = repo::products::get(store, id).await?.filter(Product::is_listed) else {
             return Ok(Done(()));
         };
         let mut next = current.clone();
@@ -358,7 +399,7 @@ async fn sync_product(state: &AppState, id: ProductId, public: Option<bool>) -> 
         }
         next.updated_at = state.clock.now();
         next.version = current.version + 1;
-        match products::save(store, Some(&current), &next).await {
+        match repo::products::save(store, Some(&current), &next).await {
             Ok(()) => Ok(Done(())),
             Err(ProductWriteError::Changed | ProductWriteError::CountsBusy) => Ok(Again(busy("product"))),
             Err(other) => Err(product_write_error(other)),
@@ -371,14 +412,14 @@ async fn sync_product(state: &AppState, id: ProductId, public: Option<bool>) -> 
 async fn set_page_public(state: &AppState, farmer_id: UserId, public: bool) -> Result<()> {
     let store = state.store.as_ref();
     retry::run(retry::CONTENDED_WRITE, |_| async {
-        let current = farmers::get(store, farmer_id).await?;
+        let current = repo::farmers::get(store, farmer_id).await?;
         if current.as_ref().is_some_and(|page| page.public == public) {
             return Ok(Done(()));
         }
         let now = state.clock.now();
         let base = current.clone().unwrap_or_else(|| FarmerPage::empty(farmer_id, public, now));
         let next = FarmerPage { public, version: base.version + 1, updated_at: now, ..base };
-        match store.transact(vec![farmers::write(current.as_ref(), &next)]).await {
+        match store.transact(vec![repo::farmers::write(current.as_ref(), &next)]).await {
             Ok(()) => Ok(Done(())),
             Err(StoreError::ConditionFailed { .. }) => Ok(Again(busy("farmer page"))),
             Err(e) => Err(e.into()),
@@ -389,7 +430,7 @@ async fn set_page_public(state: &AppState, farmer_id: UserId, public: bool) -> R
 
 /// The answer to a repeated create: the product the first request made, or 422
 /// when the key came with another body.
-async fn replay(state: &AppState, request: &Idempotent, record: &idempotency::Record) -> Result<Created> {
+async fn replay(state: &AppState, request: &Idempotent, record: &repo::idempotency::Record) -> Result<Created> {
     if record.fingerprint != request.fingerprint {
         return Err(CatalogueError::Invalid {
             field: "Idempotency-Key",
@@ -397,7 +438,7 @@ async fn replay(state: &AppState, request: &Idempotent, record: &idempotency::Re
         });
     }
     let id = ProductId::parse(&record.resource_id).ok_or(CatalogueError::Internal("bad idempotency record"))?;
-    let product = products::get(state.store.as_ref(), id).await?.ok_or_else(|| {
+    let product = repo::products::get(state.store.as_ref(), id).await?.ok_or_else(|| {
         CatalogueError::Conflict("the product this key created is gone; use a new key for a new product".into())
     })?;
     Ok(Created { product, replayed: true })
@@ -413,7 +454,7 @@ pub async fn create_product(
 ) -> Result<Created> {
     let scope = format!("products.create#{farmer_id}");
     if let Some(request) = &idempotent {
-        if let Some(record) = idempotency::recall(state.store.as_ref(), &scope, &request.key).await? {
+        if let Some(record) = repo::idempotency::recall(state.store.as_ref(), &scope, &request.key).await? {
             return replay(state, request, &record).await;
         }
     }
@@ -439,28 +480,31 @@ pub async fn create_product(
     let remembered = idempotent
         .iter()
         .map(|request| {
-            let record =
-                idempotency::Record { fingerprint: request.fingerprint.clone(), resource_id: product.id.to_string() };
-            idempotency::remember(&scope, &request.key, &record, now.unix_timestamp())
+            let record = repo::idempotency::Record {
+                fingerprint: request.fingerprint.clone(),
+                resource_id: product.id.to_string(),
+            };
+            repo::idempotency::remember(&scope, &request.key, &record, now.unix_timestamp())
         })
         .collect::<Vec<_>>();
     let created = retry::run(retry::CONTENDED_WRITE, |_| async {
         // The account decides whether the product shows in public; the write
         // checks it is still the version read, so a farmer disabled or
         // verified meanwhile is never missed by the sync that follows.
-        let farmer = match users::get(store, farmer_id).await? {
+        let farmer = match repo::users::get(store, farmer_id).await? {
             Some(user) if user.disabled => return Err(CatalogueError::Forbidden("this account is disabled".into())),
             Some(user) if user.role == Role::Farmer => user,
             _ => return Err(CatalogueError::Forbidden("only farmers list products".into())),
         };
         let product = Product { farmer_hidden: !farmer.sells_in_public(), ..product.clone() };
         let mut extra = remembered.clone();
-        extra.push(WriteOp::Check { key: users::key(farmer_id), condition: Condition::VersionIs(farmer.version) });
-        match (products::create(store, &product, extra).await, &idempotent) {
+        extra
+            .push(WriteOp::Check { key: repo::users::key(farmer_id), condition: Condition::VersionIs(farmer.version) });
+        match (repo::products::create(store, &product, extra).await, &idempotent) {
             (Ok(()), _) => Ok(Done(Created { product, replayed: false })),
             // The same key won a race a moment ago: answer as it did.
             (Err(ProductWriteError::ExtraConditionFailed { extra_index: 0 }), Some(request)) => {
-                let record = idempotency::recall(store, &scope, &request.key)
+                let record = repo::idempotency::recall(store, &scope, &request.key)
                     .await?
                     .ok_or(CatalogueError::Internal("idempotency record vanished"))?;
                 replay(state, request, &record).await.map(Done)
@@ -493,7 +537,7 @@ fn require_owner(caller: &Claims, product: &Product, admin_may: bool) -> Result<
 /// read), and a farmer demoted or disabled by an admin loses them at once.
 async fn as_stored(state: &AppState, caller: &Claims) -> Result<Claims> {
     let id = caller.user_id().ok_or_else(|| CatalogueError::Forbidden("the access token names no user".into()))?;
-    match users::get(state.store.as_ref(), id).await? {
+    match repo::users::get(state.store.as_ref(), id).await? {
         Some(user) if user.disabled => Err(CatalogueError::Forbidden("this account is disabled".into())),
         Some(user) => Ok(Claims { role: user.role, ..caller.clone() }),
         None => Err(CatalogueError::Forbidden("the account no longer exists".into())),
@@ -542,7 +586,7 @@ pub async fn update_product(
         next.harvest_date = harvest.unwrap_or(next.harvest_date);
         next.updated_at = state.clock.now();
         next.version = current.version + 1;
-        match products::save(state.store.as_ref(), Some(&current), &next).await {
+        match repo::products::save(state.store.as_ref(), Some(&current), &next).await {
             Ok(()) => Ok(Done(next)),
             // Without If-Match the caller asked for "apply to whatever is current".
             Err(ProductWriteError::Changed) if !if_match.is_sent() => Ok(Again(busy("product"))),
@@ -559,7 +603,7 @@ pub async fn unlist_product(state: &AppState, caller: &Claims, raw_id: &str) -> 
     let not_found = || CatalogueError::NotFound(format!("no product with id {raw_id:?}"));
     let id = ProductId::parse(raw_id).ok_or_else(not_found)?;
     retry::run(retry::CONTENDED_WRITE, |_| async {
-        let current = products::get(state.store.as_ref(), id).await?.ok_or_else(not_found)?;
+        let current = repo::products::get(state.store.as_ref(), id).await?.ok_or_else(not_found)?;
         require_owner(caller, &current, true)?;
         if !current.is_listed() {
             return Ok(Done(()));
@@ -568,7 +612,7 @@ pub async fn unlist_product(state: &AppState, caller: &Claims, raw_id: &str) -> 
         next.status = ListingStatus::Unlisted;
         next.updated_at = state.clock.now();
         next.version = current.version + 1;
-        match products::save(state.store.as_ref(), Some(&current), &next).await {
+        match repo::products::save(state.store.as_ref(), Some(&current), &next).await {
             Ok(()) => {
                 tracing::info!(product_id = %id, "product unlisted");
                 Ok(Done(()))
@@ -610,6 +654,7 @@ fn image_size_schema() -> utoipa::openapi::schema::Object {
 
 /// Issues a presigned upload of one photo of the caller's product; the worker
 /// checks what arrives and attaches it as image `ImageId`.
+/// `POST /products/{id}/images` (handler `create_image_upload`).
 pub async fn issue_image_upload(
     state: &AppState,
     caller: &Claims,
@@ -633,7 +678,7 @@ pub async fn issue_image_upload(
     let store = state.store.as_ref();
     let now = state.clock.now();
     let farmer = format!("tickets#{}", caller.sub);
-    if let Some(retry_after_secs) = throttle::hit(store, &farmer, TICKETS_PER_FARMER, now).await? {
+    if let Some(retry_after_secs) = repo::throttle::hit(store, &farmer, TICKETS_PER_FARMER, now).await? {
         return Err(CatalogueError::Throttled { what: "upload tickets this hour", retry_after_secs });
     }
     let blobs = state.blobs.as_ref().ok_or(CatalogueError::Internal("no blob store is configured"))?;
@@ -641,7 +686,7 @@ pub async fn issue_image_upload(
     let ticket = retry::run(retry::UPLOAD_RESERVATION, |_| async {
         let product = listed_product(state, raw_id).await?;
         require_owner(caller, &product, false)?;
-        let held = products::reservations(store, product.id, now.unix_timestamp()).await?;
+        let held = repo::products::reservations(store, product.id, now.unix_timestamp()).await?;
         if product.images.len() + held.open.len() >= MAX_IMAGES_PER_PRODUCT {
             return Err(CatalogueError::Conflict(format!(
                 "a product has at most {MAX_IMAGES_PER_PRODUCT} images; this one has {} and {} uploads in progress",
@@ -653,13 +698,13 @@ pub async fn issue_image_upload(
             image_id,
             product_id: product.id,
             farmer_id: product.farmer_id,
-            object_key: products::upload_object_key(product.id, image_id),
+            object_key: repo::products::upload_object_key(product.id, image_id),
             content_type: format.content_type().to_owned(),
             size,
             expires_at: (now + TICKET_RECORD_TTL).unix_timestamp(),
         };
         let holds_until = now.unix_timestamp() + TICKET_HOLDS_SLOT_SECS;
-        match products::reserve_ticket(store, &product, &held, &ticket, holds_until).await {
+        match repo::products::reserve_ticket(store, &product, &held, &ticket, holds_until).await {
             Ok(()) => Ok(Done(ticket)),
             Err(StoreError::ConditionFailed { .. }) => Ok(Again(busy("product"))),
             Err(e) => Err(e.into()),
@@ -674,6 +719,7 @@ pub async fn issue_image_upload(
 
 /// Removes a photo from the caller's product. The public objects stay: their
 /// keys are content-addressed and may be shared with another product.
+/// `DELETE /products/{id}/images/{imageId}` (handler `delete_image`).
 pub async fn remove_image(state: &AppState, caller: &Claims, raw_id: &str, raw_image_id: &str) -> Result<()> {
     let caller = &as_stored(state, caller).await?;
     let not_found = || CatalogueError::NotFound(format!("no image {raw_image_id:?} on this product"));
@@ -681,17 +727,74 @@ pub async fn remove_image(state: &AppState, caller: &Claims, raw_id: &str, raw_i
     retry::run(retry::CONTENDED_WRITE, |_| async {
         let current = listed_product(state, raw_id).await?;
         require_owner(caller, &current, false)?;
-        if !products::has_image(&current, image_id) {
+        if !repo::products::has_image(&current, image_id) {
             return Err(not_found());
         }
         let mut next = current.clone();
         next.images.retain(|image| image.id != image_id);
         next.updated_at = state.clock.now();
         next.version = current.version + 1;
-        match products::save(state.store.as_ref(), Some(&current), &next).await {
+        match repo::products::save(state.store.as_ref(), Some(&current), &next).await {
             Ok(()) => Ok(Done(())),
             Err(ProductWriteError::Changed) => Ok(Again(busy("product"))),
             Err(other) => Err(product_write_error(other)),
+        }
+    })
+    .await
+}
+
+/// What `attach_image` did with an uploaded photo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attachment {
+    /// Added to the product's images.
+    Attached,
+    /// Already among them (a repeated notification).
+    AlreadyAttached,
+    /// Not added, for the reason given.
+    Rejected(String),
+}
+
+/// The upload ticket issued as image `image_id`, if any (the worker checks what
+/// arrives against it; the repo's `get_ticket`).
+pub async fn upload_ticket(state: &AppState, image_id: ImageId) -> Result<Option<UploadTicket>> {
+    Ok(repo::products::get_ticket(state.store.as_ref(), image_id).await?)
+}
+
+/// Deletes an upload ticket, freeing its product's slot.
+pub async fn delete_ticket(state: &AppState, ticket: &UploadTicket) -> Result<()> {
+    Ok(repo::products::delete_ticket(state.store.as_ref(), ticket).await?)
+}
+
+/// Adds a checked photo to a product (the worker's last step of an upload)
+/// unless it is already there, the product is gone or unlisted, or it is full.
+/// A product that keeps changing under every attempt is a `Conflict`.
+pub async fn attach_image(state: &AppState, product_id: ProductId, image: ProductImage) -> Result<Attachment> {
+    let store = state.store.as_ref();
+    retry::run(retry::IMAGE_ATTACH, |_| async {
+        let Some(current) = repo::products::get(store, product_id).await?.filter(|p| p.is_listed()) else {
+            return Ok(Done(Attachment::Rejected("the product is gone or unlisted".into())));
+        };
+        if repo::products::has_image(&current, image.id) {
+            return Ok(Done(Attachment::AlreadyAttached));
+        }
+        if current.images.len() >= MAX_IMAGES_PER_PRODUCT {
+            return Ok(Done(Attachment::Rejected(format!("the product already has {MAX_IMAGES_PER_PRODUCT} images"))));
+        }
+        let mut next = current.clone();
+        next.images.push(image.clone());
+        next.updated_at = state.clock.now();
+        next.version = current.version + 1;
+        match repo::products::save(store, Some(&current), &next).await {
+            Ok(()) => Ok(Done(Attachment::Attached)),
+            Err(ProductWriteError::Changed | ProductWriteError::CountsBusy) => Ok(Again(busy("product"))),
+            Err(ProductWriteError::NoSuchCategory) => {
+                Ok(Done(Attachment::Rejected("the product's category is gone".into())))
+            }
+            Err(ProductWriteError::Store(e)) => Err(e.into()),
+            // Attaching adds no extra writes; should it ever, this must not retry forever.
+            Err(other @ ProductWriteError::ExtraConditionFailed { .. }) => {
+                Err(StoreError::Invalid(other.to_string()).into())
+            }
         }
     })
     .await

@@ -10,6 +10,7 @@
 //! - `jobs`: the jobs the functions put on the jobs queue for the worker.
 //! - `archive`, `backup`, `photo_cleanup`: the scheduled jobs; `jsonl`, the gzip
 //!   JSON lines their objects are written in.
+//! - `health`: the health check (whether the store answers in time).
 //! - `mail`: outgoing mail templates and their rendering.
 //! - `passwords`: argon2id hashing with pooled working memory, behind `domain::PasswordHash`.
 //! - `ports`: async traits the handlers talk to (store, blob store, job queue, mailer, clock).
@@ -21,6 +22,10 @@
 //! - `telemetry`: log set-up (JSON in Lambda, readable lines locally).
 //! - `repo`: item layouts of the single table (keys, index keys) for each entity,
 //!   and the whole-table scan (`scan_all`).
+//!   Outside it, storage is named by path (`repo::orders::get`) after one
+//!   `use crate::repo;`, never by importing a storage module, so a bare
+//!   `orders::` or `products::` never means the storage layer; its types may be
+//!   imported by name.
 //! - `retry`: the named retry policies and `retry::run`, the one way to retry.
 
 pub mod accounts;
@@ -30,6 +35,7 @@ pub mod backup;
 pub mod catalogue;
 pub mod config;
 pub mod domain;
+pub mod health;
 pub mod http;
 pub mod jobs;
 pub mod jsonl;

@@ -44,10 +44,10 @@ use crate::http::IfMatch;
 use crate::jobs::{Job, OrderEvent};
 use crate::mail::Template;
 use crate::ports::{Condition, Guard, Item, Query, Store, StoreError, WriteOp};
-use crate::repo::idempotency::{self, IdempotencyKey};
-use crate::repo::orders::{self, Checkout, Listing};
-use crate::repo::throttle::{self, Limit};
-use crate::repo::{self, farmers, notifications, outbox, products, sales, users};
+use crate::repo;
+use crate::repo::idempotency::IdempotencyKey;
+use crate::repo::orders::{Checkout, Listing};
+use crate::repo::throttle::Limit;
 use crate::retry::{self, Attempt::Again, Attempt::Done};
 use crate::tokens::Claims;
 use crate::AppState;
@@ -190,13 +190,13 @@ async fn caller_user(state: &AppState, caller: &Claims) -> Result<User> {
 
 async fn load_checkout(state: &AppState, id: CheckoutId) -> Result<Placed> {
     let store = state.store.as_ref();
-    let checkout = orders::get_checkout(store, id)
+    let checkout = repo::orders::get_checkout(store, id)
         .await?
         .ok_or_else(|| OrderError::Internal(format!("checkout {id} is missing")))?;
     let mut found = Vec::new();
     for order_id in &checkout.order_ids {
         found.push(
-            orders::get(store, *order_id)
+            repo::orders::get(store, *order_id)
                 .await?
                 .ok_or_else(|| OrderError::Internal(format!("order {order_id} is missing")))?,
         );
@@ -205,7 +205,7 @@ async fn load_checkout(state: &AppState, id: CheckoutId) -> Result<Placed> {
 }
 
 /// The answer to a repeated key: the checkout it made, 422 for another body.
-async fn replay(state: &AppState, fingerprint: &str, record: &idempotency::Record) -> Result<Placed> {
+async fn replay(state: &AppState, fingerprint: &str, record: &repo::idempotency::Record) -> Result<Placed> {
     if record.fingerprint != fingerprint {
         return Err(invalid(
             "Idempotency-Key",
@@ -242,7 +242,7 @@ fn check_cart(new: &NewOrder) -> Result<()> {
 async fn products_on_sale(state: &AppState, new: &NewOrder) -> Result<Vec<Product>> {
     let mut found = Vec::with_capacity(new.lines.len());
     for (i, line) in new.lines.iter().enumerate() {
-        match products::get(state.store.as_ref(), line.product_id).await? {
+        match repo::products::get(state.store.as_ref(), line.product_id).await? {
             Some(product) if product.is_public() => found.push(product),
             _ => return Err(invalid(format!("lines[{i}].productId"), "no such product on sale")),
         }
@@ -267,7 +267,7 @@ async fn fulfilments(state: &AppState, new: &NewOrder, farmers: &[UserId]) -> Re
             }
         };
         if choice.method == FulfilmentMethod::Delivery {
-            let page = farmers::get(state.store.as_ref(), choice.farmer_id).await?;
+            let page = repo::farmers::get(state.store.as_ref(), choice.farmer_id).await?;
             if !page.and_then(|p| p.profile).is_some_and(|p| p.offers_delivery) {
                 return Err(invalid(format!("fulfilment[{i}].method"), "this farmer does not deliver; choose pickup"));
             }
@@ -295,7 +295,12 @@ fn shortages(new: &NewOrder, found: &[Product]) -> Vec<Shortage> {
 
 /// The first open-order limit placing `orders` more orders with `new`'s lines
 /// would pass, given what the customer holds open.
-fn limit_passed(new: &NewOrder, orders: i64, tally: &orders::OpenTally, limits: &OrderLimits) -> Option<OrderError> {
+fn limit_passed(
+    new: &NewOrder,
+    orders: i64,
+    tally: &repo::orders::OpenTally,
+    limits: &OrderLimits,
+) -> Option<OrderError> {
     if tally.orders + orders > limits.max_open_orders {
         return Some(OrderError::Limit {
             limit: OpenLimit::OpenOrders,
@@ -339,7 +344,7 @@ fn event(order: &Order, from: Option<OrderStatus>, reason: Option<String>, now: 
         by,
     };
     let job = if from.is_none() { Job::OrderPlaced(event) } else { Job::OrderStatusChanged(event) };
-    outbox::write(&event_id, &job, now.unix_timestamp())
+    repo::outbox::write(&event_id, &job, now.unix_timestamp())
 }
 
 /// Checks out the caller's cart under `key` (see the module doc).
@@ -359,14 +364,14 @@ pub async fn checkout(
     }
     let store = state.store.as_ref();
     let scope = format!("orders.create#{}", customer.id);
-    if let Some(record) = idempotency::recall(store, &scope, key).await? {
+    if let Some(record) = repo::idempotency::recall(store, &scope, key).await? {
         return replay(state, fingerprint, &record).await;
     }
     check_cart(&new)?;
     let limits = state.order_limits;
     let limit = Limit::new(limits.checkouts_per_minute, 60);
     if let Some(retry_after_secs) =
-        throttle::hit(store, &format!("checkout#{}", customer.id), limit, state.clock.now()).await?
+        repo::throttle::hit(store, &format!("checkout#{}", customer.id), limit, state.clock.now()).await?
     {
         return Err(OrderError::Throttled { retry_after_secs });
     }
@@ -374,7 +379,7 @@ pub async fn checkout(
     // answers 409 rather than billing either price unseen.
     let first_prices: OnceLock<Vec<i64>> = OnceLock::new();
     retry::run(retry::CONTENDED_WRITE, |_| async {
-        let tally = orders::open_tally(store, customer.id).await?;
+        let tally = repo::orders::open_tally(store, customer.id).await?;
         let found = products_on_sale(state, &new).await?;
         let prices: Vec<i64> = found.iter().map(|p| p.price.minor_units()).collect();
         let first = first_prices.get_or_init(|| prices.clone());
@@ -407,7 +412,7 @@ pub async fn checkout(
         if !tally.exists() {
             // Made before the first checkout that adjusts it, once the cart
             // passed every check (a refused cart writes nothing).
-            orders::ensure_open_tally(store, customer.id, state.clock.now()).await?;
+            repo::orders::ensure_open_tally(store, customer.id, state.clock.now()).await?;
         }
         let now = state.clock.now();
         let checkout_id = CheckoutId::new();
@@ -464,7 +469,7 @@ pub async fn checkout(
             .iter()
             .zip(&prices)
             .map(|(line, price)| WriteOp::Adjust {
-                key: products::key(line.product_id),
+                key: repo::products::key(line.product_id),
                 add: vec![("stock".into(), -line.quantity.count()), ("version".into(), 1)],
                 guards: vec![
                     Guard::AtLeast("stock".into(), line.quantity.count()),
@@ -475,13 +480,14 @@ pub async fn checkout(
             })
             .collect();
         let product_writes = writes.len();
-        let record = idempotency::Record { fingerprint: fingerprint.to_owned(), resource_id: checkout_id.to_string() };
-        writes.push(idempotency::remember(&scope, key, &record, now.unix_timestamp()));
+        let record =
+            repo::idempotency::Record { fingerprint: fingerprint.to_owned(), resource_id: checkout_id.to_string() };
+        writes.push(repo::idempotency::remember(&scope, key, &record, now.unix_timestamp()));
         let idempotency_write = product_writes;
-        writes.push(orders::create_checkout(&checkout));
+        writes.push(repo::orders::create_checkout(&checkout));
         let tally_write = writes.len();
         let units: Vec<(ProductId, i64)> = new.lines.iter().map(|l| (l.product_id, l.quantity.count())).collect();
-        writes.push(orders::open(
+        writes.push(repo::orders::open(
             customer.id,
             placed_orders.len() as i64,
             &units,
@@ -489,7 +495,7 @@ pub async fn checkout(
             limits.max_open_units_per_product,
         ));
         for order in &placed_orders {
-            writes.push(orders::create(order));
+            writes.push(repo::orders::create(order));
             writes.push(event(order, None, None, now));
         }
         match store.transact(writes).await {
@@ -498,7 +504,7 @@ pub async fn checkout(
                 Ok(Done(Placed { checkout, orders: placed_orders, replayed: false }))
             }
             Err(StoreError::ConditionFailed { index }) if index == idempotency_write => {
-                match idempotency::recall(store, &scope, key).await? {
+                match repo::idempotency::recall(store, &scope, key).await? {
                     Some(record) => replay(state, fingerprint, &record).await.map(Done),
                     None => Err(OrderError::InFlight),
                 }
@@ -526,7 +532,7 @@ fn may_see(caller: &Claims, order: &Order) -> bool {
 pub async fn read(state: &AppState, caller: &Claims, raw_id: &str) -> Result<Order> {
     let not_found = || OrderError::NotFound(format!("no order with id {raw_id:?}"));
     let id = OrderId::parse(raw_id).ok_or_else(not_found)?;
-    let order = match (orders::get(state.store.as_ref(), id).await?, &state.data_bucket) {
+    let order = match (repo::orders::get(state.store.as_ref(), id).await?, &state.data_bucket) {
         (Some(order), _) => Some(order),
         (None, Some(bucket)) => match crate::archive::find(state.store.as_ref(), bucket.as_ref(), id).await {
             Ok(order) => order,
@@ -547,7 +553,7 @@ pub async fn read(state: &AppState, caller: &Claims, raw_id: &str) -> Result<Ord
 pub async fn read_checkout(state: &AppState, caller: &Claims, raw_id: &str) -> Result<Placed> {
     let not_found = || OrderError::NotFound(format!("no checkout with id {raw_id:?}"));
     let id = CheckoutId::parse(raw_id).ok_or_else(not_found)?;
-    let checkout = orders::get_checkout(state.store.as_ref(), id).await?.ok_or_else(not_found)?;
+    let checkout = repo::orders::get_checkout(state.store.as_ref(), id).await?.ok_or_else(not_found)?;
     if caller.role != Role::Admin && caller.sub != checkout.customer_id.to_string() {
         return Err(not_found());
     }
@@ -661,7 +667,7 @@ async fn transition(
     reason: Option<String>,
     now: OffsetDateTime,
 ) -> Result<(Vec<WriteOp>, Vec<(ProductId, i64)>)> {
-    let mut writes = vec![orders::update(next)];
+    let mut writes = vec![repo::orders::update(next)];
     let mut dropped = Vec::new();
     if next.status == OrderStatus::Cancelled {
         let restocked = restock(store, &current.lines).await?;
@@ -690,7 +696,7 @@ struct Restock {
 async fn restock(store: &dyn Store, lines: &[OrderLine]) -> Result<Restock> {
     let mut restock = Restock { writes: Vec::new(), dropped: Vec::new() };
     for line in lines {
-        let key = products::key(line.product_id);
+        let key = repo::products::key(line.product_id);
         let Some(product) = store.get(&key).await? else {
             restock.dropped.push((line.product_id, line.quantity));
             continue;
@@ -718,8 +724,8 @@ async fn close_if_leaving_open(store: &dyn Store, order: &Order, to: OrderStatus
     if !order.status.is_open() || to.is_open() {
         return Ok(None);
     }
-    let tally = orders::open_tally(store, order.customer_id).await?;
-    Ok(tally.counts(order).then(|| orders::close(order)))
+    let tally = repo::orders::open_tally(store, order.customer_id).await?;
+    Ok(tally.counts(order).then(|| repo::orders::close(order)))
 }
 
 /// Logs the units a committed cancellation of `order` could not put back.
@@ -736,6 +742,7 @@ fn log_dropped(order: OrderId, dropped: &[(ProductId, i64)]) {
 }
 
 /// Marks an order paid (its farmer or an admin).
+/// `POST /orders/{id}/payment` (handler `record_payment`).
 pub async fn mark_paid(state: &AppState, caller: &Claims, raw_id: &str) -> Result<Order> {
     retry::run(retry::CONTENDED_WRITE, |_| async {
         let current = read(state, caller, raw_id).await?;
@@ -755,7 +762,7 @@ pub async fn mark_paid(state: &AppState, caller: &Claims, raw_id: &str) -> Resul
         next.payment.status = PaymentStatus::Paid;
         next.updated_at = state.clock.now();
         next.version = current.version + 1;
-        match state.store.transact(vec![orders::update(&next)]).await {
+        match state.store.transact(vec![repo::orders::update(&next)]).await {
             Ok(()) => Ok(Done(next)),
             Err(StoreError::ConditionFailed { .. }) => Ok(Again(kept_changing())),
             Err(e) => Err(e.into()),
@@ -795,15 +802,44 @@ pub fn id_range(from: Option<time::Date>, to: Option<time::Date>) -> Option<(Str
     Some((low, high))
 }
 
-/// Orders of `query` passing `keep` (see `repo::pages::filtered`).
+/// The order list's filters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OrderFilter {
+    /// Only orders with this status.
+    pub status: Option<OrderStatus>,
+    /// Only orders placed on or after this day (UTC).
+    pub from: Option<time::Date>,
+    /// Only orders placed on or before this day (UTC).
+    pub to: Option<time::Date>,
+}
+
+impl OrderFilter {
+    /// The list's query for `caller` (`listing`), narrowed to the days asked
+    /// for: what `paginate` positions and fingerprints for `list`.
+    pub fn query(&self, caller: &Claims) -> Result<Query> {
+        let mut query = listing(caller)?.query();
+        query.sort_between = id_range(self.from, self.to);
+        Ok(query)
+    }
+
+    /// The cursor scope: the endpoint and the filter applied after the lookup.
+    pub fn scope(&self) -> String {
+        format!("orders#{}", self.status.map_or("any", OrderStatus::as_str))
+    }
+}
+
+/// One page of orders, newest first, passing `filter` (`GET /orders`; the
+/// repo's `pages::filtered` over the orders' index), read from `query`'s start
+/// or its `start_after` within the list's read budget.
 pub async fn list(
     state: &AppState,
-    query: crate::ports::Query,
-    keep: impl Fn(&Order) -> bool,
+    filter: &OrderFilter,
+    query: Query,
     limit: usize,
-    budget: usize,
 ) -> Result<(Vec<Order>, Option<Item>)> {
-    Ok(crate::repo::pages::filtered(state.store.as_ref(), query, orders::from_item, keep, limit, budget).await?)
+    let keep = |order: &Order| filter.status.is_none_or(|status| order.status == status);
+    let store = state.store.as_ref();
+    Ok(repo::pages::filtered(store, query, repo::orders::from_item, keep, limit, LIST_BUDGET).await?)
 }
 
 // ---------------------------------------------------------------------------
@@ -879,7 +915,7 @@ pub async fn expire_pending(state: &AppState, budget_end: std::time::Instant) ->
         let page = store.query(&query).await?;
         for item in &page.items {
             report.examined += 1;
-            let Some(order) = repo::decoded(item, orders::from_item) else {
+            let Some(order) = repo::decoded(item, repo::orders::from_item) else {
                 continue;
             };
             let settled = match expire_one(state, order.id, cutoff).await {
@@ -932,7 +968,7 @@ enum Expiry {
 async fn expire_one(state: &AppState, id: OrderId, cutoff: OffsetDateTime) -> Result<Expiry> {
     let store = state.store.as_ref();
     retry::run(retry::CONTENDED_WRITE, |_| async {
-        let Some(current) = orders::get(store, id).await? else { return Ok(Done(Expiry::Settled)) };
+        let Some(current) = repo::orders::get(store, id).await? else { return Ok(Done(Expiry::Settled)) };
         if current.status != OrderStatus::Pending {
             return Ok(Done(Expiry::Settled));
         }
@@ -990,7 +1026,7 @@ pub async fn redact_addresses(
         }
         let page = store.query(&query).await?;
         for item in &page.items {
-            let Some(order) = repo::decoded(item, orders::from_item) else {
+            let Some(order) = repo::decoded(item, repo::orders::from_item) else {
                 continue;
             };
             let due = order.fulfilment.address.is_some() && finished_at(&order).is_some_and(|at| at <= cutoff);
@@ -1000,7 +1036,7 @@ pub async fn redact_addresses(
             let mut next = order.clone();
             next.fulfilment.address = None;
             next.version = order.version + 1;
-            match store.transact(vec![orders::update(&next)]).await {
+            match store.transact(vec![repo::orders::update(&next)]).await {
                 Ok(()) => redacted += 1,
                 // Changed meanwhile (paid, archived): the next run sees it again.
                 Err(StoreError::ConditionFailed { .. }) => {}
@@ -1088,7 +1124,7 @@ pub async fn on_event(state: &AppState, event: &OrderEvent) -> Result<EventEffec
     }
     let mut notified = false;
     for (id, recipient, title, body) in notices {
-        let notification = notifications::Notification {
+        let notification = repo::notifications::Notification {
             id: id.clone(),
             title: title.clone(),
             body: body.clone(),
@@ -1098,22 +1134,38 @@ pub async fn on_event(state: &AppState, event: &OrderEvent) -> Result<EventEffec
             version: 1,
         };
         let mut extra = Vec::new();
-        if let Some(user) = users::get(store, recipient).await? {
+        if let Some(user) = repo::users::get(store, recipient).await? {
             let mail = Template::Notice { name: user.display_name.as_str(), title: &title, body: &body }
                 .render(user.email.as_str());
-            extra.push(outbox::write(&format!("{id}-mail"), &Job::SendEmail { mail }, now.unix_timestamp()));
+            extra.push(repo::outbox::write(&format!("{id}-mail"), &Job::SendEmail { mail }, now.unix_timestamp()));
         }
-        notified |= notifications::add(store, recipient, &notification, extra).await?;
+        notified |= repo::notifications::add(store, recipient, &notification, extra).await?;
     }
     let placed_on = event.placed_at.get(..10).unwrap_or_default();
     let sales_applied = match (event.from, event.to) {
         (None, _) => {
-            sales::apply(store, event.farmer_id, placed_on, &event.lines, 1, &event.event_id, now.unix_timestamp())
-                .await?
+            repo::sales::apply(
+                store,
+                event.farmer_id,
+                placed_on,
+                &event.lines,
+                1,
+                &event.event_id,
+                now.unix_timestamp(),
+            )
+            .await?
         }
         (Some(_), OrderStatus::Cancelled) => {
-            sales::apply(store, event.farmer_id, placed_on, &event.lines, -1, &event.event_id, now.unix_timestamp())
-                .await?
+            repo::sales::apply(
+                store,
+                event.farmer_id,
+                placed_on,
+                &event.lines,
+                -1,
+                &event.event_id,
+                now.unix_timestamp(),
+            )
+            .await?
         }
         _ => false,
     };

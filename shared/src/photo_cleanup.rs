@@ -23,7 +23,8 @@ use time::Duration;
 
 use crate::domain::ListingStatus;
 use crate::ports::{BlobError, BlobStore, Clock, Condition, Item, ItemKey, Query, Store, StoreError};
-use crate::repo::products::{self, PUBLIC_PREFIX};
+use crate::repo;
+use crate::repo::products::PUBLIC_PREFIX;
 
 const MARK_PARTITION: &str = "PHOTOORPHAN";
 
@@ -58,7 +59,7 @@ async fn referenced_keys(store: &dyn Store) -> Result<HashSet<String>, StoreErro
     let mut pages = pin!(crate::repo::scan_all(store, 0, 1, 1000));
     while let Some(page) = pages.try_next().await? {
         for item in page.items.iter().filter(|item| item.str("entity") == Some("product")) {
-            let Some(product) = crate::repo::decoded(item, products::from_item) else {
+            let Some(product) = crate::repo::decoded(item, repo::products::from_item) else {
                 keys.extend(raw_strings(item.attrs.get("images")));
                 continue;
             };

@@ -13,7 +13,6 @@ use shared::http::{
     paginate, Admins, ApiError, Authorized, IfNoneMatch, JsonBody, Listed, NoContent, Page, PageParams, PathParams,
     Query, Reply,
 };
-use shared::repo::categories;
 use shared::AppState;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -96,13 +95,8 @@ async fn list(
     Query(page): Query<PageParams>,
     headers: HeaderMap,
 ) -> Result<Reply<CategoryList>, ApiError> {
-    let mut query = categories::list_query();
-    query.limit = page.limit();
-    let store = state.store.as_ref();
-    let found = paginate(&state, LIST_SCOPE, query, &page, |query| async move {
-        categories::list(store, &query).await.map(|(found, next)| (found, next.last))
-    })
-    .await?;
+    let query = catalogue::categories_query(page.limit());
+    let found = paginate(&state, LIST_SCOPE, query, &page, |query| catalogue::list_categories(&state, query)).await?;
     Ok(Reply::public(found.map(|category| CategoryView::from(&category)), &headers))
 }
 

@@ -2,11 +2,12 @@
 //! store answers, 503 when it does not (or takes longer than two seconds).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::State;
 use http::StatusCode;
 use serde::Serialize;
+use shared::health;
 use shared::http::Reply;
 use shared::AppState;
 use utoipa::ToSchema;
@@ -16,8 +17,6 @@ use utoipa::ToSchema;
 shared::function_routes! {
     [health],
 }
-
-const STORE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Liveness and storage reachability.
 #[derive(Serialize, ToSchema)]
@@ -50,17 +49,7 @@ struct Storage {
     ))]
 async fn health(State(state): State<Arc<AppState>>) -> Reply<Health> {
     let started = Instant::now();
-    let reachable = match tokio::time::timeout(STORE_TIMEOUT, state.store.ping()).await {
-        Ok(Ok(())) => true,
-        Ok(Err(error)) => {
-            tracing::error!(error = %error, "store unreachable");
-            false
-        }
-        Err(_) => {
-            tracing::error!("store ping timed out");
-            false
-        }
-    };
+    let reachable = health::store_reachable(&state).await;
     let body = Health {
         status: if reachable { "ok" } else { "unavailable" },
         version: env!("CARGO_PKG_VERSION"),

@@ -12,11 +12,10 @@ use shared::domain::{
     Address, CheckoutId, FulfilmentMethod, Order, OrderId, OrderLine, OrderStatus, Payment, StatusChange, UserId,
 };
 use shared::http::{
-    date_param, idempotency_key, paginate, ApiError, Caller, IfMatch, JsonBody, Listed, Page, PageParams, PathParams,
-    Query, Reply,
+    body_fingerprint, date_param, idempotency_key, paginate, ApiError, Caller, IfMatch, JsonBody, Listed, Page,
+    PageParams, PathParams, Query, Reply,
 };
-use shared::orders::{self, etag, NewOrder, Placed, StatusRequest, LIST_BUDGET};
-use shared::repo::idempotency;
+use shared::orders::{self, etag, NewOrder, Placed, StatusRequest};
 use shared::AppState;
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
@@ -143,7 +142,7 @@ async fn checkout(
             "an Idempotency-Key header is required (a fresh UUID or ULID per checkout)".into(),
         )
     })?;
-    let fingerprint = idempotency::fingerprint(&body.raw);
+    let fingerprint = body_fingerprint(&body.raw);
     let placed = orders::checkout(&state, &caller.0, body.value, &key, &fingerprint).await?;
     let location = format!("/checkouts/{}", placed.checkout.id);
     Ok(Reply::created(checkout_view(&placed), location).replayed(placed.replayed))
@@ -193,13 +192,11 @@ async fn list(
             return Err(ApiError::field("to", "must not be before from"));
         }
     }
-    let mut query = orders::listing(&caller.0)?.query();
-    query.sort_between = orders::id_range(from, to);
-    let scope = format!("orders#{}", filter.status.map_or("any", OrderStatus::as_str));
-    let keep = |order: &Order| filter.status.is_none_or(|status| order.status == status);
-    let found =
-        paginate(&state, &scope, query, &page, |query| orders::list(&state, query, keep, page.limit(), LIST_BUDGET))
-            .await?;
+    let filter = orders::OrderFilter { status: filter.status, from, to };
+    let found = paginate(&state, &filter.scope(), filter.query(&caller.0)?, &page, |query| {
+        orders::list(&state, &filter, query, page.limit())
+    })
+    .await?;
     Ok(Reply::ok(found.map(|order| view(&order))))
 }
 

@@ -9,27 +9,21 @@ use std::sync::Arc;
 use axum::extract::State;
 use http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
-use shared::catalogue::{self, etag, Idempotent, ImageUpload, NewProduct, ProductChanges};
+use shared::catalogue::{self, etag, Browse, Idempotent, ImageUpload, NewProduct, ProductChanges, Sort};
 use shared::domain::{format_date, CategoryId, ImageId, PriceBound, Product, ProductId, SearchText, Unit, UserId};
-use shared::http::idempotency_key;
+use shared::http::{body_fingerprint, idempotency_key};
 use shared::http::{
     paginate, ApiError, Authorized, Caller, Farmers, IfMatch, IfNoneMatch, JsonBody, Listed, NoContent, Page,
     PageParams, PathParams, Query, Reply,
 };
-use shared::repo::idempotency;
-use shared::repo::products::{self, Browse, Sort};
 use shared::AppState;
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
-/// Index entries one browse request may evaluate when filters apply after the
-/// lookup; past it the page comes back short, with a cursor.
-const BROWSE_BUDGET: usize = 500;
-
 // The function's routes, `routes()` and `router()` (the template's `Products`
 // events name the same).
 shared::function_routes! {
-    [list, create],
+    [browse, create],
     [read, update, unlist],
     [create_image_upload],
     [delete_image],
@@ -218,17 +212,15 @@ impl BrowseParams {
         (status = 200, description = "A page of products.", body = ProductList),
         (status = 400, description = "The cursor is invalid or belongs to another query."),
     ))]
-async fn list(
+async fn browse(
     State(state): State<Arc<AppState>>,
     Query(params): Query<BrowseParams>,
     Query(page): Query<PageParams>,
     headers: HeaderMap,
 ) -> Result<Reply<ProductList>, ApiError> {
     let browse = params.into_browse()?;
-    let store = state.store.as_ref();
-    let found = paginate(&state, &browse.scope(), browse.query(), &page, |query| async {
-        let found = products::browse(store, &browse, query, page.limit(), BROWSE_BUDGET).await;
-        found.map(|found| (found.products, found.resume_after))
+    let found = paginate(&state, &browse.scope(), browse.query(), &page, |query| {
+        catalogue::browse_products(&state, &browse, query, page.limit())
     })
     .await?;
     Ok(Reply::public(found.map(|product| view(&state, &product)), &headers))
@@ -286,8 +278,7 @@ async fn create(
     headers: HeaderMap,
     body: JsonBody<NewProduct>,
 ) -> Result<Reply<ProductView>, ApiError> {
-    let idempotent =
-        idempotency_key(&headers)?.map(|key| Idempotent { key, fingerprint: idempotency::fingerprint(&body.raw) });
+    let idempotent = idempotency_key(&headers)?.map(|key| Idempotent { key, fingerprint: body_fingerprint(&body.raw) });
     let created = catalogue::create_product(&state, farmer.user_id()?, body.value, idempotent).await?;
     let product = &created.product;
     let location = format!("/products/{}", product.id);

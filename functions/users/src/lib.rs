@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use http::HeaderMap;
 use serde::{Deserialize, Serialize};
-use shared::accounts::{self, Profile, ProfileChanges, SelfServiceRole};
+use shared::accounts::{self, FarmerPage, Profile, ProfileChanges, SelfServiceRole};
 use shared::domain::{
     Coordinates, DisplayName, FarmDescription, FarmName, FarmNote, FarmProfile, OrderId, Place, ProductId, Role, User,
     UserId,
@@ -18,17 +18,9 @@ use shared::http::{
     non_null, paginate, Admins, ApiError, Authorized, Caller, Csv, Farmers, IfNoneMatch, JsonBody, JsonOrCsv, Listed,
     NoContent, Page, PageParams, PathParams, Query, Reply,
 };
-use shared::repo::farmers::{self, FarmerPage};
-use shared::repo::{notifications, users};
 use shared::AppState;
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
-
-/// Index entries one admin list request may evaluate when `role` or `disabled`
-/// filter after the lookup; past it the page comes back short, with a cursor.
-const LIST_BUDGET: usize = 500;
-/// Farmer pages read per public list request to fill a page.
-const FARMERS_PER_QUERY: usize = 100;
 
 // The function's routes, `routes()` and `router()` (the template's `Users`
 // events name the same).
@@ -286,11 +278,8 @@ async fn list_farmers(
     Query(page): Query<PageParams>,
     headers: HeaderMap,
 ) -> Result<Reply<FarmerList>, ApiError> {
-    let mut query = farmers::list_query(filter.region.as_ref().map(Place::as_str));
-    query.limit = page.limit().min(FARMERS_PER_QUERY);
-    let store = state.store.as_ref();
-    let found =
-        paginate(&state, "farmers", query, &page, |query| async move { farmers::list(store, &query).await }).await?;
+    let query = accounts::farmers_query(filter.region.as_ref(), page.limit());
+    let found = paginate(&state, "farmers", query, &page, |query| accounts::list_farmers(&state, query)).await?;
     Ok(Reply::public(found.map(|farmer| FarmerView::from(&farmer)), &headers))
 }
 
@@ -361,22 +350,12 @@ async fn list_users(
     if filter.email_prefix.as_deref().is_some_and(|p| p.is_empty() || p.chars().count() > 254) {
         return Err(ApiError::field("emailPrefix", "must be 1 to 254 characters"));
     }
-    let prefix = filter.email_prefix.as_deref().map(str::trim).filter(|p| !p.is_empty());
-    let query = users::list_query(prefix);
-    let scope = format!(
-        "users#{}#{}",
-        filter.role.map(Role::as_str).unwrap_or("any"),
-        filter.disabled.map_or("any", |d| if d { "disabled" } else { "enabled" })
-    );
-    let keep = |user: &User| {
-        filter.role.is_none_or(|role| user.role == role) && filter.disabled.is_none_or(|d| user.disabled == d)
-    };
-    let store = state.store.as_ref();
-    let found =
-        paginate(&state, &scope, query, &page, |query| users::list(store, query, keep, page.limit(), LIST_BUDGET))
-            .await?;
-    let profiles = accounts::profiles(&state, found.items).await?;
-    let found = Page { items: profiles, extra: found.extra, next_cursor: found.next_cursor };
+    let filter =
+        accounts::UserFilter { role: filter.role, email_prefix: filter.email_prefix, disabled: filter.disabled };
+    let found = paginate(&state, &filter.scope(), filter.query(), &page, |query| {
+        accounts::list_users(&state, &filter, query, page.limit())
+    })
+    .await?;
     Ok(Reply::ok(found.map(|profile| account_view(&profile.user, profile.page.as_ref()))))
 }
 
@@ -501,19 +480,10 @@ async fn list_notifications(
     Query(page): Query<PageParams>,
 ) -> Result<Reply<NotificationList>, ApiError> {
     let user = caller.user_id()?;
-    let store = state.store.as_ref();
-    let mut query = notifications::list_query(user);
-    query.limit = page.limit();
+    let query = accounts::notifications_query(user, page.limit());
     let found =
-        paginate(
-            &state,
-            "notifications",
-            query,
-            &page,
-            |query| async move { notifications::list(store, &query).await },
-        )
-        .await?;
-    let unread = Unread { unread_count: notifications::unread(store, user).await? };
+        paginate(&state, "notifications", query, &page, |query| accounts::list_notifications(&state, query)).await?;
+    let unread = Unread { unread_count: accounts::unread_notifications(&state, user).await? };
     let body = found
         .map(|n| NotificationView {
             id: n.id,
@@ -554,7 +524,9 @@ async fn read_notification(
     if path.id.is_empty() || path.id.len() > 64 {
         return Err(not_found());
     }
-    notifications::mark_read(state.store.as_ref(), user, &path.id).await?.ok_or_else(not_found)?;
+    if !accounts::read_notification(&state, user, &path.id).await? {
+        return Err(not_found());
+    }
     Ok(NoContent)
 }
 
@@ -638,7 +610,7 @@ async fn sales(
         return Err(ApiError::field("from", "the range is at most 366 days"));
     }
     let (from, to) = (shared::domain::format_date(from), shared::domain::format_date(to));
-    let days = shared::repo::sales::range(state.store.as_ref(), farmer.user_id()?, &from, &to).await?;
+    let days = accounts::sales(&state, farmer.user_id()?, &from, &to).await?;
     if JsonOrCsv::<SalesReport>::wanted(&headers) {
         let mut csv = Csv::new(&["date", "productId", "productName", "units", "revenue"]);
         for day in &days {

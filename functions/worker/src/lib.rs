@@ -19,13 +19,12 @@ use aws_lambda_events::event::s3::S3Event;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
-use shared::domain::{ImageFormat, ImageId, ProductId, ProductImage, MAX_IMAGES_PER_PRODUCT};
+use shared::catalogue::{
+    parse_upload_object_key, Attachment, CatalogueError, UploadTicket, INCOMING_PREFIX, PUBLIC_PREFIX,
+};
+use shared::domain::{ImageFormat, ImageId, ProductId, ProductImage};
 use shared::jobs::Job;
 use shared::ports::{BlobError, StoreError};
-use shared::repo::products::{
-    self, parse_upload_object_key, ProductWriteError, UploadTicket, INCOMING_PREFIX, PUBLIC_PREFIX,
-};
-use shared::retry::{self, Attempt::Again, Attempt::Done};
 use shared::{accounts, catalogue, orders, AppState};
 use tracing::Instrument;
 
@@ -173,14 +172,13 @@ pub async fn run_job(state: &AppState, job: Job) -> Result<Outcome, JobFailure> 
 /// fail leaves nothing under the incoming prefix and no ticket behind.
 pub async fn process_upload(state: &AppState, key: &str) -> Result<Outcome, JobFailure> {
     let blobs = state.blobs.as_ref().ok_or_else(|| JobFailure::Malformed("no blob store configured".into()))?;
-    let store = state.store.as_ref();
     let Some((product_id, image_id)) = parse_upload_object_key(key) else {
         if key.starts_with(INCOMING_PREFIX) {
             blobs.delete(key).await?;
         }
         return Ok(Outcome::Ignored(format!("not an upload key: {key}")));
     };
-    let ticket = products::get_ticket(store, image_id).await?;
+    let ticket = catalogue::upload_ticket(state, image_id).await?;
     let Some(ticket) = ticket.filter(|t| t.object_key == key && t.product_id == product_id) else {
         blobs.delete(key).await?;
         return Ok(Outcome::Rejected("no ticket was issued for this key".into()));
@@ -189,7 +187,7 @@ pub async fn process_upload(state: &AppState, key: &str) -> Result<Outcome, JobF
         // An earlier delivery got as far as deleting the upload (which it does
         // only after attaching or rejecting it) but may have failed before
         // freeing the ticket's slot: free it now rather than when its hold lapses.
-        products::delete_ticket(store, &ticket).await?;
+        catalogue::delete_ticket(state, &ticket).await?;
         return Ok(Outcome::AlreadyHandled);
     };
     let format = ImageFormat::from_content_type(&ticket.content_type)
@@ -244,42 +242,22 @@ async fn discard(state: &AppState, ticket: &UploadTicket) -> Result<(), JobFailu
     if let Some(blobs) = &state.blobs {
         blobs.delete(&ticket.object_key).await?;
     }
-    products::delete_ticket(state.store.as_ref(), ticket).await?;
+    catalogue::delete_ticket(state, ticket).await?;
     Ok(())
 }
 
-/// Adds `image` to the product unless it is already there (a repeated
-/// notification), the product is gone or unlisted, or it is full.
+/// Adds `image` to the product (`catalogue::attach_image`); a product that kept
+/// changing under every attempt is `Busy`.
 async fn attach(state: &AppState, product_id: ProductId, image: ProductImage) -> Result<Outcome, JobFailure> {
-    let store = state.store.as_ref();
-    retry::run(retry::IMAGE_ATTACH, |_| async {
-        let Some(current) = products::get(store, product_id).await?.filter(|p| p.is_listed()) else {
-            return Ok(Done(Outcome::Rejected("the product is gone or unlisted".into())));
-        };
-        if products::has_image(&current, image.id) {
-            return Ok(Done(Outcome::AlreadyAttached));
-        }
-        if current.images.len() >= MAX_IMAGES_PER_PRODUCT {
-            return Ok(Done(Outcome::Rejected(format!("the product already has {MAX_IMAGES_PER_PRODUCT} images"))));
-        }
-        let mut next = current.clone();
-        next.images.push(image.clone());
-        next.updated_at = state.clock.now();
-        next.version = current.version + 1;
-        match products::save(store, Some(&current), &next).await {
-            Ok(()) => Ok(Done(Outcome::Attached { product_id, image_id: image.id })),
-            Err(ProductWriteError::Changed | ProductWriteError::CountsBusy) => Ok(Again(JobFailure::Busy)),
-            Err(ProductWriteError::NoSuchCategory) => {
-                Ok(Done(Outcome::Rejected("the product's category is gone".into())))
-            }
-            Err(ProductWriteError::Store(e)) => Err(e.into()),
-            // Attaching adds no extra writes; should it ever, this must not retry forever.
-            Err(other @ ProductWriteError::ExtraConditionFailed { .. }) => {
-                Err(JobFailure::Store(StoreError::Invalid(other.to_string())))
-            }
-        }
-    })
-    .await
+    let image_id = image.id;
+    match catalogue::attach_image(state, product_id, image).await {
+        Ok(Attachment::Attached) => Ok(Outcome::Attached { product_id, image_id }),
+        Ok(Attachment::AlreadyAttached) => Ok(Outcome::AlreadyAttached),
+        Ok(Attachment::Rejected(reason)) => Ok(Outcome::Rejected(reason)),
+        Err(CatalogueError::Conflict(_)) => Err(JobFailure::Busy),
+        Err(CatalogueError::Store(e)) => Err(e.into()),
+        Err(other) => Err(other.into()),
+    }
 }
 
 #[cfg(test)]
@@ -290,7 +268,7 @@ mod tests {
     fn only_upload_keys_parse() {
         let product = ProductId::new();
         let image = ImageId::new();
-        let key = products::upload_object_key(product, image);
+        let key = shared::catalogue::upload_object_key(product, image);
         assert_eq!(parse_upload_object_key(&key), Some((product, image)));
         assert_eq!(parse_upload_object_key(&format!("public/{product}/{image}")), None);
         assert_eq!(parse_upload_object_key(&format!("incoming/{product}")), None);

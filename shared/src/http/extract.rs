@@ -284,6 +284,12 @@ fn field_error(path: &str, message: &str) -> FieldError {
     FieldError { field, message: message.to_owned() }
 }
 
+/// The fingerprint an `Idempotency-Key` is remembered with: a hash of the raw
+/// request body, so the same key with another body is told apart.
+pub fn body_fingerprint(raw: &[u8]) -> String {
+    crate::repo::idempotency::fingerprint(raw)
+}
+
 /// The `Idempotency-Key` header, if sent: 400 when malformed.
 pub fn idempotency_key(
     headers: &http::HeaderMap,

@@ -14,8 +14,8 @@ mod response;
 pub use app::{app, run, RouteGroup, Router, Routes};
 pub use cursor::{Cursors, Limit, PageParams};
 pub use extract::{
-    date_param, idempotency_key, non_null, nullable, Admins, Allowed, Authorized, Caller, Farmers, IfMatch, JsonBody,
-    PathParams, Query, SourceAddress, MAX_JSON_BODY_BYTES,
+    body_fingerprint, date_param, idempotency_key, non_null, nullable, Admins, Allowed, Authorized, Caller, Farmers,
+    IfMatch, JsonBody, PathParams, Query, SourceAddress, MAX_JSON_BODY_BYTES,
 };
 pub use openapi::{document, IfNoneMatch, BEARER};
 pub use page::{paginate, Listed, NoFields, Page};
