@@ -32,6 +32,8 @@ MOTO_PID=""
 MOTO_LOG=""
 TOOLS_PID=""  # the background install of the Python tools
 TOOLS_LOG=""
+TEMPLATE_PID=""  # cfn-lint and sam validate, beside the tests
+TEMPLATE_LOG=""
 TEST_LOG=""
 LOCAL_PID=""  # marketplace-local under the API fuzz
 LOCAL_LOG=""
@@ -84,6 +86,11 @@ cleanup() {
         wait "$TOOLS_PID" 2>/dev/null || true
     fi
     [[ -n $TOOLS_LOG ]] && rm -f "$TOOLS_LOG"
+    if [[ -n $TEMPLATE_PID ]] && kill -0 "$TEMPLATE_PID" 2>/dev/null; then
+        kill "$TEMPLATE_PID" 2>/dev/null || true
+        wait "$TEMPLATE_PID" 2>/dev/null || true
+    fi
+    [[ -n $TEMPLATE_LOG ]] && rm -f "$TEMPLATE_LOG"
     [[ -n $FUZZ_LOG ]] && rm -f "$FUZZ_LOG"
     if [[ -n $MOTO_PID ]] && kill -0 "$MOTO_PID" 2>/dev/null; then
         kill "$MOTO_PID" 2>/dev/null || true
@@ -280,6 +287,17 @@ readme_walkthrough() {
 cfn_lint() { "$VENV/bin/cfn-lint" template.yaml && echo "cfn-lint: template.yaml has no findings"; }
 sam_validate() { "$VENV/bin/sam" validate --lint --region us-east-1 --template-file template.yaml; }
 
+# Waits for the template checks started in the background and shows their output.
+join_template_checks() {
+    local rc=0
+    wait "$TEMPLATE_PID" || rc=$?
+    TEMPLATE_PID=""
+    cat "$TEMPLATE_LOG"
+    rm -f "$TEMPLATE_LOG"
+    TEMPLATE_LOG=""
+    return "$rc"
+}
+
 if [[ $MODE == tools ]]; then
     step "python tools (.venv)" install_tools
     exit 0
@@ -303,14 +321,21 @@ lint_settings
 step "compile, clippy -D warnings" compile
 step "python tools (.venv)" join_tools
 if [[ $MODE == all ]]; then
+    # The template checks need only the Python tools: they run beside the
+    # tests, and their output is shown (and their failure counted) at the end.
+    TEMPLATE_LOG=$(mktemp -t template-checks.XXXXXX.log)
+    { cfn_lint && sam_validate; } >"$TEMPLATE_LOG" 2>&1 &
+    TEMPLATE_PID=$!
     step "aws endpoint" start_moto
     aws_environment
     step "cargo test" cargo_tests
     step "api fuzz (schemathesis)" api_fuzz
     step "readme walkthrough" readme_walkthrough
+    step "template checks (beside)" join_template_checks
+else
+    step "cfn-lint" cfn_lint
+    step "sam validate --lint" sam_validate
 fi
-step "cfn-lint" cfn_lint
-step "sam validate --lint" sam_validate
 
 # --- summary ----------------------------------------------------------------
 printf '\n==> summary\n'
