@@ -287,15 +287,21 @@ readme_walkthrough() {
 cfn_lint() { "$VENV/bin/cfn-lint" template.yaml && echo "cfn-lint: template.yaml has no findings"; }
 sam_validate() { "$VENV/bin/sam" validate --lint --region us-east-1 --template-file template.yaml; }
 
-# Waits for the template checks started in the background and shows their output.
-join_template_checks() {
+# join_background PID LOG: waits for a job started with `&`, shows the log it
+# wrote and removes it, and returns the job's status.
+join_background() {
     local rc=0
-    wait "$TEMPLATE_PID" || rc=$?
-    TEMPLATE_PID=""
-    cat "$TEMPLATE_LOG"
-    rm -f "$TEMPLATE_LOG"
-    TEMPLATE_LOG=""
+    wait "$1" || rc=$?
+    cat "$2"
+    rm -f "$2"
     return "$rc"
+}
+
+# The template checks started beside the tests.
+join_template_checks() {
+    local pid=$TEMPLATE_PID log=$TEMPLATE_LOG
+    TEMPLATE_PID="" TEMPLATE_LOG=""
+    join_background "$pid" "$log"
 }
 
 if [[ $MODE == tools ]]; then
@@ -308,12 +314,9 @@ TOOLS_LOG=$(mktemp -t tools.XXXXXX.log)
 install_tools >"$TOOLS_LOG" 2>&1 &
 TOOLS_PID=$!
 join_tools() {
-    local rc=0
-    wait "$TOOLS_PID" || rc=$?
-    TOOLS_PID=""
-    cat "$TOOLS_LOG"
-    rm -f "$TOOLS_LOG"
-    return "$rc"
+    local pid=$TOOLS_PID log=$TOOLS_LOG
+    TOOLS_PID="" TOOLS_LOG=""
+    join_background "$pid" "$log"
 }
 
 step "cargo fmt --check" cargo fmt --all -- --check

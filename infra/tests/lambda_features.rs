@@ -63,33 +63,28 @@ fn functions() -> BTreeMap<String, BTreeSet<String>> {
     functions
 }
 
-/// The features of `marketplace-shared` in a build of `package` alone.
-fn shared_features(package: &str) -> BTreeSet<String> {
+/// `cargo tree -p package`: one line per package in a build of `package`
+/// alone, "name version (path) feature,feature".
+fn tree(package: &str) -> Vec<String> {
     let output = Command::new(env!("CARGO"))
         .args(["tree", "-p", package, "-e", "normal", "--prefix", "none", "-f", "{p} {f}"])
         .current_dir(repo_root())
         .output()
         .expect("cargo runs");
     assert!(output.status.success(), "cargo tree -p {package}: {}", String::from_utf8_lossy(&output.stderr));
-    let tree = String::from_utf8(output.stdout).unwrap();
+    String::from_utf8(output.stdout).unwrap().lines().map(str::to_owned).collect()
+}
+
+/// The features of `marketplace-shared` in a build of `package` alone.
+fn shared_features(package: &str) -> BTreeSet<String> {
+    let tree = tree(package);
     let line = tree
-        .lines()
+        .iter()
         .find(|line| line.starts_with("marketplace-shared "))
-        .unwrap_or_else(|| panic!("{package} does not depend on marketplace-shared:\n{tree}"));
+        .unwrap_or_else(|| panic!("{package} does not depend on marketplace-shared:\n{}", tree.join("\n")));
     // "marketplace-shared v0.1.0 (/path) s3,sqs"
     let features = line.rsplit_once(") ").map_or("", |(_, features)| features);
     features.split(',').map(str::trim).filter(|f| !f.is_empty()).map(str::to_owned).collect()
-}
-
-/// The packages in a build of `package` alone.
-fn packages(package: &str) -> Vec<String> {
-    let output = Command::new(env!("CARGO"))
-        .args(["tree", "-p", package, "-e", "normal", "--prefix", "none", "-f", "{p}"])
-        .current_dir(repo_root())
-        .output()
-        .expect("cargo runs");
-    assert!(output.status.success(), "cargo tree -p {package}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap().lines().map(str::to_owned).collect()
 }
 
 /// Problems of one function's build: local-only features, or a setting whose
@@ -115,16 +110,18 @@ fn problems(package: &str, settings: &BTreeSet<String>, features: &BTreeSet<Stri
 fn every_lambda_build_links_the_clients_its_settings_need_and_no_local_backend() {
     let functions = functions();
     assert_eq!(functions.len(), 9, "the template's functions: {:?}", functions.keys());
-    let mut found = Vec::new();
-    for (package, settings) in &functions {
-        found.extend(problems(package, settings, &shared_features(package)));
-    }
+    let features: BTreeMap<&str, BTreeSet<String>> =
+        functions.keys().map(|package| (package.as_str(), shared_features(package))).collect();
+    let found: Vec<String> = functions
+        .iter()
+        .flat_map(|(package, settings)| problems(package, settings, &features[package.as_str()]))
+        .collect();
     assert!(found.is_empty(), "{}", found.join("\n"));
     // The worker sends mail, auth signs tokens, products takes uploads: their
     // builds are not the bare one.
-    assert!(shared_features("worker").contains("ses"));
-    assert!(shared_features("auth").contains("secrets"));
-    assert!(shared_features("products").contains("s3"));
+    assert!(features["worker"].contains("ses"));
+    assert!(features["auth"].contains("secrets"));
+    assert!(features["products"].contains("s3"));
 }
 
 #[test]
@@ -140,7 +137,7 @@ fn the_check_sees_a_missing_client_and_a_local_backend() {
 
 #[test]
 fn the_local_stack_links_no_aws_client() {
-    let linked = packages("infra");
+    let linked = tree("infra");
     let aws: BTreeSet<&str> = linked
         .iter()
         .filter(|p| p.starts_with("aws-sdk-") || p.starts_with("aws-config ") || p.starts_with("aws-smithy-"))
@@ -149,5 +146,5 @@ fn the_local_stack_links_no_aws_client() {
     assert!(aws.is_empty(), "marketplace-local's build links {aws:?}");
     assert!(linked.iter().any(|p| p.starts_with("rusqlite ")), "the embedded backend is linked");
     // The admin tool restores into DynamoDB: it does link the clients.
-    assert!(packages("marketplace-admin").iter().any(|p| p.starts_with("aws-sdk-dynamodb ")));
+    assert!(tree("marketplace-admin").iter().any(|p| p.starts_with("aws-sdk-dynamodb ")));
 }
